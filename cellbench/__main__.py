@@ -1,0 +1,3 @@
+from cellbench.cli import app
+
+app()
