@@ -1,0 +1,264 @@
+"""Encoder registry: register, list and create encoders by name (README F1).
+
+Modelled on timm's registry, with three sources of names:
+
+1. **Model cards** – every ``models/<name>.toml`` that has a ``factory = "module:function"``
+   key is a built-in model. The card is also the model's metadata record (F2).
+2. **Code** – ``register(name, "module:function")`` or the ``@register_encoder(name)``
+   decorator, for encoders defined in a user's own session or package.
+3. **Entry points** – third-party packages declare ``[project.entry-points."cellbench.encoders"]
+   my-model = "my_pkg.encoders:create"`` and their model shows up in ``cellbench models``.
+
+Factories are kept as ``"module:function"`` strings and imported only by :func:`create`,
+so listing models (and ``cellbench --help``) never imports torch. A factory is called as
+``factory(checkpoint=None, **kwargs)`` and returns a :class:`cellbench.encoders.base.Encoder`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import tomllib
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import metadata as importlib_metadata
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cellbench.errors import CellbenchError, NotFoundError
+
+ENTRY_POINT_GROUP = "cellbench.encoders"
+
+#: Keys every model's metadata record has (values may be "per-run" for counts measured
+#: when a checkpoint is trained).
+REQUIRED_METADATA = (
+    "name",
+    "display_name",
+    "family",
+    "description",
+    "parameters",
+    "training_images",
+    "training_perturbations",
+    "counts_provenance",
+    "embed_dim",
+    "pooling",
+    "input_channels",
+    "weights_license",
+    "citation",
+)
+
+_registered: dict[str, str | Callable[..., Any]] = {}
+_registered_metadata: dict[str, dict[str, Any]] = {}
+
+
+# --- model cards ---------------------------------------------------------------------------
+def cards_dir() -> Path:
+    """Directory of the model cards.
+
+    ``$CELLBENCH_MODELS_DIR`` if set; else the copy shipped inside the package
+    (``cellbench/model_cards``, a link to the repository's ``models/``); else ``models/``
+    beside the package (a source checkout).
+    """
+    env = os.environ.get("CELLBENCH_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    shipped = Path(str(resources.files("cellbench") / "model_cards"))
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+@lru_cache(maxsize=8)
+def _read_cards(directory: str) -> dict[str, dict[str, Any]]:
+    cards: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(directory).glob("*.toml")):
+        try:
+            card = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CellbenchError(
+                f"model card {path} is not valid TOML ({exc}); fix the file or remove it"
+            ) from None
+        name = card.get("name", path.stem)
+        if name != path.stem:
+            raise CellbenchError(
+                f"model card {path} declares name {name!r}; rename the file to {name}.toml "
+                "or fix its `name` key"
+            )
+        card["card_path"] = str(path)
+        cards[name] = card
+    return cards
+
+
+def cards() -> dict[str, dict[str, Any]]:
+    """All model cards by name (read once per directory)."""
+    return _read_cards(str(cards_dir()))
+
+
+def _flatten(card: dict[str, Any]) -> dict[str, Any]:
+    """A card's nested TOML tables flattened into the one metadata record of F1."""
+    arch = card.get("architecture", {})
+    training = card.get("training", {})
+    weights = card.get("weights", {})
+    record: dict[str, Any] = {
+        "name": card.get("name"),
+        "display_name": card.get("display_name", card.get("name")),
+        "family": card.get("family"),
+        "description": card.get("description"),
+        "ours": bool(card.get("ours", False)),
+        "trainer": card.get("trainer"),
+        "factory": card.get("factory"),
+        "backbone": arch.get("backbone"),
+        "parameters": arch.get("parameters"),
+        "embed_dim": arch.get("embed_dim"),
+        "pooling": arch.get("pooling"),
+        "input_size": arch.get("input_size"),
+        "input_channels": arch.get("input_channels"),
+        "preprocessing": arch.get("preprocessing", "self-standardise per image and channel"),
+        "training_images": training.get("images"),
+        "training_perturbations": training.get("perturbations"),
+        "training_data": training.get("data"),
+        "counts_provenance": training.get("provenance"),
+        "weights_license": weights.get("license"),
+        "weights_source": weights.get("source"),
+        "citation": card.get("citation"),
+        "recipe": card.get("recipe", {}),
+        "notes": card.get("notes"),
+        "card_path": card.get("card_path"),
+    }
+    return record
+
+
+# --- registration --------------------------------------------------------------------------
+def register(
+    name: str,
+    factory: str | Callable[..., Any],
+    *,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Register an encoder factory under ``name``.
+
+    ``factory`` is a callable or a lazy ``"module:function"`` string. ``metadata`` fills the
+    model's record when it has no card in ``models/``.
+    """
+    if isinstance(factory, str) and ":" not in factory:
+        raise ValueError(f"factory string must look like 'module:function', got {factory!r}")
+    if not overwrite and (name in _registered or name in _builtin_factories()):
+        raise CellbenchError(
+            f"an encoder named {name!r} is already registered; pick another name or pass "
+            "overwrite=True"
+        )
+    _registered[name] = factory
+    if metadata is not None:
+        _registered_metadata[name] = dict(metadata)
+
+
+def register_encoder(name: str, **metadata: Any) -> Callable[[Callable[..., Any]], Callable]:
+    """Decorator form of :func:`register`: ``@register_encoder("my-model", embed_dim=64)``."""
+
+    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+        register(name, factory, metadata=metadata or None, overwrite=True)
+        return factory
+
+    return decorator
+
+
+def unregister(name: str) -> None:
+    """Remove a code-registered encoder (tests, interactive sessions)."""
+    _registered.pop(name, None)
+    _registered_metadata.pop(name, None)
+
+
+def _builtin_factories() -> dict[str, str]:
+    return {name: card["factory"] for name, card in cards().items() if card.get("factory")}
+
+
+def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names of all available encoders (cards, code registrations, plugins), sorted.
+
+    ``pattern`` is an optional shell-style filter, as in ``timm.list_models("vit*")``.
+    """
+    import fnmatch
+
+    names = set(_builtin_factories()) | set(_registered) | set(_entry_points())
+    if pattern:
+        names = {n for n in names if fnmatch.fnmatch(n, pattern)}
+    return sorted(names)
+
+
+def _not_found(name: str) -> NotFoundError:
+    available = list_models()
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return NotFoundError(
+        f"unknown model {name!r}.{hint} Run `cellbench models` to list the "
+        f"{len(available)} registered models, or register your own (docs/adding-an-encoder.md)."
+    )
+
+
+def _resolve(name: str) -> str | Callable[..., Any]:
+    if name in _registered:
+        return _registered[name]
+    builtin = _builtin_factories()
+    if name in builtin:
+        return builtin[name]
+    eps = _entry_points()
+    if name in eps:
+        return eps[name].value
+    raise _not_found(name)
+
+
+def _load_factory(spec: str | Callable[..., Any], name: str) -> Callable[..., Any]:
+    if callable(spec):
+        return spec
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NotFoundError(
+            f"model {name!r} is registered with factory {spec!r}, but importing "
+            f"{module_name!r} failed ({exc}); install the package that provides it "
+            "(or its optional extra) and try again"
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise NotFoundError(
+            f"model {name!r}: module {module_name!r} has no factory {attr!r}; fix the "
+            "`factory` key of its model card or its entry point"
+        ) from None
+
+
+def metadata(name: str) -> dict[str, Any]:
+    """The metadata record of ``name``: its model card, else what it was registered with."""
+    card = cards().get(name)
+    if card is not None:
+        return _flatten(card)
+    if name in _registered_metadata or name in _registered or name in _entry_points():
+        record = dict.fromkeys(REQUIRED_METADATA)
+        record.update({"name": name, "display_name": name, "family": "plugin"})
+        record.update(_registered_metadata.get(name, {}))
+        return record
+    raise _not_found(name)
+
+
+def create(name: str, checkpoint: str | os.PathLike | None = None, **kwargs: Any):
+    """Build the encoder ``name`` (in eval mode), loading ``checkpoint`` when given.
+
+    Extra ``kwargs`` go to the factory (e.g. ``channels=dataset.channels`` for models that
+    adapt to the data's channels, ``input_size=`` for a crop size).
+    """
+    factory = _load_factory(_resolve(name), name)
+    encoder = factory(checkpoint=checkpoint, **kwargs)
+    encoder.name = name
+    record = metadata(name)
+    if getattr(encoder, "metadata", None):
+        record = {**record, **{k: v for k, v in encoder.metadata.items() if v is not None}}
+    encoder.metadata = record
+    return encoder.eval()

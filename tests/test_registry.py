@@ -1,0 +1,161 @@
+"""The encoder registry (F1): names, lazy imports, plugins, close-name errors, metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cellbench import registry
+from cellbench.errors import CellbenchError, NotFoundError
+
+PAPER_MODELS = [
+    "cwa-msn",
+    "single-well-msn",
+    "cropmae-cross",
+    "cropmae-single",
+    "vit-wsl",
+    "openphenom",
+    "vit-imagenet",
+    "cellprofiler",
+    "random",
+    "oracle",
+    "nuisance-only",
+]
+TRAINABLE = ["cwa-msn", "single-well-msn", "cropmae-cross", "cropmae-single", "vit-wsl", "infonce-cross"]
+
+
+def test_every_model_of_the_spec_is_registered():
+    names = registry.list_models()
+    for name in PAPER_MODELS + ["pixel-stats", "infonce-cross"]:
+        assert name in names
+    assert registry.list_models("cropmae*") == ["cropmae-cross", "cropmae-single"]
+
+
+def test_listing_models_does_not_import_torch():
+    code = (
+        "import sys, cellbench.registry as r; names = r.list_models(); "
+        "[r.metadata(n) for n in names]; print(len(names), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, torch_loaded = out.stdout.split()
+    assert int(count) >= 13
+    assert torch_loaded == "False"
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(NotFoundError) as info:
+        registry.create("cwa-msm")
+    message = str(info.value)
+    assert "'cwa-msn'" in message and "cellbench models" in message
+    with pytest.raises(NotFoundError):
+        registry.metadata("no-such-model-at-all")
+
+
+@pytest.mark.parametrize("name", sorted(registry.cards()))
+def test_card_metadata_is_complete(name):
+    record = registry.metadata(name)
+    missing = [k for k in registry.REQUIRED_METADATA if record.get(k) in (None, "")]
+    assert not missing, f"{name} card lacks {missing}"
+    assert ":" in record["factory"]
+    assert record["counts_provenance"] in {"reported", "measured"}
+    if name in TRAINABLE:
+        assert record["trainer"], f"{name} must name the trainer that trains it"
+        assert record["ours"] is True
+
+
+def test_paper_counts_come_from_the_cards():
+    # methods.md "Efficiency facts" / paper Table 1
+    assert registry.metadata("cwa-msn")["training_images"] == 198609
+    assert registry.metadata("cwa-msn")["training_perturbations"] == 7401
+    assert registry.metadata("vit-imagenet")["training_images"] == 1_000_000
+    assert registry.metadata("openphenom")["training_images"] >= 10_000_000
+    assert "non-commercial" in registry.metadata("openphenom")["weights_license"].lower()
+    assert registry.metadata("cwa-msn")["input_channels"] == ["DNA", "ER", "RNA", "AGP", "Mito"]
+
+
+def test_cards_are_shipped_inside_the_package():
+    shipped = Path(registry.__file__).parent / "model_cards"
+    repo = Path(registry.__file__).parent.parent / "models"
+    assert sorted(p.name for p in shipped.glob("*.toml")) == sorted(p.name for p in repo.glob("*.toml"))
+
+
+def test_register_lazy_string_and_decorator(tmp_path, monkeypatch):
+    module = tmp_path / "my_toy_encoders.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from cellbench.encoders.baselines import create_pixel_stats
+            CALLS = []
+            def create(checkpoint=None, **kwargs):
+                CALLS.append(checkpoint)
+                return create_pixel_stats(channels=("DNA",))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry.register("toy-lazy", "my_toy_encoders:create", metadata={"embed_dim": 11})
+        assert "my_toy_encoders" not in sys.modules  # lazy until created
+        encoder = registry.create("toy-lazy")
+        assert encoder.name == "toy-lazy" and encoder.embed_dim == 11
+        assert registry.metadata("toy-lazy")["embed_dim"] == 11
+
+        with pytest.raises(CellbenchError, match="already registered"):
+            registry.register("toy-lazy", "my_toy_encoders:create")
+        with pytest.raises(CellbenchError, match="already registered"):
+            registry.register("random", "my_toy_encoders:create")
+
+        @registry.register_encoder("toy-decorated", family="toy")
+        def _factory(checkpoint=None, **kwargs):
+            from cellbench.encoders.baselines import create_pixel_stats
+
+            return create_pixel_stats(channels=("DNA", "RNA"))
+
+        assert "toy-decorated" in registry.list_models()
+        assert registry.create("toy-decorated").embed_dim == 22
+        assert registry.metadata("toy-decorated")["family"] == "toy"
+    finally:
+        registry.unregister("toy-lazy")
+        registry.unregister("toy-decorated")
+    assert "toy-lazy" not in registry.list_models()
+
+
+def test_broken_factory_says_what_to_install():
+    registry.register("toy-broken", "no_such_module_xyz:create")
+    try:
+        with pytest.raises(NotFoundError, match="install"):
+            registry.create("toy-broken")
+    finally:
+        registry.unregister("toy-broken")
+
+
+def test_entry_point_plugin_is_found(tmp_path, monkeypatch):
+    (tmp_path / "toy_plugin_pkg.py").write_text(
+        "from cellbench.encoders.baselines import create_pixel_stats\n"
+        "def make(checkpoint=None, **kw):\n"
+        "    return create_pixel_stats(channels=('DNA', 'ER', 'RNA'))\n"
+    )
+    dist = tmp_path / "toy_plugin_pkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin-pkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cellbench.encoders]\ntoy-plugin = toy_plugin_pkg:make\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "toy-plugin" in registry.list_models()
+    encoder = registry.create("toy-plugin")
+    assert encoder.channels == ("DNA", "ER", "RNA") and encoder.embed_dim == 33
+    assert registry.metadata("toy-plugin")["family"] == "plugin"
+
+
+def test_bad_card_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "oops.toml").write_text('name = "other"\n')
+    monkeypatch.setenv("CELLBENCH_MODELS_DIR", str(tmp_path))
+    with pytest.raises(CellbenchError, match="rename the file"):
+        registry.list_models()
+    (tmp_path / "oops.toml").write_text("name = \n")
+    registry._read_cards.cache_clear()
+    with pytest.raises(CellbenchError, match="not valid TOML"):
+        registry.list_models()
