@@ -1,0 +1,247 @@
+"""Masked Siamese Networks, cross-well (CWA-MSN) and single-well (the paper's ablation).
+
+MSN: Assran et al., "Masked Siamese Networks for Label-Efficient Learning", ECCV 2022
+(arXiv:2204.07141). CWA-MSN: the cross-well alignment of the paper in ../shared/paper, section 3
+(spec/methods.md). What this module implements:
+
+* anchor encoder = timm ViT + projection head (hidden BN + GELU, none on the output; the paper's
+  384 -> 2048 -> 2048 -> 256, widths taken from the preset), target encoder = its EMA;
+* anchor views: ``n_random_views`` random crops + ``n_focal_views`` focal crops of the anchor
+  image, crop + flip only, patch tokens dropped at ``mask_ratio`` (CLS kept);
+  target view: one unmasked random crop of the target image - from *another well of the same
+  perturbation* (cwa-msn) or from the same well (single-well-msn);
+* probabilities ``softmax(cos(z, prototypes) / tau)`` against learnable prototypes (uniform
+  +-1/16 init, L2-normalised only inside the cosine, no weight decay);
+* targets: sharpened with temperature ``sharpen`` (p^(1/T), renormalised), then Sinkhorn-
+  balanced (``sinkhorn_iters`` iterations, over the global batch under DDP), repeated for each
+  anchor view;
+* loss: ``ce_weight * CE(targets, anchor probs) + me_max_weight * (log K - H(mean anchor prob))``
+  (the mean over the global batch under DDP);
+* embedding: the EMA target backbone's CLS token (options: mean of patch tokens, before the
+  final LayerNorm).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cellbench.train.backbone import build_backbone, num_patches, pool, random_keep, tokens
+from cellbench.train.ema import make_target
+from cellbench.train.method import Method, SamplerOptions, StepInputs
+from cellbench.train.presets import TrainConfig
+from cellbench.train.views import multi_crop, random_crops, random_flips, standardize
+
+
+# --------------------------------------------------------------------------- the loss
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``p^(1/T) / sum p^(1/T)`` row-wise (MSN target sharpening, T = 0.25)."""
+    sharp = probs ** (1.0 / temperature)
+    return sharp / sharp.sum(dim=1, keepdim=True)
+
+
+@torch.no_grad()
+def sinkhorn(probs: torch.Tensor, iters: int = 3) -> torch.Tensor:
+    """Sinkhorn-Knopp balancing of (B, K) assignment probabilities (SwAV/MSN).
+
+    Alternately scales each prototype's total mass to 1/K and each sample's to 1/B (B = the
+    global batch: sums are all-reduced under DDP); returns rows that sum to 1.
+    """
+    import torch.distributed as dist
+
+    world = _world()
+
+    def allreduce(x: torch.Tensor) -> torch.Tensor:
+        if world > 1:
+            dist.all_reduce(x)
+        return x
+
+    q = probs.t().to(torch.float64)  # (K, B_local)
+    k, b = q.shape[0], q.shape[1] * world
+    q = q / allreduce(q.sum().reshape(1))
+    for _ in range(iters):
+        q = q / allreduce(q.sum(dim=1, keepdim=True))
+        q = q / k
+        q = q / q.sum(dim=0, keepdim=True)
+        q = q / b
+    return (q * b).t().to(probs.dtype)
+
+
+def prototype_logits(z: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> torch.Tensor:
+    """cos(z, prototypes) / tau, (N, K)."""
+    return F.normalize(z, dim=1) @ F.normalize(prototypes, dim=1).t() / temperature
+
+
+def _global_mean(probs: torch.Tensor) -> torch.Tensor:
+    """Mean over rows, over all processes under DDP (differentiable all-reduce)."""
+    mean = probs.mean(dim=0)
+    world = _world()
+    if world > 1:
+        from torch.distributed.nn.functional import all_reduce
+
+        mean = all_reduce(mean) / world
+    return mean
+
+
+def msn_loss(
+    anchor_z: torch.Tensor,
+    target_z: torch.Tensor,
+    prototypes: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    sharpen_temperature: float = 0.25,
+    sinkhorn_iters: int = 3,
+    ce_weight: float = 1.0,
+    me_max_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The MSN objective.
+
+    ``anchor_z``: (V * B, D) projections of V anchor views, view-major (view v of sample i at
+    row ``v * B + i``); ``target_z``: (B, D) projections of the target views (no gradient).
+    Returns the loss and a dict with ``ce``, ``me_max`` (floats), ``anchor_probs`` and
+    ``targets`` (tensors, detached).
+    """
+    batch = target_z.shape[0]
+    if anchor_z.shape[0] % batch:
+        raise ValueError("anchor rows must be a multiple of the target rows")
+    n_views = anchor_z.shape[0] // batch
+    probs = F.softmax(prototype_logits(anchor_z, prototypes, temperature), dim=1)
+    with torch.no_grad():
+        targets = F.softmax(prototype_logits(target_z, prototypes, temperature), dim=1)
+        targets = sharpen(targets, sharpen_temperature)
+        if sinkhorn_iters > 0:
+            targets = sinkhorn(targets, sinkhorn_iters)
+        targets_rep = targets.repeat(n_views, 1)
+    ce = -(targets_rep * torch.log(probs.clamp_min(1e-30))).sum(dim=1).mean()
+    mean_probs = _global_mean(probs)
+    entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-30))).sum()
+    me_max = math.log(prototypes.shape[0]) - entropy
+    loss = ce_weight * ce + me_max_weight * me_max
+    return loss, {
+        "ce": float(ce.detach()),
+        "me_max": float(me_max.detach()),
+        "anchor_probs": probs.detach(),
+        "targets": targets.detach(),
+    }
+
+
+# --------------------------------------------------------------------------- the model
+class ProjectionHead(nn.Sequential):
+    """in -> hidden -> hidden -> out; BatchNorm + GELU after each hidden layer (MSN)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, out_dim),
+        )
+
+
+class MSN(Method):
+    """MSN training method; ``cross_well`` picks CWA-MSN (True) or Single-Well-MSN (False)."""
+
+    def __init__(self, config: TrainConfig, in_chans: int, *, cross_well: bool = True) -> None:
+        super().__init__(config)
+        self.name = "cwa-msn" if cross_well else "single-well-msn"
+        self.cross_well = cross_well
+        self.pooling = config.pooling
+        self.backbone = build_backbone(config, in_chans)
+        width = int(self.backbone.embed_dim)
+        self.head = ProjectionHead(width, config.proj_hidden, config.proj_out)
+        self.prototypes = nn.Parameter(
+            torch.empty(config.num_prototypes, config.proj_out).uniform_(-1 / 16, 1 / 16)
+        )
+        self.target_backbone = make_target(self.backbone)
+        self.target_head = make_target(self.head)
+
+    @property
+    def sampler_options(self) -> SamplerOptions:
+        return SamplerOptions(cross_well=self.cross_well)
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.target_backbone, self.backbone), (self.target_head, self.head)]
+
+    def embedding_backbone(self) -> nn.Module:
+        return self.target_backbone
+
+    def no_weight_decay(self) -> set[str]:
+        return {"prototypes"}
+
+    def _encode_masked(self, views: torch.Tensor, generator: torch.Generator, mask: bool):
+        keep = None
+        if mask:
+            n = num_patches(self.backbone, views.shape[-1])
+            keep = random_keep(views.shape[0], n, self.config.mask_ratio, generator)
+        return tokens(self.backbone, views, keep)[:, 0]  # CLS
+
+    def forward(self, inputs: StepInputs, generator: torch.Generator):
+        cfg = self.config
+        anchor = standardize(inputs.anchor)
+        target = standardize(inputs.target)
+        rand, focal = multi_crop(
+            anchor, generator, crop_size=cfg.crop_size, focal_size=cfg.focal_size,
+            n_random=cfg.n_random_views, n_focal=cfg.n_focal_views,
+        )
+        target_view = random_flips(random_crops(target, cfg.crop_size, generator), generator)
+        cls = [self._encode_masked(rand, generator, True)]
+        if focal is not None:
+            cls.append(self._encode_masked(focal, generator, cfg.mask_focal))
+        anchor_z = self.head(torch.cat(cls))
+        with torch.no_grad():
+            target_z = self.target_head(tokens(self.target_backbone, target_view)[:, 0])
+        loss, out = msn_loss(
+            anchor_z, target_z, self.prototypes,
+            temperature=cfg.temperature, sharpen_temperature=cfg.sharpen,
+            sinkhorn_iters=cfg.sinkhorn_iters, ce_weight=cfg.ce_weight,
+            me_max_weight=cfg.me_max_weight,
+        )
+        from cellbench.metrics.health import prototype_usage
+
+        usage = prototype_usage(out["anchor_probs"])
+        t_usage = prototype_usage(out["targets"])
+        logs = {
+            "ce": out["ce"],
+            "me_max": out["me_max"],
+            "proto_used": usage["fraction_used"],
+            "proto_entropy": usage["usage_entropy"],
+            "target_proto_used": t_usage["fraction_used"],
+            "target_max_prob": float(out["targets"].max(dim=1).values.mean()),
+        }
+        return loss, logs
+
+    def embed_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation embedding of standardised images with the target backbone."""
+        toks = tokens(self.target_backbone, images, final_norm=not self.config.pre_norm_embedding)
+        return pool(self.target_backbone, toks, self.pooling)
+
+
+# --------------------------------------------------------------------------- the encoder
+def create(checkpoint: str | None = None, *, cross_well: bool = True, **kwargs: Any):
+    """The registry factory of ``cwa-msn`` (``cross_well=True``) and ``single-well-msn``.
+
+    With a checkpoint written by ``cellbench train``, the trained EMA backbone; without one,
+    an untrained model of ``preset`` (default ``quick``) for ``channels``.
+    """
+    from cellbench.train.export import create_encoder
+
+    name = "cwa-msn" if cross_well else "single-well-msn"
+    return create_encoder(name, checkpoint, **kwargs)
+
+
+def create_single_well(checkpoint: str | None = None, **kwargs: Any):
+    """The registry factory of ``single-well-msn``."""
+    return create(checkpoint, cross_well=False, **kwargs)

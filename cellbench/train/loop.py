@@ -1,0 +1,502 @@
+"""The one training loop every method shares (MSN, CropMAE, ViT-WSL, InfoNCE).
+
+What it guarantees (issue 4 item 6, quality.md R2/R3):
+
+* **Determinism** - weights are initialised from ``seed``; the pairs of step ``s`` are
+  ``PairSampler.batch_at(s)`` (a pure function of (seed, s)) and every augmentation draws from
+  a generator seeded with (seed, s, rank). Same seed -> same weights, bit for bit, on CPU.
+* **Resume** - every ``checkpoint_every`` steps, ``checkpoint.pt`` (model incl. EMA target,
+  optimiser, step, RNG state, logs) is written atomically; ``resume=True`` continues from it and
+  ends with the same weights as an uninterrupted run (schedules are functions of the step).
+* **Schedules** - AdamW (no weight decay on biases, norms, prototypes), linear warm-up + cosine
+  lr, cosine weight decay, linear EMA momentum, gradient-norm clipping.
+* **DDP** - under ``torchrun`` (gloo on CPU, NCCL on GPU) each rank takes its contiguous slice
+  of the global batch ``batch_at(step)``; gradients are averaged by DistributedDataParallel.
+* **Budget** - ``time_budget_s`` stops at a wall-clock budget (a checkpoint and the model are
+  written; the schedule is not shortened, so ``resume`` can continue the same run).
+* **Health** - every ``health_every`` steps the embedding of a fixed probe set of sites is
+  scored for the well-shortcut rate and effective rank (:mod:`cellbench.metrics.health`), and
+  a frozen MSN loss (constant CE and me-max) is reported as a warning.
+
+Outputs in ``out_dir``: ``checkpoint.pt`` (to resume), ``model.pt`` (what encoders load),
+``train_log.json`` (losses, schedules, health, warnings, timings).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cellbench.errors import CellbenchError
+from cellbench.io import atomic_path, write_json_atomic
+from cellbench.train import schedules
+from cellbench.train.ema import ema_update
+from cellbench.train.method import Method, StepInputs
+from cellbench.train.presets import TrainConfig
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LOG = "train_log.json"
+FORMAT = 1
+# fields that may change between a run and its resumption (they do not change the maths)
+_RESUMABLE_CHANGES = {"time_budget_s", "checkpoint_every", "health_every", "log_every"}
+
+
+@dataclass
+class TrainResult:
+    model_path: Path | None  # None when the run was stopped before writing the model
+    checkpoint_path: Path
+    steps_done: int
+    total_steps: int
+    stopped: str  # "completed" | "time_budget" | "stop_at"
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ distributed helpers
+def _dist_env(device: str) -> tuple[int, int, bool]:
+    """(world size, rank, initialised here) - initialise the process group under torchrun."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 1, 0, False
+    if dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank(), False
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend=backend)
+    return dist.get_world_size(), dist.get_rank(), True
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The augmentation RNG of one step of one rank: a pure function of (seed, step, rank)."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _slice_batch(batch: Any, rank: int, world: int, device: str) -> StepInputs:
+    def take(x):
+        t = torch.as_tensor(np.asarray(x))
+        n = t.shape[0]
+        if n % world:
+            raise CellbenchError(
+                f"the batch size {n} is not divisible by the {world} processes; "
+                "choose --batch-size as a multiple of the number of processes."
+            )
+        per = n // world
+        return t[rank * per : (rank + 1) * per].to(device)
+
+    return StepInputs(
+        anchor=take(batch.anchor),
+        target=take(batch.target),
+        perturbation=take(batch.perturbation_index).long(),
+        anchor_well=take(batch.anchor_well_index).long(),
+        target_well=take(batch.target_well_index).long(),
+    )
+
+
+# ------------------------------------------------------------------ optimiser
+def param_groups(method: Method) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weights; none on biases, norms (1-D) and prototypes."""
+    exempt = method.no_weight_decay()
+    decay, no_decay = [], []
+    for name, p in method.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name in exempt or name.split(".")[-1] in exempt:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "apply_wd": True},
+        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+    ]
+
+
+def total_steps(config: TrainConfig, n_images: int) -> int:
+    if config.max_steps is not None:
+        return int(config.max_steps)
+    return max(int(math.ceil(config.epochs * n_images / config.batch_size)), 1)
+
+
+def warmup_steps(config: TrainConfig, n_images: int) -> int:
+    if config.warmup_steps is not None:
+        return int(config.warmup_steps)
+    return int(round(config.warmup_epochs * n_images / config.batch_size))
+
+
+# ------------------------------------------------------------------ health probe
+class HealthProbe:
+    """A fixed set of sites (two or more per well) embedded every ``health_every`` steps."""
+
+    def __init__(self, dataset: Any, seed: int, n_sites: int = 192, crop: int = 32) -> None:
+        import polars as pl
+
+        sites = dataset.sites.with_row_index("_row")
+        counts = sites.group_by("well_id").len()
+        multi = counts.filter(pl.col("len") >= 2)["well_id"].sort()
+        rng = np.random.default_rng([seed, 7])
+        wells = multi.to_numpy()
+        rng.shuffle(wells)
+        chosen = sites.filter(pl.col("well_id").is_in(list(wells[: max(n_sites // 2, 1)])))
+        chosen = chosen.sort("_row").head(n_sites)
+        self.indices = chosen["_row"].to_numpy()
+        self.well_ids = chosen["well_id"].to_numpy()
+        self.crop = crop
+        self._images = None
+        self.dataset = dataset
+
+    def images(self) -> torch.Tensor:
+        from cellbench.train.views import center_crop, standardize
+
+        if self._images is None:
+            raw = torch.as_tensor(np.asarray(self.dataset.read_sites(self.indices)))
+            x = standardize(raw)
+            size = min(self.crop, *x.shape[-2:])
+            self._images = center_crop(x, size)
+        return self._images
+
+    @torch.no_grad()
+    def __call__(self, method: Method) -> dict[str, float]:
+        from cellbench.metrics.health import effective_rank, well_shortcut_rate
+        from cellbench.train.backbone import pool, tokens
+
+        if len(self.indices) < 4:
+            return {}
+        backbone = method.embedding_backbone()
+        was_training = backbone.training
+        backbone.eval()
+        x = self.images().to(next(backbone.parameters()).device)
+        emb = pool(backbone, tokens(backbone, x), method.pooling).float().cpu().numpy()
+        backbone.train(was_training)
+        return {
+            "well_shortcut_rate": well_shortcut_rate(emb, self.well_ids),
+            "effective_rank": effective_rank(emb),
+        }
+
+
+# ------------------------------------------------------------------ the loop
+def train(
+    model_name: str,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    device: str = "cpu",
+    stop_at: int | None = None,
+    health: bool = True,
+    sampler: Any | None = None,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``model_name`` on ``dataset`` with ``config``; see the module docstring.
+
+    ``stop_at`` stops after that many steps as if the process were killed (tests of resume:
+    nothing beyond the last periodic checkpoint is written). ``callback(step, record)`` is
+    called on rank 0 with each logged record (e.g. a probe-screen recall, issue 6).
+    ``sampler`` replaces the default ``PairSampler`` (anything with ``batch_at(step)`` and
+    ``n_perturbations``; it must be a pure function of the step for resume to hold).
+    """
+    from cellbench.train.methods import build_method, check_trainable
+
+    check_trainable(model_name)
+    out_dir = Path(out_dir)
+    world, rank, own_group = _dist_env(device)
+    main = rank == 0
+    try:
+        torch.manual_seed(seed)
+        # the method decides how pairs are drawn
+        opts = build_method_options(model_name, config)
+        if sampler is None:
+            from cellbench.data.sampling import PairSampler
+
+            sampler = PairSampler(
+                dataset,
+                cross_well=opts.cross_well,
+                batch_size=config.batch_size,
+                seed=seed,
+                include_controls=opts.include_controls,
+                holdout_fraction=opts.holdout_fraction,
+            )
+        torch.manual_seed(seed)
+        method = build_method(
+            model_name, config, len(dataset.channels), int(getattr(sampler, "n_perturbations", 0))
+        ).to(device)
+        method.train()
+        groups = param_groups(method)
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+        n_images = int(dataset.sites.height)
+        n_total = total_steps(config, n_images)
+        n_warm = warmup_steps(config, n_images)
+
+        history: list[dict[str, Any]] = []
+        health_log: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        start, elapsed_before = 0, 0.0
+        ckpt_path = out_dir / CHECKPOINT
+        if resume and ckpt_path.exists():
+            state = _load_checkpoint(ckpt_path, model_name, seed, config)
+            method.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+            start = int(state["step"])
+            history, health_log = list(state["history"]), list(state["health"])
+            warnings = list(state["warnings"])
+            elapsed_before = float(state["elapsed_s"])
+
+        net: torch.nn.Module = method
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [torch.device(device).index] if device.startswith("cuda") else None
+            net = DistributedDataParallel(method, device_ids=ids)
+
+        probe = HealthProbe(dataset, seed, crop=config.crop_size) if (health and main) else None
+        params = [p for p in method.parameters() if p.requires_grad]
+        ema_pairs = method.ema_pairs()
+        bar = _Progress(n_total, start, model_name, enabled=progress and main)
+        t0 = time.perf_counter()
+        stopped, step = "completed", start
+        last_ckpt = start
+
+        def save() -> None:
+            if main:
+                elapsed = elapsed_before + time.perf_counter() - t0
+                _save_checkpoint(
+                    ckpt_path, method, optimizer, model_name, seed, config, step,
+                    history, health_log, warnings, elapsed, dataset, sampler,
+                )
+
+        while step < n_total:
+            lr = schedules.warmup_cosine(step, n_total, config.lr, n_warm, config.min_lr)
+            wd = schedules.cosine(step, n_total, config.weight_decay, config.final_weight_decay)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+                if group["apply_wd"]:
+                    group["weight_decay"] = wd
+            inputs = _slice_batch(sampler.batch_at(step), rank, world, device)
+            loss, logs = net(inputs, step_generator(seed, step, rank))
+            if not torch.isfinite(loss):
+                raise CellbenchError(
+                    f"{model_name}: the loss became {float(loss)} at step {step}; lower the "
+                    "learning rate (--override lr=...) or check the input images for NaN."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = None
+            if config.clip_grad:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip_grad))
+            optimizer.step()
+            momentum = schedules.linear(step, n_total, config.ema_start, config.ema_end)
+            for target, online in ema_pairs:
+                ema_update(target, online, momentum)
+            step += 1
+
+            if main and (step % config.log_every == 0 or step == n_total):
+                record = {"step": step, "loss": float(loss.detach()), "lr": lr, "wd": wd,
+                          "ema": momentum, "time_s": elapsed_before + time.perf_counter() - t0}
+                if grad_norm is not None:
+                    record["grad_norm"] = grad_norm
+                record.update(logs)
+                history.append(record)
+                if callback is not None:
+                    callback(step, record)
+                _check_frozen(history, warnings, bar)
+            if probe is not None and (step % config.health_every == 0 or step == n_total):
+                rec = {"step": step, **probe(method)}
+                for key in ("proto_used", "proto_entropy", "ce", "me_max"):
+                    if key in logs:
+                        rec[key] = logs[key]
+                health_log.append(rec)
+                if callback is not None:
+                    callback(step, {"health": rec})
+            bar.update(step, float(loss.detach()), config.batch_size)
+            if stop_at is not None and step >= stop_at:
+                stopped = "stop_at"
+                break
+            if step % config.checkpoint_every == 0 and step < n_total:
+                save()
+                last_ckpt = step
+            if config.time_budget_s is not None and _budget_spent(
+                time.perf_counter() - t0, config.time_budget_s, world, device
+            ):
+                stopped = "time_budget"
+                break
+        bar.close()
+
+        log = {
+            "model": model_name, "seed": seed, "config": config.to_dict(), "steps_done": step,
+            "total_steps": n_total, "warmup_steps": n_warm, "stopped": stopped,
+            "world_size": world, "history": history, "health": health_log,
+            "warnings": warnings, "elapsed_s": elapsed_before + time.perf_counter() - t0,
+        }
+        model_path = None
+        if stopped != "stop_at":
+            if step != last_ckpt:
+                save()
+            if main:
+                model_path = out_dir / MODEL
+                _save_model(model_path, method, model_name, seed, config, step, dataset, sampler)
+                write_json_atomic(out_dir / LOG, log)
+        return TrainResult(model_path, ckpt_path, step, n_total, stopped, log)
+    finally:
+        if own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def build_method_options(model_name: str, config: TrainConfig):
+    """The sampler options of a method, without building its network."""
+    from cellbench.train.method import SamplerOptions
+
+    if model_name == "vit-wsl":
+        return SamplerOptions(cross_well=False, holdout_fraction=config.holdout_fraction)
+    cross = model_name in ("cwa-msn", "cropmae-cross", "infonce-cross")
+    return SamplerOptions(cross_well=cross)
+
+
+def _budget_spent(elapsed: float, budget: float, world: int, device: str) -> bool:
+    """All ranks stop together: rank 0's clock decides (broadcast under DDP)."""
+    spent = elapsed >= budget
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if spent else 0.0], device=device)
+        dist.broadcast(flag, src=0)
+        spent = bool(flag.item() > 0)
+    return spent
+
+
+def _check_frozen(history: list[dict], warnings: list[str], bar: Any) -> None:
+    from cellbench.metrics.health import frozen_loss_warning
+
+    if not history or "ce" not in history[-1]:
+        return
+    msg = frozen_loss_warning(
+        {"ce": [h["ce"] for h in history], "me_max": [h["me_max"] for h in history]}
+    )
+    if msg and not any(w.startswith("MSN loss frozen") for w in warnings):
+        warnings.append(f"step {history[-1]['step']}: " + msg)
+        bar.warn(msg)
+
+
+# ------------------------------------------------------------------ files
+def _meta(model_name, seed, config, step, dataset, sampler) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model": model_name,
+        "seed": int(seed),
+        "config": config.to_dict(),
+        "step": int(step),
+        "channels": list(dataset.channels),
+        "n_perturbations": int(getattr(sampler, "n_perturbations", 0)),
+    }
+
+
+def _save_checkpoint(path, method, optimizer, model_name, seed, config, step, history,
+                     health_log, warnings, elapsed, dataset, sampler) -> None:
+    state = _meta(model_name, seed, config, step, dataset, sampler)
+    state.update(
+        state_dict=method.state_dict(),
+        optimizer=optimizer.state_dict(),
+        rng=torch.get_rng_state(),
+        history=history,
+        health=health_log,
+        warnings=warnings,
+        elapsed_s=elapsed,
+    )
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _save_model(path, method, model_name, seed, config, step, dataset, sampler) -> None:
+    state = _meta(model_name, seed, config, step, dataset, sampler)
+    state["state_dict"] = method.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CellbenchError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt - delete "
+            "it to start the run again, or restore a good copy."
+        ) from exc
+    if state.get("model") != model_name or int(state.get("seed", -1)) != seed:
+        raise CellbenchError(
+            f"checkpoint {path} belongs to model {state.get('model')!r} seed {state.get('seed')}, "
+            f"not {model_name!r} seed {seed}; use another --out directory or drop --resume."
+        )
+    saved, now = dict(state["config"]), config.to_dict()
+    saved["betas"], now["betas"] = list(saved["betas"]), list(now["betas"])
+    diff = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+    if diff:
+        raise CellbenchError(
+            f"cannot resume {path}: its configuration differs in {', '.join(diff)}; resume with "
+            "the same preset and overrides, or start a new run in another --out directory."
+        )
+    return state
+
+
+# ------------------------------------------------------------------ progress
+class _Progress:
+    """A rich progress bar: step, loss, images/s and ETA (silent when disabled)."""
+
+    def __init__(self, total: int, start: int, name: str, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start_step = start
+        self.t0 = time.perf_counter()
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]train {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[ips]} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(name, total=total, completed=start, loss="-", ips="-")
+
+    def update(self, step: int, loss: float, batch: int) -> None:
+        if not self.enabled:
+            return
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        ips = (step - self.start_step) * batch / dt
+        self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", ips=f"{ips:.0f}")
+
+    def warn(self, message: str) -> None:
+        if self.enabled:
+            self.progress.console.print(f"[yellow]warning:[/yellow] {message}")
+        else:
+            import sys
+
+            print(f"warning: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,42 @@
+"""Trainable models by name: which :class:`~cellbench.train.method.Method` trains which encoder."""
+
+from __future__ import annotations
+
+import difflib
+
+from cellbench.errors import NotFoundError
+from cellbench.train.method import Method
+from cellbench.train.presets import TrainConfig
+
+#: model name -> (module, class, keyword arguments)
+TRAINABLE: dict[str, tuple[str, str, dict]] = {
+    "cwa-msn": ("cellbench.encoders.msn", "MSN", {"cross_well": True}),
+    "single-well-msn": ("cellbench.encoders.msn", "MSN", {"cross_well": False}),
+    "cropmae-cross": ("cellbench.encoders.cropmae", "CropMAE", {"cross_well": True}),
+    "cropmae-single": ("cellbench.encoders.cropmae", "CropMAE", {"cross_well": False}),
+    "vit-wsl": ("cellbench.encoders.wsl", "WSL", {}),
+    "infonce-cross": ("cellbench.encoders.contrastive", "InfoNCE", {"cross_well": True}),
+    "infonce-single": ("cellbench.encoders.contrastive", "InfoNCE", {"cross_well": False}),
+}
+
+
+def check_trainable(name: str) -> None:
+    if name not in TRAINABLE:
+        close = difflib.get_close_matches(name, list(TRAINABLE), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise NotFoundError(
+            f"model {name!r} cannot be trained by cellbench.{hint} "
+            f"Trainable models: {', '.join(TRAINABLE)}."
+        )
+
+
+def build_method(name: str, config: TrainConfig, in_chans: int, n_perturbations: int = 0) -> Method:
+    import importlib
+
+    check_trainable(name)
+    module_name, cls_name, kwargs = TRAINABLE[name]
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    kwargs = dict(kwargs)
+    if name == "vit-wsl":
+        kwargs["n_classes"] = n_perturbations
+    return cls(config, in_chans, **kwargs)

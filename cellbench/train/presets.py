@@ -1,0 +1,210 @@
+"""Training presets: named, complete hyper-parameter sets, every field overridable.
+
+* ``tiny``  - for tests: a 2-block ViT on 16 px crops, runs in seconds.
+* ``quick`` - the default run: a small timm ViT (width 192, depth 4, patch 8) on 32 px crops,
+  a few minutes on 2 CPU cores.
+* ``standard`` - PLACEHOLDER for the CPU budget that issue 6 (the budget curve) will choose;
+  until then it is ``quick`` trained 4x longer.
+* ``paper`` - exactly the recipe of the CWA-MSN paper (docs: spec/methods.md, paper section 3):
+  ViT-S/16, batch 64, 100 epochs, lr 2e-4 with 15 warm-up epochs then cosine, weight decay
+  cosine 0.04 -> 0.4, gradient clip 3.0, EMA 0.996 -> 1.0, 1,024 prototypes, tau 0.1,
+  sharpening 0.25, 3 Sinkhorn iterations, 1 random + 10 focal anchor views, patch drop 0.15.
+
+A preset is a frozen :class:`TrainConfig`; :func:`resolve` applies overrides by field name and
+rejects unknown names (with close-name suggestions) and wrong types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellbench.errors import CellbenchError, NotFoundError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyper-parameter of a training run (shared by all methods; each uses what it needs)."""
+
+    # --- backbone (a timm VisionTransformer) ---
+    arch: str = "vit_small_patch16_224"  # a timm name, or "custom" to use the widths below
+    embed_dim: int = 384  # used when arch == "custom"
+    depth: int = 12
+    num_heads: int = 6
+    patch_size: int = 16
+    crop_size: int = 224  # side of the random (global) crops, pixels
+    focal_size: int = 96  # side of the focal (local) crops, pixels
+    # --- optimisation ---
+    batch_size: int = 64  # perturbations (pairs) per step, over all processes
+    epochs: float = 100.0  # passes over the training images (sets the step count)
+    max_steps: int | None = None  # overrides epochs when set
+    lr: float = 2e-4
+    min_lr: float = 0.0
+    warmup_epochs: float = 15.0
+    warmup_steps: int | None = None  # overrides warmup_epochs when set
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float | None = 3.0
+    ema_start: float = 0.996
+    ema_end: float = 1.0
+    # --- MSN ---
+    num_prototypes: int = 1024
+    proj_hidden: int = 2048
+    proj_out: int = 256
+    temperature: float = 0.1
+    sharpen: float = 0.25
+    sinkhorn_iters: int = 3
+    me_max_weight: float = 1.0
+    ce_weight: float = 1.0
+    n_random_views: int = 1
+    n_focal_views: int = 10
+    mask_ratio: float = 0.15
+    mask_focal: bool = True  # reference MSN masks only the full-size views: set False
+    pooling: str = "cls"  # embedding: "cls" | "mean" (mean of patch tokens)
+    pre_norm_embedding: bool = False  # embedding taken before the final LayerNorm
+    # --- CropMAE ---
+    cropmae_mask_ratio: float = 0.985
+    decoder_dim: int = 256
+    decoder_depth: int = 4
+    decoder_heads: int = 8
+    # --- InfoNCE (positive control) ---
+    infonce_temperature: float = 0.1
+    # --- ViT-WSL ---
+    holdout_fraction: float = 0.2  # fraction of each perturbation's wells held out for early stop
+    # --- infrastructure ---
+    checkpoint_every: int = 500
+    health_every: int = 200
+    log_every: int = 10
+    time_budget_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PAPER = TrainConfig()
+
+_QUICK = dataclasses.replace(
+    _PAPER,
+    arch="custom",
+    embed_dim=192,
+    depth=4,
+    num_heads=3,
+    patch_size=8,
+    crop_size=32,
+    focal_size=16,
+    batch_size=64,
+    epochs=1.0,
+    max_steps=600,
+    lr=5e-4,
+    warmup_epochs=0.0,
+    warmup_steps=60,
+    proj_hidden=512,
+    proj_out=128,
+    num_prototypes=64,
+    n_focal_views=4,
+    checkpoint_every=200,
+    health_every=100,
+    time_budget_s=None,
+)
+
+_TINY = dataclasses.replace(
+    _QUICK,
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    patch_size=8,
+    crop_size=16,
+    focal_size=8,
+    batch_size=8,
+    max_steps=12,
+    lr=1e-3,
+    warmup_steps=2,
+    proj_hidden=64,
+    proj_out=32,
+    num_prototypes=16,
+    n_focal_views=2,
+    decoder_dim=32,
+    decoder_depth=1,
+    decoder_heads=2,
+    checkpoint_every=5,
+    health_every=6,
+    log_every=1,
+)
+
+# PLACEHOLDER: issue 6's budget curve chooses this one; until then, quick x4 steps.
+_STANDARD = dataclasses.replace(_QUICK, max_steps=2400, checkpoint_every=400, health_every=200)
+
+PRESETS: dict[str, TrainConfig] = {
+    "tiny": _TINY,
+    "quick": _QUICK,
+    "standard": _STANDARD,
+    "paper": _PAPER,
+}
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise NotFoundError(
+            f"unknown training preset {name!r}.{_suggest(name, PRESETS)} "
+            f"Use one of: {', '.join(PRESETS)}."
+        )
+    return PRESETS[name]
+
+
+def resolve(preset: str | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset with ``overrides`` applied (field name -> value), type-checked."""
+    config = get_preset(preset) if isinstance(preset, str) else preset
+    if not overrides:
+        return config
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    clean: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise CellbenchError(
+                f"unknown training option {key!r}.{_suggest(key, fields)} "
+                f"Valid options: {', '.join(sorted(fields))}."
+            )
+        current = getattr(config, key)
+        if value is not None and current is not None and not isinstance(current, dict):
+            try:
+                if isinstance(current, bool):
+                    value = _to_bool(value)
+                elif isinstance(current, tuple):
+                    value = tuple(float(v) for v in value)
+                elif isinstance(current, int | float | str):
+                    value = type(current)(value)
+            except (TypeError, ValueError) as exc:
+                raise CellbenchError(
+                    f"training option {key}={value!r} is not a valid {type(current).__name__}; "
+                    f"pass a value like {current!r}."
+                ) from exc
+        clean[key] = value
+    return dataclasses.replace(config, **clean)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    return bool(value)
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config saved with :meth:`TrainConfig.to_dict` (checkpoints, result files)."""
+    data = dict(data)
+    if "betas" in data:
+        data["betas"] = tuple(data["betas"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in data.items() if k in known})
