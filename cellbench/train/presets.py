@@ -187,8 +187,25 @@ def resolve(preset: str | TrainConfig, overrides: dict[str, Any] | None = None) 
                     f"training option {key}={value!r} is not a valid {type(current).__name__}; "
                     f"pass a value like {current!r}."
                 ) from exc
+        if current is None and isinstance(value, str):
+            value = _parse_optional(key, value, str(fields[key].type))
         clean[key] = value
     return dataclasses.replace(config, **clean)
+
+
+def _parse_optional(key: str, value: str, annotation: str) -> Any:
+    if value.lower() in ("none", "null", ""):
+        return None
+    try:
+        if annotation.startswith("int"):
+            return int(value)
+        if annotation.startswith("float"):
+            return float(value)
+    except ValueError as exc:
+        raise CellbenchError(
+            f"training option {key}={value!r} is not a number; pass e.g. {key}=100."
+        ) from exc
+    return value
 
 
 def _to_bool(value: Any) -> bool:

@@ -1,0 +1,113 @@
+"""The shared training loop: loss goes down, resume equals an uninterrupted run, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _train_fakes import FakeDataset, FakeSampler  # noqa: I001
+
+from cellbench.train.loop import train
+from cellbench.train.presets import resolve
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return FakeDataset()
+
+
+def _run(dataset, tmp, *, model="cwa-msn", seed=0, resume=False, stop_at=None, **over):
+    config = resolve("tiny", over)
+    opts_cross = model != "single-well-msn"
+    sampler = FakeSampler(dataset, cross_well=opts_cross, batch_size=config.batch_size, seed=seed)
+    return train(model, dataset, config, seed=seed, out_dir=tmp, resume=resume, progress=False,
+                 stop_at=stop_at, sampler=sampler)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_loss_decreases_and_health_moves(dataset, tmp_path):
+    torch.set_num_threads(1)
+    result = _run(dataset, tmp_path, max_steps=40, health_every=10)
+    losses = [h["loss"] for h in result.log["history"]]
+    assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8 - 0.1
+    ce = [h["ce"] for h in result.log["history"]]
+    me = [h["me_max"] for h in result.log["history"]]
+    assert max(ce) - min(ce) > 1e-3 and max(me) - min(me) > 1e-3  # not frozen
+    assert not result.log["warnings"]
+    assert all(0 < h["proto_used"] <= 1 for h in result.log["history"])
+    assert [h["step"] for h in result.log["health"]] == [10, 20, 30, 40]
+    for rec in result.log["health"]:
+        assert 0.0 <= rec["well_shortcut_rate"] <= 1.0 and rec["effective_rank"] >= 1.0
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["steps_done"] == 40 and log["stopped"] == "completed"
+
+
+def test_resume_equals_uninterrupted_run(dataset, tmp_path):
+    torch.set_num_threads(1)
+    full = _run(dataset, tmp_path / "full")
+    # "killed" after step 7: only the step-5 checkpoint survives; resume runs steps 5..11
+    killed = _run(dataset, tmp_path / "resumed", stop_at=7)
+    assert killed.model_path is None and killed.stopped == "stop_at"
+    assert torch.load(killed.checkpoint_path, weights_only=True)["step"] == 5
+    resumed = _run(dataset, tmp_path / "resumed", resume=True)
+    assert resumed.steps_done == full.steps_done == 12
+    _assert_same(_weights(full.model_path), _weights(resumed.model_path))
+    full_opt = torch.load(full.checkpoint_path, weights_only=True)["optimizer"]["state"]
+    res_opt = torch.load(resumed.checkpoint_path, weights_only=True)["optimizer"]["state"]
+    for k in full_opt:
+        assert torch.equal(full_opt[k]["exp_avg"], res_opt[k]["exp_avg"])
+    assert [h["loss"] for h in full.log["history"]] == [h["loss"] for h in resumed.log["history"]]
+
+
+def test_same_seed_same_weights_other_seed_differs(dataset, tmp_path):
+    torch.set_num_threads(1)
+    a = _run(dataset, tmp_path / "a", max_steps=4, seed=3)
+    b = _run(dataset, tmp_path / "b", max_steps=4, seed=3)
+    c = _run(dataset, tmp_path / "c", max_steps=4, seed=4)
+    _assert_same(_weights(a.model_path), _weights(b.model_path))
+    wa, wc = _weights(a.model_path), _weights(c.model_path)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_refuses_another_config(dataset, tmp_path):
+    from cellbench.errors import CellbenchError
+
+    _run(dataset, tmp_path, stop_at=6)
+    with pytest.raises(CellbenchError, match="lr"):
+        _run(dataset, tmp_path, resume=True, lr=0.5)
+
+
+def test_time_budget_stops_and_writes_a_model(dataset, tmp_path):
+    result = _run(dataset, tmp_path, max_steps=10_000, time_budget_s=0.5)
+    assert result.stopped == "time_budget" and 0 < result.steps_done < 10_000
+    assert result.model_path.exists()
+
+
+def test_trained_checkpoint_becomes_an_encoder(dataset, tmp_path):
+    from cellbench.encoders.msn import create
+
+    result = _run(dataset, tmp_path, max_steps=2)
+    enc = create(checkpoint=str(result.model_path))
+    assert enc.channels == dataset.channels and enc.weights_sha256
+    x = torch.randn(3, len(dataset.channels), 24, 24)
+    out = enc.embed(x)
+    assert out.shape == (3, enc.embed_dim) and torch.isfinite(out).all()
+    # the embedding is the EMA target backbone's CLS token
+    from cellbench.train.export import load_method
+
+    method, _ = load_method(result.model_path)
+    torch.testing.assert_close(out, method.embed_tokens(x))
+    with pytest.raises(Exception, match="single-well-msn"):
+        from cellbench.encoders.msn import create_single_well
+
+        create_single_well(checkpoint=str(result.model_path))
