@@ -1,0 +1,456 @@
+"""The leaderboard: every stored result as one table per dataset.
+
+Measured rows are aggregated over training seeds (mean ± std, ``n_seeds``, and a 95 %
+t-interval when there are ≥ 3 seeds). Reference models measured on synthetic data are
+labelled by role: ``ceiling`` (oracle: the simulator's true latent state) and ``floor``
+(Random untrained ViT, pixel statistics, nuisance-only). The paper's numbers are a separate
+block, "reported (paper, real RxRx3-core)", in their own table and CSV: a reported number
+never shares a numeric column with a measured one (they were measured on different data).
+
+Column order follows the paper's headline: CORUM recall at (0.05, 0.95) first, then HuMAP,
+Reactome, SIGNOR, StringDB; compound–gene AP and AUC-ROC at the maximum concentration with
+their z-scores (evaluation.md §3); then cellbench's batch diagnostics (F13): batch
+predictability from control wells (lower is better), replicate consistency across batches,
+and the well-shortcut rate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cellbench.io import write_text_atomic
+from cellbench.report import paper
+from cellbench.report.paper import write_csv_atomic
+from cellbench.report.render import to_markdown
+from cellbench.report.store import find_key
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    header: str
+    task: str
+    higher_is_better: bool | None = True
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("corum", "CORUM ↑", "gene_gene"),
+    Metric("humap", "HuMAP ↑", "gene_gene"),
+    Metric("reactome", "Reactome ↑", "gene_gene"),
+    Metric("signor", "SIGNOR ↑", "gene_gene"),
+    Metric("stringdb", "StringDB ↑", "gene_gene"),
+    Metric("ap_max", "AP@max ↑", "compound_gene"),
+    Metric("ap_max_z", "AP z ↑", "compound_gene"),
+    Metric("auc_max", "AUC@max ↑", "compound_gene"),
+    Metric("auc_max_z", "AUC z ↑", "compound_gene"),
+    Metric("batch_predictability", "batch pred. ↓", "batch", False),
+    Metric("replicate_consistency", "replicate cons. ↑", "batch"),
+    Metric("well_shortcut_rate", "well shortcut ↓", "health", False),
+)
+METRIC_KEYS = tuple(m.key for m in METRICS)
+GENE_SOURCES = ("corum", "humap", "reactome", "signor", "stringdb")
+EXTRA_METRICS = ("ap_max_baseline", "auc_max_baseline", "batch_chance", "effective_rank",
+                 "prototype_usage")
+
+#: reference models and their role on the leaderboard (synthetic screens)
+ROLES: dict[str, str] = {
+    "oracle": "ceiling",
+    "random": "floor",
+    "pixel-stats": "floor",
+    "nuisance-only": "floor",
+}
+FLOOR_CEILING_REQUIRED = ("random", "oracle", "nuisance-only")
+REPORTED_LABEL = "reported (paper, real RxRx3-core)"
+
+
+def _norm_source(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _is_max(conc: Any) -> bool:
+    return str(conc).strip().lower() == "max"
+
+
+def metric_values(rec: dict[str, Any]) -> dict[str, float]:
+    """The leaderboard metrics one result JSON contributes (tolerant of extra keys)."""
+    task = rec.get("task")
+    scores = rec.get("scores") or {}
+    out: dict[str, float | None] = {}
+    if task == "gene_gene":
+        for src, vals in scores.items():
+            key = _norm_source(src)
+            if key in GENE_SOURCES and isinstance(vals, dict):
+                out[key] = _num(vals.get("recall_0.05_0.95"))
+                out[f"n_{key}"] = _num(vals.get("n_relationships"))
+    elif task == "compound_gene":
+        rows = scores.get("rows", []) if isinstance(scores, dict) else []
+        for row in rows:
+            if isinstance(row, dict) and _is_max(row.get("concentration")):
+                out["ap_max"] = _num(row.get("average_precision"))
+                out["auc_max"] = _num(row.get("auc_roc"))
+                out["ap_max_z"] = _num(row.get("z_average_precision"))
+                out["auc_max_z"] = _num(row.get("z_auc_roc"))
+                out["ap_max_baseline"] = _num(row.get("average_precision_baseline"))
+                out["auc_max_baseline"] = _num(row.get("auc_roc_baseline"))
+    elif task == "batch":
+        for k in ("batch_predictability", "batch_chance", "replicate_consistency"):
+            out[k] = _num(scores.get(k))
+    elif task == "health":
+        for k in ("well_shortcut_rate", "effective_rank", "prototype_usage"):
+            out[k] = _num(scores.get(k))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _run_facts(rec: dict[str, Any]) -> dict[str, Any]:
+    """Facts about the run behind a result: prototypes, training images, parameters, hours."""
+    cfg = rec.get("config") or {}
+    facts: dict[str, Any] = {}
+    for key in ("prototypes", "n_prototypes", "num_prototypes"):
+        v = _num(find_key(cfg, key))
+        if v is not None:
+            facts["prototypes"] = v
+            break
+    for key in ("training_images", "n_training_images", "train_images", "n_train_images"):
+        v = _num(find_key(cfg, key))
+        if v is not None:
+            facts["training_images"] = v
+            break
+    for key in ("parameters", "n_parameters", "num_parameters"):
+        v = _num(find_key(cfg, key))
+        if v is not None:
+            facts["parameters"] = v
+            break
+    timings = rec.get("timings") or {}
+    for key in ("train_s", "train_seconds", "train"):
+        v = _num(find_key(timings, key)) if isinstance(timings, dict) else None
+        if v is not None:
+            facts["train_seconds"] = v
+            break
+    return facts
+
+
+def long_results(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """One row per (dataset, model, variant, seed, metric) with its value.
+
+    When the same (dataset, model, variant, seed, metric) appears twice, the most recently
+    created result wins.
+    """
+    rows = []
+    for rec in sorted(records, key=lambda r: str(r.get("created", ""))):
+        base = {
+            "dataset": str(rec.get("dataset", "")), "model": str(rec.get("model", "")),
+            "variant": str(rec.get("variant", rec.get("checkpoint", "default"))),
+            "seed": None if rec.get("seed") is None else int(rec["seed"]),
+            "synthetic": bool(rec.get("synthetic", False)),
+        }
+        facts = _run_facts(rec)
+        for metric, value in {**metric_values(rec), **{f"fact_{k}": v for k, v in facts.items()}}.items():
+            rows.append({**base, "metric": metric, "value": float(value)})
+    schema = {"dataset": pl.String, "model": pl.String, "variant": pl.String, "seed": pl.Int64,
+              "synthetic": pl.Boolean, "metric": pl.String, "value": pl.Float64}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    df = pl.DataFrame(rows, schema=schema)
+    return df.unique(subset=["dataset", "model", "variant", "seed", "metric"], keep="last",
+                     maintain_order=True)
+
+
+def t_interval(mean: float, std: float | None, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+    """Two-sided Student-t interval for a mean over ``n`` seeds (None when n < 3)."""
+    if n < 3 or std is None:
+        return None, None
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _display(model: str) -> str:
+    try:
+        from cellbench.registry import metadata
+
+        name = metadata(model).get("display_name")
+        return str(name) if name else model
+    except Exception:  # noqa: BLE001 - unknown / third-party model: show its key
+        return model
+
+
+def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """The measured leaderboard: one row per (dataset, model, variant), aggregated over seeds.
+
+    Columns: ``dataset, block ("measured"), role, model, display, variant, synthetic,
+    n_seeds, seeds`` then for every metric ``<m>_mean, <m>_std, <m>_ci_low, <m>_ci_high,
+    <m>_n`` (std needs ≥ 2 seeds, the interval ≥ 3), the run facts (``prototypes``,
+    ``training_images``, ``parameters``, ``train_hours``) and ``provenance`` ("measured").
+    Sorted per dataset: ceiling, then models by CORUM (best first), then floors.
+    """
+    long = long_results(records)
+    keys = ["dataset", "model", "variant"]
+    out_rows = []
+    if long.height:
+        groups = long.partition_by(keys, as_dict=True, maintain_order=True)
+        for (dataset, model, variant), g in groups.items():
+            seeds = sorted({s for s in g["seed"].to_list() if s is not None})
+            row: dict[str, Any] = {
+                "dataset": dataset, "block": "measured", "role": ROLES.get(model, "model"),
+                "model": model, "display": _display(model), "variant": variant,
+                "synthetic": bool(g["synthetic"].any()),
+                "seeds": " ".join(str(s) for s in seeds),
+            }
+            n_seeds = 0
+            for metric in (*METRIC_KEYS, *EXTRA_METRICS, *(f"n_{s}" for s in GENE_SOURCES)):
+                vals = g.filter(pl.col("metric") == metric)["value"].to_list()
+                n = len(vals)
+                mean = sum(vals) / n if n else None
+                std = None
+                if n >= 2:
+                    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+                lo, hi = t_interval(mean, std, n) if n else (None, None)
+                if metric in METRIC_KEYS:
+                    row.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci_low": lo,
+                                f"{metric}_ci_high": hi, f"{metric}_n": n})
+                    n_seeds = max(n_seeds, n)
+                else:
+                    row[metric] = mean
+            for fact in ("prototypes", "training_images", "parameters", "train_seconds"):
+                vals = g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list()
+                row[fact] = sum(vals) / len(vals) if vals else None
+            row["train_hours"] = row.pop("train_seconds") / 3600 if row["train_seconds"] else None
+            row["n_seeds"] = n_seeds
+            row["provenance"] = "measured"
+            out_rows.append(row)
+    if not out_rows:
+        return pl.DataFrame(schema={"dataset": pl.String, "block": pl.String, "role": pl.String,
+                                    "model": pl.String, "display": pl.String, "variant": pl.String,
+                                    "n_seeds": pl.Int64, "corum_mean": pl.Float64})
+    df = pl.DataFrame(out_rows, infer_schema_length=None)
+    role_order = pl.col("role").replace_strict({"ceiling": 0, "model": 1, "floor": 2}, default=1)
+    return df.with_columns(_r=role_order).sort(
+        ["dataset", "_r", "corum_mean", "model", "variant"], descending=[False, False, True, False, False],
+        nulls_last=True,
+    ).drop("_r")
+
+
+def reported_frame() -> pl.DataFrame:
+    """The paper's rows for the leaderboard's reported block: Table 1 (gene–gene) joined with
+    Table 2 (compound–gene at max), plus the ablation models of Tables 3–4."""
+    t1 = paper.paper_table(1).filter(pl.col("row_type") != "n_relationships")
+    gene = [t1.select("model", "method", "corum", "humap", "reactome", "stringdb",
+                      pl.lit("Table 1").alias("tables"))]
+    for n in (3, 4):
+        t = paper.paper_table(n).filter(pl.col("row_type") == "method")
+        t = t.filter(~pl.col("model").is_in(t1["model"].to_list()))
+        gene.append(t.select("model", "method", "corum", "humap", "reactome", "stringdb",
+                             pl.lit(f"Table {n}").alias("tables")))
+    g = pl.concat(gene)
+    t2 = paper.paper_table(2).select(
+        "model", pl.col("method").alias("method_t2"), pl.col("ap_mean").alias("ap_max"),
+        pl.col("ap_std").alias("ap_max_std"), pl.col("ap_z").alias("ap_max_z"),
+        pl.col("auc_mean").alias("auc_max"), pl.col("auc_std").alias("auc_max_std"),
+        pl.col("auc_z").alias("auc_max_z"))
+    df = g.join(t2, on="model", how="full", coalesce=True)
+    df = df.with_columns(
+        pl.coalesce("method", "method_t2").alias("method"),
+        pl.when(pl.col("ap_max").is_not_null() & pl.col("tables").is_not_null())
+        .then(pl.col("tables") + ", Table 2")
+        .otherwise(pl.coalesce("tables", pl.lit("Table 2"))).alias("tables"),
+        pl.lit(None, dtype=pl.Float64).alias("signor"),
+    ).drop("method_t2")
+    flagged = paper.table2_z_check().filter(pl.col("flagged"))
+    flags = {(m, k) for m, k in zip(flagged["model"], flagged["metric"], strict=True)}
+    df = df.with_columns(
+        pl.col("model").map_elements(lambda m: "†" if (m, "ap") in flags else "", return_dtype=pl.String)
+        .alias("ap_max_z_flag"),
+    )
+    return df.select(
+        pl.lit(REPORTED_LABEL).alias("block"), "model", "method", "corum", "humap", "reactome",
+        "signor", "stringdb", "ap_max", "ap_max_std", "ap_max_z", "ap_max_z_flag", "auc_max",
+        "auc_max_std", "auc_max_z", pl.lit("reported").alias("provenance"),
+        ("CWA-MSN paper " + pl.col("tables")).alias("source"),
+    ).sort("corum", descending=True, nulls_last=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Formatting
+# ----------------------------------------------------------------------------------------
+def fmt_cell(mean: float | None, std: float | None = None, lo: float | None = None,
+             hi: float | None = None, digits: int = 3) -> str:
+    """``0.386 ± 0.012 [0.356, 0.416]``; ``0.386`` for one seed; ``–`` when missing."""
+    if mean is None:
+        return "–"
+    s = f"{mean:.{digits}f}"
+    if std is not None:
+        s += f" ± {std:.{digits}f}"
+    if lo is not None and hi is not None:
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s
+
+
+def _metric_digits(key: str) -> int:
+    return 2 if key.endswith("_z") else 3
+
+
+def markdown_measured(df: pl.DataFrame, *, metrics: Iterable[str] = METRIC_KEYS,
+                      intervals: bool = True) -> str:
+    """The measured rows as markdown; ``intervals=False`` drops the [95 %] part (terminal)."""
+    metrics = [m for m in metrics if f"{m}_mean" in df.columns and df[f"{m}_mean"].is_not_null().any()]
+    headers = ["role", "model", "variant", "seeds", *[_HEADER[m] for m in metrics]]
+    rows = []
+    for rec in df.iter_rows(named=True):
+        rows.append([rec["role"], rec["display"], rec["variant"], rec["n_seeds"],
+                     *[fmt_cell(rec[f"{m}_mean"], rec.get(f"{m}_std"),
+                                rec.get(f"{m}_ci_low") if intervals else None,
+                                rec.get(f"{m}_ci_high") if intervals else None,
+                                _metric_digits(m)) for m in metrics]])
+    return to_markdown(headers, rows)
+
+
+_HEADER = {m.key: m.header for m in METRICS}
+
+
+def markdown_reported(rep: pl.DataFrame) -> str:
+    headers = ["method", "CORUM ↑", "HuMAP ↑", "Reactome ↑", "StringDB ↑", "AP@max ↑", "AP z ↑",
+               "AUC@max ↑", "AUC z ↑", "source"]
+    rows = []
+    for r in rep.iter_rows(named=True):
+        def f(v, d=3):
+            return "–" if v is None else f"{v:.{d}f}"
+        rows.append([r["method"], f(r["corum"]), f(r["humap"]), f(r["reactome"]), f(r["stringdb"]),
+                     fmt_cell(r["ap_max"], r["ap_max_std"]),
+                     f(r["ap_max_z"], 2) + (r["ap_max_z_flag"] or ""),
+                     fmt_cell(r["auc_max"], r["auc_max_std"]), f(r["auc_max_z"], 2), r["source"]])
+    notes = ["± is the std over compound–gene sampling seeds as printed in the paper; the paper "
+             "reports no SIGNOR recall.",
+             "† printed z-score inconsistent with its own row (see leaderboard/paper/"
+             "table2_zscore_check.csv); kept as printed."]
+    return to_markdown(headers, rows, notes=notes)
+
+
+def cross_vs_single(long: pl.DataFrame, metric: str = "corum") -> pl.DataFrame:
+    """Does cross-well beat single-well (MSN: cwa-msn vs single-well-msn; CropMAE:
+    cropmae-cross vs cropmae-single)? Welch difference of means over seeds with a 95 %
+    interval, per dataset and variant. A verdict needs ≥ 2 seeds on each side."""
+    from scipy import stats
+
+    pairs = (("MSN", "cwa-msn", "single-well-msn"), ("CropMAE", "cropmae-cross", "cropmae-single"))
+    rows = []
+    sel = long.filter(pl.col("metric") == metric) if long.height else long
+    combos = sorted(set(zip(sel["dataset"].to_list(), sel["variant"].to_list(), strict=True))) if sel.height else []
+    for dataset, variant in combos:
+        for family, cross, single in pairs:
+            def vals(model, dataset=dataset, variant=variant):
+                return sel.filter((pl.col("dataset") == dataset) & (pl.col("variant") == variant)
+                                  & (pl.col("model") == model))["value"].to_list()
+            a, b = vals(cross), vals(single)
+            if not a or not b:
+                continue
+            diff = sum(a) / len(a) - sum(b) / len(b)
+            lo = hi = None
+            verdict = "not enough seeds (need ≥ 2 per model)"
+            if len(a) >= 2 and len(b) >= 2:
+                va = stats.tvar(a) / len(a)
+                vb = stats.tvar(b) / len(b)
+                se = math.sqrt(va + vb)
+                if se > 0:
+                    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+                    half = float(stats.t.ppf(0.975, dof)) * se
+                else:
+                    half = 0.0
+                lo, hi = diff - half, diff + half
+                verdict = ("cross-well better" if lo > 0 else "single-well better" if hi < 0
+                           else "no clear difference")
+            rows.append({"dataset": dataset, "variant": variant, "family": family, "metric": metric, "cross": cross,
+                         "single": single, "n_cross": len(a), "n_single": len(b),
+                         "cross_mean": sum(a) / len(a), "single_mean": sum(b) / len(b),
+                         "difference": diff, "ci_low": lo, "ci_high": hi, "verdict": verdict})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None,
+                         comparisons: pl.DataFrame | None = None, *, intervals: bool = True) -> str:
+    """The markdown of one dataset's leaderboard: measured block, notes, reported block."""
+    d = df.filter(pl.col("dataset") == dataset)
+    synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
+    parts = [f"# Leaderboard — {dataset}", ""]
+    parts.append(f"## measured by cellbench ({'synthetic screen' if synthetic else 'real data'})")
+    parts.append("")
+    parts.append("Mean ± std over training seeds"
+                 + (", [95 % t-interval] with ≥ 3 seeds" if intervals else "") + ". Gene–gene "
+                 "columns: recall at (0.05, 0.95). AP/AUC at the maximum concentration; z = "
+                 "(μ − μ_b)/√(σ² + σ_b²) against the random-score baseline. Roles: ceiling = "
+                 "oracle (true latent state), floor = untrained / nuisance-only / pixel baselines.")
+    parts.append("")
+    parts.append(markdown_measured(d, intervals=intervals))
+    if synthetic:
+        missing = [m for m in FLOOR_CEILING_REQUIRED if m not in d["model"].to_list()]
+        if missing:
+            parts.append("Missing reference rows: " + ", ".join(missing) + " — run "
+                         + ", ".join(f"`cellbench run --model {m}`" for m in missing) + ".")
+            parts.append("")
+    if comparisons is not None and comparisons.height:
+        c = comparisons.filter(pl.col("dataset") == dataset)
+        if c.height:
+            parts.append("### cross-well vs single-well (CORUM recall, Welch 95 % interval)")
+            parts.append("")
+            parts.append(to_markdown(
+                ["family", "variant", "cross − single", "95 % interval", "seeds (cross/single)", "verdict"],
+                [[r["family"], r["variant"], f"{r['difference']:+.3f}",
+                  "–" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                  f"{r['n_cross']}/{r['n_single']}", r["verdict"]] for r in c.iter_rows(named=True)]))
+    if rep is not None:
+        parts.append(f"## {REPORTED_LABEL}")
+        parts.append("")
+        parts.append("From the CWA-MSN paper (Tables 1–4), measured by its authors on the real "
+                     "RxRx3-core release. Not comparable to rows measured on a synthetic screen.")
+        parts.append("")
+        parts.append(markdown_reported(rep))
+    return "\n".join(parts)
+
+
+def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
+                      dataset: str | None = None, include_reported: bool = True) -> dict[str, str]:
+    """Write ``leaderboard_<dataset>.csv`` and ``.md`` per dataset (and the reported block as
+    ``leaderboard_reported.csv``, the cross- vs single-well comparison as
+    ``cross_vs_single_well.csv``); returns {dataset: compact markdown} for the terminal."""
+    records = list(records)
+    out = Path(out_dir)
+    df = leaderboard_frame(records)
+    long = long_results(records)
+    comparisons = cross_vs_single(long)
+    rep = reported_frame() if include_reported else None
+    if rep is not None:
+        write_csv_atomic(rep, out / "leaderboard_reported.csv")
+    datasets = sorted(set(df["dataset"].to_list())) if df.height else []
+    if dataset is not None:
+        datasets = [d for d in datasets if d == dataset]
+    texts = {}
+    for ds in datasets:
+        d = df.filter(pl.col("dataset") == ds)
+        write_csv_atomic(d, out / f"leaderboard_{_safe(ds)}.csv")
+        write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
+                          leaderboard_markdown(ds, df, rep, comparisons))
+        texts[ds] = leaderboard_markdown(ds, df, rep, comparisons, intervals=False)
+    if comparisons.height:
+        write_csv_atomic(comparisons, out / "cross_vs_single_well.csv")
+    return texts
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

@@ -1,0 +1,133 @@
+"""The leaderboard from a temporary results store of fake but well-formed result JSONs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from _report_fakes import write_model, write_result
+from scipy import stats
+
+from cellbench.errors import InputError
+from cellbench.report import tables
+from cellbench.report.store import load_results
+
+
+@pytest.fixture()
+def store(tmp_path):
+    root = tmp_path / "results"
+    write_model(root, "cwa-msn", [0.30, 0.32, 0.37])
+    write_model(root, "single-well-msn", [0.20, 0.22, 0.21])
+    write_model(root, "cropmae-cross", [0.25, 0.27])
+    write_model(root, "cropmae-single", [0.24, 0.26])
+    write_model(root, "oracle", [0.90, 0.91, 0.92])
+    write_model(root, "random", [0.10, 0.11, 0.09])
+    write_model(root, "nuisance-only", [0.05, 0.06, 0.07])
+    write_model(root, "vit-wsl", [0.15])
+    return root
+
+
+def test_reader_is_tolerant_and_finds_seeds(store):
+    recs = load_results(store)
+    assert len(recs) == (3 + 3 + 2 + 2 + 3 + 3 + 3 + 1) * 4
+    cwa = [r for r in recs if r["model"] == "cwa-msn" and r["task"] == "gene_gene"]
+    assert sorted(r["seed"] for r in cwa) == [0, 1, 2]
+    assert {r["variant"] for r in cwa} == {"quick"}
+    assert load_results(store / "does-not-exist") == []
+
+
+def test_reader_rejects_a_broken_file(tmp_path):
+    bad = tmp_path / "synthetic-quick" / "cwa-msn" / "quick-seed0" / "gene_gene.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="delete it"):
+        load_results(tmp_path)
+
+
+def test_mean_std_and_interval_over_seeds(store):
+    df = tables.leaderboard_frame(load_results(store))
+    row = df.filter(pl.col("model") == "cwa-msn").row(0, named=True)
+    vals = np.array([0.30, 0.32, 0.37])
+    assert row["n_seeds"] == 3 and row["seeds"] == "0 1 2"
+    assert row["corum_mean"] == pytest.approx(vals.mean())
+    assert row["corum_std"] == pytest.approx(vals.std(ddof=1))
+    lo, hi = stats.t.interval(0.95, df=2, loc=vals.mean(), scale=stats.sem(vals))
+    assert (row["corum_ci_low"], row["corum_ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    # other sources and tasks are aggregated the same way
+    assert row["humap_mean"] == pytest.approx(vals.mean() - 0.05)
+    assert row["ap_max_mean"] == pytest.approx(0.26)  # 0.25, 0.26, 0.27
+    assert row["batch_predictability_std"] == pytest.approx(0.1)
+    assert row["ap_max_z_mean"] == pytest.approx(np.mean([(a - 0.2) / math.hypot(0.01, 0.003)
+                                                          for a in (0.25, 0.26, 0.27)]))
+    two = df.filter(pl.col("model") == "cropmae-cross").row(0, named=True)
+    assert two["n_seeds"] == 2 and two["corum_std"] == pytest.approx(np.std([0.25, 0.27], ddof=1))
+    assert two["corum_ci_low"] is None  # no interval below 3 seeds
+    one = df.filter(pl.col("model") == "vit-wsl").row(0, named=True)
+    assert one["n_seeds"] == 1 and one["corum_std"] is None
+    assert row["train_hours"] == pytest.approx(0.1)
+
+
+def test_floor_and_ceiling_rows(store, tmp_path):
+    df = tables.leaderboard_frame(load_results(store))
+    roles = dict(zip(df["model"], df["role"], strict=True))
+    assert roles["oracle"] == "ceiling" and roles["random"] == "floor" and roles["nuisance-only"] == "floor"
+    order = df["model"].to_list()
+    assert order[0] == "oracle" and set(order[-2:]) == {"random", "nuisance-only"}
+    # models between, best CORUM first
+    assert order[1:-2] == ["cwa-msn", "cropmae-cross", "cropmae-single", "single-well-msn", "vit-wsl"]
+    # a synthetic leaderboard without them says which are missing and how to get them
+    lone = tmp_path / "lone"
+    write_model(lone, "cwa-msn", [0.3])
+    text = tables.write_leaderboard(load_results(lone), tmp_path / "out")["synthetic-quick"]
+    assert "Missing reference rows: random, oracle, nuisance-only" in text
+    assert "`cellbench run --model oracle`" in text
+
+
+def test_reported_and_measured_never_mixed(store, tmp_path):
+    out = tmp_path / "leaderboard"
+    texts = tables.write_leaderboard(load_results(store), out)
+    assert set(texts) == {"synthetic-quick"}
+    csv = pl.read_csv(out / "leaderboard_synthetic-quick.csv")
+    assert set(csv["provenance"]) == {"measured"} and set(csv["block"]) == {"measured"}
+    assert not set(csv["model"]) & {"phenom-1", "phenom-2", "cellclip", "molphenix", "cloome"}
+    rep = pl.read_csv(out / "leaderboard_reported.csv")
+    assert set(rep["provenance"]) == {"reported"}
+    assert set(rep["block"]) == {"reported (paper, real RxRx3-core)"}
+    assert rep.filter(pl.col("model") == "cwa-msn")["corum"][0] == 0.386
+    assert rep.filter(pl.col("model") == "openphenom")["ap_max_z_flag"][0] == "†"
+    md = (out / "leaderboard_synthetic-quick.md").read_text()
+    measured, reported = md.split("## reported (paper, real RxRx3-core)")
+    assert "0.386" not in measured and "Phenom-2" not in measured
+    assert "0.386" in reported and "± 0.0" not in reported.split("CWA-MSN (Ours)")[1].split("|")[1]
+    assert "[" in measured  # intervals in the file
+    # the terminal version is compact (no intervals) but has the same blocks
+    assert "[0." not in texts["synthetic-quick"].split("### cross-well")[0]
+
+
+def test_cross_vs_single_well_verdicts(store):
+    long = tables.long_results(load_results(store))
+    cmp = tables.cross_vs_single(long)
+    msn = cmp.filter(pl.col("family") == "MSN").row(0, named=True)
+    a, b = np.array([0.30, 0.32, 0.37]), np.array([0.20, 0.22, 0.21])
+    res = stats.ttest_ind(a, b, equal_var=False)
+    lo, hi = res.confidence_interval(0.95)
+    assert msn["difference"] == pytest.approx(a.mean() - b.mean())
+    assert (msn["ci_low"], msn["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert msn["verdict"] == "cross-well better"
+    crop = cmp.filter(pl.col("family") == "CropMAE").row(0, named=True)
+    assert crop["verdict"] == "no clear difference"
+
+
+def test_latest_result_wins_and_real_data_block(tmp_path):
+    root = tmp_path / "r"
+    write_model(root, "cwa-msn", [0.3], dataset="rxrx3-core", synthetic=False, tasks=("gene_gene",))
+    # a re-run of the same variant and seed (checkpoint named differently), created later, wins
+    write_result(root, "rxrx3-core", "cwa-msn", "quick_s0", "gene_gene", 0,
+                 {"CORUM": {"n_relationships": 1209, "recall_0.05_0.95": 0.4, "recall_0.1_0.9": 0.5}},
+                 synthetic=False, created="2026-11-25T00:00:00")
+    df = tables.leaderboard_frame(load_results(root))
+    assert df.height == 1 and df["corum_mean"][0] == pytest.approx(0.4)
+    text = tables.write_leaderboard(load_results(root), tmp_path / "o")["rxrx3-core"]
+    assert "real data" in text and "Missing reference rows" not in text
