@@ -1,0 +1,109 @@
+"""Generate a synthetic screen on disk, atomically, cached by configuration hash.
+
+The screen is written into a temporary sibling directory, ``manifest.json`` (config, its
+hash, simulator version, every file with size and SHA-256) is written last, and the
+directory is renamed into place: a killed generation leaves only a ``.tmp`` directory that is
+never taken as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from cellbench.data.synthetic.config import SIMULATOR_VERSION, ScreenConfig, make_config
+from cellbench.data.synthetic.simulate import simulate
+from cellbench.data.synthetic.writer import GROUND_TRUTH, MANIFEST, write_bray, write_rxrx3
+from cellbench.errors import CellbenchError
+from cellbench.io import config_hash, sha256_file, write_json_atomic
+from cellbench.paths import data_dir
+
+
+def screen_hash(cfg: ScreenConfig) -> str:
+    return config_hash(cfg.to_dict())
+
+
+def default_location(cfg: ScreenConfig) -> Path:
+    return data_dir() / f"{cfg.name}-{cfg.size}-seed{cfg.seed}-{screen_hash(cfg)}"
+
+
+def read_manifest(root: str | os.PathLike) -> dict | None:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_complete(root: str | os.PathLike, cfg: ScreenConfig | None = None) -> bool:
+    man = read_manifest(root)
+    if man is None:
+        return False
+    if cfg is not None and man.get("config_hash") != screen_hash(cfg):
+        return False
+    return all((Path(root) / f["path"]).is_file() for f in man.get("files", []))
+
+
+def _write(cfg: ScreenConfig, tmp: Path) -> dict:
+    t0 = time.perf_counter()
+    screen = simulate(cfg)
+    if cfg.kind == "rxrx3":
+        write_rxrx3(screen, tmp)
+    else:
+        write_bray(screen, tmp)
+    screen.ground_truth().write_parquet(tmp / GROUND_TRUTH, compression="zstd", statistics=False)
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    manifest = {
+        "name": cfg.name, "size": cfg.size, "seed": cfg.seed,
+        "simulator_version": SIMULATOR_VERSION, "config": cfg.to_dict(),
+        "config_hash": screen_hash(cfg), "channels": list(cfg.channels),
+        "n_wells": screen.layout.height, "n_sites": screen.n_sites,
+        "image_size": cfg.image_size,
+        "files": [{"path": p.relative_to(tmp).as_posix(), "bytes": p.stat().st_size,
+                   "sha256": sha256_file(p)} for p in files],
+    }
+    # timing is deliberately not in the manifest: same seed -> identical bytes
+    write_json_atomic(tmp / MANIFEST, manifest)
+    manifest["_seconds"] = time.perf_counter() - t0
+    return manifest
+
+
+def generate_screen(name: str, size: str = "quick", seed: int = 0,
+                    out_dir: str | os.PathLike | None = None) -> Path:
+    """Write screen ``name`` at ``size``/``seed`` to ``out_dir`` (default: the cache) and
+    return its directory; an existing complete screen of the same configuration is reused."""
+    cfg = make_config(name, size, seed)
+    target = Path(out_dir) if out_dir is not None else default_location(cfg)
+    if is_complete(target, cfg):
+        return target
+    if target.exists():
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        elif out_dir is None:  # a stale cache entry of ours (e.g. a different version): replace
+            shutil.rmtree(target)
+        else:
+            raise CellbenchError(
+                f"{target} already exists and is not a complete {name} screen of this "
+                f"configuration (size={size}, seed={seed}); remove it or pass another --out"
+            )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _write(cfg, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def ensure_screen(name: str, size: str = "quick", seed: int = 0) -> Path:
+    """The cached screen's directory, generating it once if needed."""
+    return generate_screen(name, size, seed, out_dir=None)

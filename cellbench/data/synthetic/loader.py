@@ -1,0 +1,44 @@
+"""Synthetic screens read through the REAL loaders (same code path), plus ground truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from cellbench.data.synthetic.generate import ensure_screen, is_complete, read_manifest
+from cellbench.data.synthetic.writer import GROUND_TRUTH
+from cellbench.errors import InputError
+
+
+def open_synthetic(root: str | os.PathLike):
+    """Open a generated screen directory (must carry a complete manifest)."""
+    root = Path(root)
+    if not is_complete(root):
+        raise InputError(
+            f"{root} is not a complete synthetic screen (no manifest.json or files missing); "
+            "regenerate it with `cellbench data generate NAME --out DIR`")
+    man = read_manifest(root)
+    if man["config"]["kind"] == "rxrx3":
+        from cellbench.data.rxrx3 import RxRx3Dataset
+
+        ds = RxRx3Dataset(root, name=man["name"])
+    else:
+        from cellbench.data.bray import BrayDataset
+
+        ds = BrayDataset(root, name=man["name"])
+    ds.manifest = man
+    ds.ground_truth = pl.read_parquet(root / GROUND_TRUTH)
+    ds.synthetic = True
+    return ds
+
+
+def load_synthetic(name: str, size: str = "quick", seed: int = 0, data_dir=None):
+    if data_dir is not None and is_complete(data_dir):
+        return open_synthetic(data_dir)
+    if data_dir is not None:
+        from cellbench.data.synthetic.generate import generate_screen
+
+        return open_synthetic(generate_screen(name, size, seed, data_dir))
+    return open_synthetic(ensure_screen(name, size, seed))

@@ -1,0 +1,113 @@
+"""Orchestration: layout -> clean latent per well -> nuisance -> rendered sites (in memory).
+
+:func:`simulate` returns a :class:`Screen` whose images are produced chunk by chunk by
+:meth:`Screen.iter_chunks`, so a writer can stream them to disk (the ``full`` size does not
+fit comfortably in memory) and tests can render a few sites directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from cellbench.data.synthetic import biology as B
+from cellbench.data.synthetic.config import ScreenConfig
+from cellbench.data.synthetic.layout import make_layout
+from cellbench.data.synthetic.nuisance import draw_nuisance, nuisance_table
+from cellbench.data.synthetic.render import TextureBank, plate_patterns, render_chunk
+
+CHUNK_SITES = 512
+MAX_GUIDES = 10
+
+
+def _guide_efficiency(seed: int, n_genes: int) -> np.ndarray:
+    """Knockout efficiency of each (gene, guide): most guides work, ~15% are weak."""
+    rng = np.random.default_rng([seed, 707])
+    eff = rng.uniform(0.7, 1.0, (n_genes, MAX_GUIDES))
+    weak = rng.random((n_genes, MAX_GUIDES)) < 0.15
+    return np.where(weak, rng.uniform(0.0, 0.4, (n_genes, MAX_GUIDES)), eff)
+
+
+def clean_latent(cfg: ScreenConfig, layout: pl.DataFrame) -> np.ndarray:
+    """(n_wells, K) clean latent phenotype: perturbation effect + per-well random effect."""
+    bio = B.make_biology(cfg.seed)
+    gidx = bio.gene_index()
+    nw = layout.height
+    eff = np.zeros((nw, B.K))
+    kind = layout["kind"].to_numpy()
+    genes = layout["gene"].to_list()
+    is_gene = kind == "gene"
+    if is_gene.any():
+        gi = np.array([gidx[g] for g, k in zip(genes, kind, strict=True) if k == "gene"])
+        guide = layout["guide"].to_numpy()[is_gene].astype(np.int64)
+        e = _guide_efficiency(cfg.seed, len(bio.genes))[gi, guide]
+        eff[is_gene] = bio.effects[gi] * e[:, None] + B.CUT_RESPONSE
+    eff[kind == "crispr_control"] = B.CUT_RESPONSE
+    is_comp = kind == "compound"
+    if is_comp.any():
+        comp = B.rxrx3_compounds(cfg.seed) if cfg.kind == "rxrx3" else B.bray_compounds(cfg.seed, cfg.n_compounds)
+        cidx = layout["compound_index"].to_numpy()[is_comp].astype(np.int64)
+        conc = layout["concentration"].to_numpy()[is_comp].astype(np.float64)
+        eff[is_comp] = B.compound_effect(bio, comp, cidx, conc)
+    rng = np.random.default_rng([cfg.seed, 808])
+    return eff + B.WELL_SD * rng.standard_normal((nw, B.K))
+
+
+@dataclass
+class Screen:
+    """A simulated screen before it is written: wells, sites, latent, nuisance, renderer."""
+
+    config: ScreenConfig
+    layout: pl.DataFrame  # one row per well (well_index order)
+    latent: np.ndarray  # (n_wells, K)
+    nuisance: dict[str, np.ndarray]
+    site_well: np.ndarray  # (n_sites,) well index of each site
+    site_number: np.ndarray  # (n_sites,) 1-based site number within the well
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.site_well.size)
+
+    def ground_truth(self) -> pl.DataFrame:
+        cols = {"well_id": self.layout["well_id"].to_list()}
+        for j, name in enumerate(B.TRAITS):
+            cols[f"latent_{name}"] = self.latent[:, j]
+        cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
+        return pl.DataFrame(cols)
+
+    def iter_chunks(self, chunk: int = CHUNK_SITES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed."""
+        cfg = self.config
+        h = cfg.image_size
+        rng0 = np.random.default_rng([cfg.seed, 909])
+        bank = TextureBank(rng0, max(128, 2 * h), cfg.cell_scale)
+        n_plates = int(self.nuisance["plate_index"].max()) + 1
+        patterns = plate_patterns(rng0, n_plates, len(cfg.channels), h, cfg.cell_scale)
+        site_keys = ("gain", "offset", "gamma", "illum_amp", "illum_cos", "illum_sin", "vignette",
+                     "blur", "density", "photons", "read_noise", "pattern_amp", "plate_index")
+        for k, start in enumerate(range(0, self.n_sites, chunk)):
+            idx = np.arange(start, min(start + chunk, self.n_sites))
+            w = self.site_well[idx]
+            nuis = {key: self.nuisance[key][w] for key in site_keys}
+            traits = self.latent[w] + self.nuisance["batch_shift"][w]
+            rng = np.random.default_rng([cfg.seed, 1000 + k])
+            yield idx, render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+
+    def render_all(self) -> np.ndarray:
+        out = np.empty((self.n_sites, len(self.config.channels), self.config.image_size,
+                        self.config.image_size), dtype=np.uint8)
+        for idx, imgs in self.iter_chunks():
+            out[idx] = imgs
+        return out
+
+
+def simulate(cfg: ScreenConfig) -> Screen:
+    layout = make_layout(cfg)
+    latent = clean_latent(cfg, layout)
+    nuis = draw_nuisance(layout, len(cfg.channels), cfg.seed, cfg.cell_scale)
+    site_well = np.repeat(np.arange(layout.height), cfg.sites_per_well)
+    site_number = np.tile(np.arange(1, cfg.sites_per_well + 1), layout.height)
+    return Screen(cfg, layout, latent, nuis, site_well, site_number)
