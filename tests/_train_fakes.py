@@ -1,7 +1,8 @@
 """Small in-test stand-ins honouring the data-layer contracts the trainers use.
 
-``FakeDataset`` follows ``cellbench.data.dataset.ImageDataset`` (channels, wells, sites,
-read_sites -> uint8 (N, C, H, W)); ``FakeSampler`` follows ``cellbench.data.sampling.PairSampler``
+``FakeDataset`` follows ``cellbench.data.dataset.ImageDataset`` (channels, wells, sites with
+``well_index``, read_sites/load_all -> uint8 (N, C, H, W)) and is sampled by the real
+``cellbench.data.sampling.PairSampler``; ``FakeSampler`` (a stand-in kept for DDP) follows ``cellbench.data.sampling.PairSampler``
 (``batch_at(step)`` a pure function of (seed, step), ``n_perturbations``). Images carry a
 perturbation pattern (learnable) plus a per-well offset pattern and noise.
 """
@@ -36,13 +37,19 @@ class FakeDataset:
                     site_rows.append({"site_id": f"{wid}_s{s}", "well_id": wid, "site": s})
                     img = 0.6 * pert_pat[p] + offset + rng.normal(0, 0.4, (c, size, size))
                     images.append(np.clip(128 + 50 * img, 0, 255).astype(np.uint8))
-        self.wells = pl.DataFrame(well_rows)
-        self.sites = pl.DataFrame(site_rows)
+        self.name = "fake"
+        self.wells = pl.DataFrame(well_rows, schema_overrides={"concentration": pl.Float64})
+        self.sites = pl.DataFrame(site_rows).with_columns(
+            (pl.int_range(pl.len()) // sites).cast(pl.Int64).alias("well_index")
+        )
         self._images = np.stack(images)
         self.n_pert, self.wells_per_pert, self.sites_per_well = n_pert, wells_per_pert, sites
 
     def read_sites(self, indices):
         return self._images[np.asarray(indices)]
+
+    def load_all(self):
+        return self._images
 
 
 class FakeSampler:
@@ -68,3 +75,35 @@ class FakeSampler:
             anchor_well_index=wa_idx.astype(np.int64),
             target_well_index=wt_idx.astype(np.int64),
         )
+
+
+def fixed_batch(dataset: FakeDataset, batch_size: int = 8, cross_well: bool = True, seed: int = 0):
+    """One StepInputs from the real PairSampler (for overfitting tests)."""
+    import torch
+
+    from cellbench.data.sampling import PairSampler
+    from cellbench.train.method import StepInputs
+
+    b = PairSampler(dataset, cross_well=cross_well, batch_size=batch_size, seed=seed).batch_at(0)
+    return StepInputs(
+        anchor=torch.as_tensor(b.anchor), target=torch.as_tensor(b.target),
+        perturbation=torch.as_tensor(b.perturbation_index),
+        anchor_well=torch.as_tensor(b.anchor_well_index),
+        target_well=torch.as_tensor(b.target_well_index),
+    )
+
+
+def overfit_losses(method, inputs, steps: int = 15, lr: float = 1e-3) -> list[float]:
+    """Losses of ``steps`` AdamW steps on one fixed batch with fixed augmentations."""
+    import torch
+
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses = []
+    for _ in range(steps):
+        loss, _ = method(inputs, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from _train_fakes import FakeDataset, FakeSampler  # noqa: I001
+from _train_fakes import FakeDataset  # noqa: I001
 
 from cellbench.train.loop import train
 from cellbench.train.presets import resolve
@@ -19,10 +19,8 @@ def dataset():
 
 def _run(dataset, tmp, *, model="cwa-msn", seed=0, resume=False, stop_at=None, **over):
     config = resolve("tiny", over)
-    opts_cross = model != "single-well-msn"
-    sampler = FakeSampler(dataset, cross_well=opts_cross, batch_size=config.batch_size, seed=seed)
     return train(model, dataset, config, seed=seed, out_dir=tmp, resume=resume, progress=False,
-                 stop_at=stop_at, sampler=sampler)
+                 stop_at=stop_at)
 
 
 def _weights(path):

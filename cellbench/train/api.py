@@ -37,11 +37,11 @@ def train_model(
     """
     from cellbench.errors import CellbenchError
     from cellbench.train.loop import MODEL, train
-    from cellbench.train.methods import check_trainable
+    from cellbench.train.methods import check_trainable, method_defaults
     from cellbench.train.presets import resolve
 
     check_trainable(name)
-    config = resolve(preset, overrides)
+    config = resolve(preset, {**method_defaults(name), **(overrides or {})})
     dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset")
     if isinstance(dataset, str):
         from cellbench.data import load_dataset

@@ -56,7 +56,7 @@ class TrainResult:
     checkpoint_path: Path
     steps_done: int
     total_steps: int
-    stopped: str  # "completed" | "time_budget" | "stop_at"
+    stopped: str  # "completed" | "time_budget" | "early_stop" | "stop_at"
     log: dict[str, Any] = field(default_factory=dict)
 
 
@@ -261,6 +261,7 @@ def train(
             net = DistributedDataParallel(method, device_ids=ids)
 
         probe = HealthProbe(dataset, seed, crop=config.crop_size) if (health and main) else None
+        heldout = _heldout_set(dataset, sampler, seed) if (main and hasattr(method, "validate")) else None
         params = [p for p in method.parameters() if p.requires_grad]
         ema_pairs = method.ema_pairs()
         bar = _Progress(n_total, start, model_name, enabled=progress and main)
@@ -311,14 +312,21 @@ def train(
                 if callback is not None:
                     callback(step, record)
                 _check_frozen(history, warnings, bar)
-            if probe is not None and (step % config.health_every == 0 or step == n_total):
-                rec = {"step": step, **probe(method)}
+            reason = None
+            if main and (step % config.health_every == 0 or step == n_total):
+                rec: dict[str, Any] = {"step": step}
+                if probe is not None:
+                    rec.update(probe(method))
+                if heldout is not None:
+                    rec.update(method.validate(*heldout))
                 for key in ("proto_used", "proto_entropy", "ce", "me_max"):
                     if key in logs:
                         rec[key] = logs[key]
                 health_log.append(rec)
                 if callback is not None:
                     callback(step, {"health": rec})
+                if _early_stop(health_log, config.early_stop_patience):
+                    reason = "early_stop"
             bar.update(step, float(loss.detach()), config.batch_size)
             if stop_at is not None and step >= stop_at:
                 stopped = "stop_at"
@@ -326,10 +334,12 @@ def train(
             if step % config.checkpoint_every == 0 and step < n_total:
                 save()
                 last_ckpt = step
-            if config.time_budget_s is not None and _budget_spent(
-                time.perf_counter() - t0, config.time_budget_s, world, device
-            ):
-                stopped = "time_budget"
+            if main and reason is None and config.time_budget_s is not None:
+                if time.perf_counter() - t0 >= config.time_budget_s:
+                    reason = "time_budget"
+            reason = _agree(reason, world, device)
+            if reason is not None:
+                stopped = reason
                 break
         bar.close()
 
@@ -365,16 +375,57 @@ def build_method_options(model_name: str, config: TrainConfig):
     return SamplerOptions(cross_well=cross)
 
 
-def _budget_spent(elapsed: float, budget: float, world: int, device: str) -> bool:
-    """All ranks stop together: rank 0's clock decides (broadcast under DDP)."""
-    spent = elapsed >= budget
+_REASONS = (None, "time_budget", "early_stop")
+
+
+def _agree(reason: str | None, world: int, device: str) -> str | None:
+    """Rank 0 decides whether to stop (budget, early stop); every rank follows under DDP."""
     if world > 1:
         import torch.distributed as dist
 
-        flag = torch.tensor([1.0 if spent else 0.0], device=device)
-        dist.broadcast(flag, src=0)
-        spent = bool(flag.item() > 0)
-    return spent
+        code = torch.tensor([_REASONS.index(reason)], device=device)
+        dist.broadcast(code, src=0)
+        reason = _REASONS[int(code.item())]
+    return reason
+
+
+def _early_stop(health_log: list[dict], patience: int | None) -> bool:
+    """True when the held-out loss has not improved for ``patience`` health checks."""
+    if not patience:
+        return False
+    losses = [h["val_loss"] for h in health_log if "val_loss" in h]
+    if len(losses) <= patience:
+        return False
+    best = int(np.argmin(losses))
+    return len(losses) - 1 - best >= patience
+
+
+def _heldout_set(dataset: Any, sampler: Any, seed: int, max_sites: int = 256):
+    """(uint8 images, labels) of up to ``max_sites`` sites of the sampler's held-out wells whose
+    perturbation is a training class; None when nothing is held out."""
+    wells = getattr(sampler, "heldout_wells", None)
+    names = getattr(sampler, "perturbation_names", None)
+    if wells is None or names is None or len(wells) == 0:
+        return None
+    from cellbench.data.sampling import perturbation_labels
+
+    label_of = {n: i for i, n in enumerate(names)}
+    well_label = perturbation_labels(dataset.wells)
+    site_wells = dataset.sites["well_index"].to_numpy()
+    rows, labels = [], []
+    for row in np.flatnonzero(np.isin(site_wells, wells)):
+        label = label_of.get(well_label[site_wells[row]])
+        if label is not None:
+            rows.append(row)
+            labels.append(label)
+    if not rows:
+        return None
+    rows_a, labels_a = np.asarray(rows), np.asarray(labels)
+    if len(rows_a) > max_sites:
+        pick = np.sort(np.random.default_rng([seed, 99]).choice(len(rows_a), max_sites, replace=False))
+        rows_a, labels_a = rows_a[pick], labels_a[pick]
+    images = torch.as_tensor(np.asarray(dataset.read_sites(rows_a)))
+    return images, torch.as_tensor(labels_a, dtype=torch.long)
 
 
 def _check_frozen(history: list[dict], warnings: list[str], bar: Any) -> None:

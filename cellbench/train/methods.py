@@ -20,6 +20,20 @@ TRAINABLE: dict[str, tuple[str, str, dict]] = {
 }
 
 
+#: per-method adjustments applied to every preset before the user's overrides (methods.md)
+METHOD_DEFAULTS: dict[str, dict] = {
+    # CropMAE: AdamW (0.9, 0.95), constant weight decay 0.05 (Eymael et al. 2024)
+    "cropmae-cross": {"betas": (0.9, 0.95), "weight_decay": 0.05, "final_weight_decay": 0.05},
+    "cropmae-single": {"betas": (0.9, 0.95), "weight_decay": 0.05, "final_weight_decay": 0.05},
+    # ViT-WSL memorises wells: early-stop on held-out wells (spec/simulator.md)
+    "vit-wsl": {"early_stop_patience": 3},
+}
+
+
+def method_defaults(name: str) -> dict:
+    return dict(METHOD_DEFAULTS.get(name, {}))
+
+
 def check_trainable(name: str) -> None:
     if name not in TRAINABLE:
         close = difflib.get_close_matches(name, list(TRAINABLE), n=3)

@@ -74,6 +74,7 @@ class TrainConfig:
     infonce_temperature: float = 0.1
     # --- ViT-WSL ---
     holdout_fraction: float = 0.2  # fraction of each perturbation's wells held out for early stop
+    early_stop_patience: int | None = None  # health checks without held-out improvement
     # --- infrastructure ---
     checkpoint_every: int = 500
     health_every: int = 200
