@@ -1,0 +1,475 @@
+"""Streaming embedding: images → tiles → sites → WELL means, written to parquet (README F6).
+
+``embed_dataset(encoder, dataset, out)`` reads the dataset's sites in batches, cuts each site
+into the encoder's tiles (non-overlapping, centred), embeds them, averages tiles into a site
+vector and sites into running per-well sums. Memory therefore grows with the number of wells,
+never with the number of sites (quality.md P6), and the output is the contract of
+docs/architecture.md: ``well_id`` + ``feature_0..feature_{D-1}`` (float32), one row per well,
+with parquet key-value metadata naming the model, the weights' SHA-256, the channel order and
+the data hash.
+
+Robustness (quality.md R2): the wells are cut into shards; each finished shard is written
+atomically and a killed run resumes without redoing them; under ``torchrun`` rank r embeds
+shards r, r + W, ... and rank 0 merges them (de-duplicating wells by id). The final file is
+cached by model + weights + data + settings: a second call returns it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cellbench.errors import CellbenchError, InputError
+from cellbench.io import atomic_path, config_hash
+from cellbench.schema import EMBEDDING_ID_COLUMN, feature_columns
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+    import torch
+
+    from cellbench.encoders.base import Encoder
+
+#: Bump when the embedding procedure changes so old caches are not reused.
+EMBED_FORMAT = 1
+META_PREFIX = "cellbench."
+#: Wells per shard: the unit of resumption and of work split across ranks.
+DEFAULT_SHARD_WELLS = 256
+
+
+# --- channels -----------------------------------------------------------------------------
+def channel_plan(dataset_channels: Sequence[str], encoder_channels: Sequence[str]) -> list[tuple[int, ...]]:
+    """For each channel the encoder expects, the dataset channels that make it, BY NAME.
+
+    Uses :func:`cellbench.data.channels.channel_plan` (stain aliases such as Hoechst → DNA,
+    and the explicit AGP ↔ Actin/Golgi rule). A channel-agnostic encoder (no channel names)
+    takes all the dataset's channels in order.
+    """
+    if not encoder_channels:
+        return [(i,) for i in range(len(dataset_channels))]
+    from cellbench.data.channels import channel_plan as _plan
+
+    return _plan(list(dataset_channels), list(encoder_channels))
+
+
+def _plan_names(dataset_channels: Sequence[str], plan: list[tuple[int, ...]]) -> list[str]:
+    names = []
+    for idx in plan:
+        parts = [str(dataset_channels[i]) for i in idx]
+        names.append(parts[0] if len(parts) == 1 else f"mean({','.join(parts)})")
+    return names
+
+
+def apply_plan(images: np.ndarray, plan: list[tuple[int, ...]]) -> np.ndarray:
+    """(N, C, H, W) uint8 → the encoder's channels: picked, or the rounded mean of several."""
+    if all(len(idx) == 1 for idx in plan):
+        return np.ascontiguousarray(images[:, [idx[0] for idx in plan]])
+    out = []
+    for idx in plan:
+        if len(idx) == 1:
+            out.append(images[:, idx[0]])
+        else:
+            out.append(np.rint(images[:, list(idx)].astype(np.float32).mean(axis=1)).astype(np.uint8))
+    return np.stack(out, axis=1)
+
+
+# --- hashing / cache key ------------------------------------------------------------------
+def data_hash(dataset: Any) -> str:
+    """A stable hash of the dataset's identity: its own ``data_hash`` if it has one, else
+    its name, channels, and the site → well table."""
+    own = getattr(dataset, "data_hash", None)
+    if isinstance(own, str) and own:
+        return own
+    if callable(getattr(dataset, "cache_key", None)):  # cellbench.data.dataset.ImageDataset
+        return f"{getattr(dataset, 'name', 'data')}-{dataset.cache_key()}"
+    h = hashlib.sha256()
+    h.update(repr((getattr(dataset, "name", ""), tuple(dataset.channels))).encode())
+    sites = dataset.sites
+    for column in ("site_id", "well_id"):
+        h.update("\n".join(sites[column].cast(str).to_list()).encode())
+    return h.hexdigest()
+
+
+def _meta(key: str) -> bytes:
+    return (META_PREFIX + key).encode()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``cellbench.*`` key-value metadata of an embedding parquet (prefix stripped)."""
+    import pyarrow.parquet as pq
+
+    raw = pq.read_schema(path).metadata or {}
+    out = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if key.startswith(META_PREFIX):
+            out[key[len(META_PREFIX) :]] = v.decode()
+    return out
+
+
+def _write_parquet(
+    path: Path, well_ids: Sequence[str], values: np.ndarray, metadata: dict[str, str], extra: dict | None = None
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    columns = {EMBEDDING_ID_COLUMN: pa.array(list(well_ids), pa.string())}
+    for i, name in enumerate(feature_columns(values.shape[1])):
+        columns[name] = pa.array(values[:, i], pa.float32())
+    for name, col in (extra or {}).items():
+        columns[name] = pa.array(col)
+    table = pa.table(columns)
+    table = table.replace_schema_metadata({_meta(k): str(v).encode() for k, v in metadata.items()})
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+# --- tiling -------------------------------------------------------------------------------
+def tile(images: torch.Tensor, size: int | None, max_tiles: int | None = None) -> tuple[torch.Tensor, int]:
+    """(N, C, H, W) sites → (N * T, C, s, s) non-overlapping centred tiles, and T.
+
+    ``size`` None, or a site no larger than ``size``: the whole site is one tile.
+    """
+    n, c, h, w = images.shape
+    if size is None or (h <= size and w <= size):
+        return images, 1
+    if h < size or w < size:  # one side smaller: a centred crop of the other
+        size = min(h, w)
+    ny, nx = h // size, w // size
+    y0, x0 = (h - ny * size) // 2, (w - nx * size) // 2
+    grid = images[:, :, y0 : y0 + ny * size, x0 : x0 + nx * size]
+    tiles = grid.reshape(n, c, ny, size, nx, size).permute(0, 2, 4, 1, 3, 5)
+    tiles = tiles.reshape(n, ny * nx, c, size, size)
+    if max_tiles is not None and ny * nx > max_tiles:
+        tiles = tiles[:, :max_tiles]
+    t = tiles.shape[1]
+    return tiles.reshape(n * t, c, size, size), t
+
+
+def _fit_input(encoder: Encoder, tiles: torch.Tensor) -> torch.Tensor:
+    """Resize tiles smaller than a fixed-size encoder's input (e.g. OpenPhenom's 256)."""
+    size = encoder.input_size
+    if size is None or not getattr(encoder, "fixed_size", False) or tiles.shape[-1] == size == tiles.shape[-2]:
+        return tiles
+    import torch.nn.functional as F
+
+    return F.interpolate(tiles.float(), size=(size, size), mode="bilinear", align_corners=False)
+
+
+# --- sharding -----------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover
+        pass
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _wells_and_sites(dataset: Any) -> tuple[list[str], list[np.ndarray]]:
+    """Wells (dataset well order) and, per well, the indices of its sites in read order."""
+    import polars as pl
+
+    sites = dataset.sites.with_row_index("_row")
+    order = dataset.wells.select(EMBEDDING_ID_COLUMN).with_row_index("_well_order")
+    grouped = (
+        sites.join(order, on=EMBEDDING_ID_COLUMN, how="left")
+        .group_by(EMBEDDING_ID_COLUMN, maintain_order=True)
+        .agg(pl.col("_row"), pl.col("_well_order").first())
+        .sort("_well_order", nulls_last=True, maintain_order=True)
+    )
+    wells = grouped[EMBEDDING_ID_COLUMN].cast(pl.Utf8).to_list()
+    rows = [np.asarray(r, dtype=np.int64) for r in grouped["_row"].to_list()]
+    return wells, rows
+
+
+class _Prefetch:
+    """Reads the next batch of sites in a background thread while the model runs."""
+
+    def __init__(self, dataset: Any, chunks: list[np.ndarray]) -> None:
+        self.dataset, self.chunks = dataset, chunks
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if not self.chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self.dataset.read_sites, self.chunks[0])
+            for i, chunk in enumerate(self.chunks):
+                images = future.result()
+                if i + 1 < len(self.chunks):
+                    future = pool.submit(self.dataset.read_sites, self.chunks[i + 1])
+                yield chunk, images
+
+
+def _embed_shard(
+    encoder: Encoder,
+    dataset: Any,
+    wells: list[str],
+    rows: list[np.ndarray],
+    plan: list[tuple[int, ...]],
+    batch_size: int,
+    max_tiles: int | None,
+    tiles_per_site: int,
+    advance,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Well means (n_wells, D) and site counts of one shard, streaming its sites."""
+    import torch
+
+    site_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    site_well = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    sites_per_chunk = max(1, batch_size // tiles_per_site)
+    bounds = range(0, len(site_rows), sites_per_chunk)
+    chunks = [site_rows[b : b + sites_per_chunk] for b in bounds]
+    sums = np.zeros((len(rows), encoder.embed_dim), np.float64)
+    counts = np.zeros(len(rows), np.int64)
+    start = 0
+    for chunk, images in _Prefetch(dataset, chunks):
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != len(chunk):
+            raise CellbenchError(
+                f"read_sites returned {images.dtype} {images.shape} for {len(chunk)} sites; "
+                "a dataset must return uint8 (N, C, H, W): fix the loader"
+            )
+        x = torch.from_numpy(apply_plan(images, plan))
+        tiles, t = tile(x, encoder.input_size, max_tiles)
+        tiles = _fit_input(encoder, encoder.preprocess(tiles))
+        feats = encoder.embed(tiles).detach().to("cpu", torch.float64)
+        site_vectors = feats.reshape(len(chunk), t, -1).mean(dim=1).numpy()
+        if not np.isfinite(site_vectors).all():
+            bad = dataset.sites["site_id"].gather(chunk[~np.isfinite(site_vectors).all(1)]).to_list()
+            raise InputError(
+                f"the model produced NaN/inf for site(s) {bad[:5]}; the images may be corrupt "
+                "(check them with `cellbench data check`) or the weights broken"
+            )
+        owner = site_well[start : start + len(chunk)]
+        np.add.at(sums, owner, site_vectors)
+        np.add.at(counts, owner, 1)
+        start += len(chunk)
+        advance(len(chunk))
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32), counts
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, description: str):
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sites"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def output_path(out: str | os.PathLike, model: str, key: str) -> Path:
+    """``out`` itself when it ends in ``.parquet``, else ``out/{model}-{key}.parquet``."""
+    out = Path(out)
+    return out if out.suffix == ".parquet" else out / f"{model}-{key}.parquet"
+
+
+def embed_dataset(
+    encoder: Encoder,
+    dataset: Any,
+    out_path: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    shard_wells: int = DEFAULT_SHARD_WELLS,
+    max_tiles: int | None = None,
+    device: str | None = None,
+    merge_timeout_s: float = 3600.0,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> Path:
+    """Embed every well of ``dataset`` with ``encoder``; return the parquet path.
+
+    ``out_path`` is a ``.parquet`` file or a directory (the file is then named after the model
+    and the cache key). A complete file with the same cache key is returned without work.
+    ``rank``/``world_size`` default to torch.distributed's (or ``RANK``/``WORLD_SIZE``): rank r
+    embeds shards r, r + W, ...; rank 0 waits for all shards and writes the merged file.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}; pass a positive number")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and "LOCAL_RANK" in os.environ:
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    encoder.to(device).eval()
+
+    plan = channel_plan(dataset.channels, () if encoder.embeds_wells else encoder.channels)
+    channel_names = _plan_names(dataset.channels, plan)
+    dhash = data_hash(dataset)
+    settings = {
+        "format": EMBED_FORMAT,
+        "model": encoder.name,
+        "weights_sha256": encoder.weights_sha256 or "none",
+        "model_config": {k: v for k, v in encoder.metadata.items() if k in ("seed", "mode")},
+        "channels": channel_names,
+        "data_hash": dhash,
+        "tile": encoder.input_size,
+        "max_tiles": max_tiles,
+        "embed_dim": encoder.embed_dim,
+    }
+    key = config_hash(settings, length=16)
+    target = output_path(out_path, encoder.name or "model", key)
+    metadata = {
+        "model": encoder.name,
+        "weights_sha256": settings["weights_sha256"],
+        "channels": json.dumps(channel_names),
+        "data_hash": dhash,
+        "cache_key": key,
+        "tile_size": str(encoder.input_size),
+        "format": str(EMBED_FORMAT),
+    }
+    if target.is_file():
+        with contextlib.suppress(Exception):
+            if read_metadata(target).get("cache_key") == key:
+                return target
+
+    env_rank, env_world = _dist_info()
+    rank = env_rank if rank is None else rank
+    world = env_world if world_size is None else world_size
+    if encoder.embeds_wells:  # reference encoders: wells from the ground truth, no pixels
+        if rank == 0:
+            ids, values = encoder.embed_wells(dataset)
+            metadata["embed_dim"] = str(values.shape[1])
+            _write_parquet(target, ids, values, metadata)
+        return target
+
+    wells, rows = _wells_and_sites(dataset)
+    if not wells:
+        raise InputError("the dataset has no sites to embed; check its site table and --data-dir")
+    shard_wells = max(1, int(shard_wells))
+    shards = [(s, min(s + shard_wells, len(wells))) for s in range(0, len(wells), shard_wells)]
+    shard_dir = target.parent / f".{target.stem}.shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+
+    def shard_path(i: int) -> Path:
+        return shard_dir / f"shard-{i:05d}.parquet"
+
+    mine = [i for i in range(len(shards)) if i % world == rank and not shard_path(i).is_file()]
+    total_sites = sum(len(rows[j]) for i in mine for j in range(*shards[i]))
+    if mine:  # one site tells how many tiles a site gives, hence sites per batch
+        probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
+        _, tiles_per_site = tile(torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles)
+    with _progress(progress and total_sites > 0, total_sites, f"embed {encoder.name}") as advance:
+        for i in mine:
+            lo, hi = shards[i]
+            means, counts = _embed_shard(
+                encoder,
+                dataset,
+                wells[lo:hi],
+                rows[lo:hi],
+                plan,
+                batch_size,
+                max_tiles,
+                tiles_per_site,
+                advance,
+            )
+            _write_parquet(
+                shard_path(i), wells[lo:hi], means, {**metadata, "shard": str(i)}, {"n_sites": counts}
+            )
+
+    shard_paths = [shard_path(i) for i in range(len(shards))]
+    if world > 1:
+        _wait_for_shards(shard_paths, target, key, merge_timeout_s, rank)
+        if rank != 0:
+            return target
+    _merge(target, shard_paths, wells, metadata)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    if world > 1 and _dist_initialized():
+        import torch.distributed as dist
+
+        dist.barrier()  # the others return only once the merged file exists
+    return target
+
+
+def _dist_initialized() -> bool:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return False
+    return dist.is_available() and dist.is_initialized()
+
+
+def _is_done(target: Path, key: str) -> bool:
+    try:
+        return target.is_file() and read_metadata(target).get("cache_key") == key
+    except Exception:  # a file being replaced: not done yet
+        return False
+
+
+def _wait_for_shards(paths: list[Path], target: Path, key: str, timeout_s: float, rank: int) -> None:
+    """Rank 0: until every shard exists. Other ranks: until rank 0 wrote the merged file."""
+    if _dist_initialized():
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank has written its shards
+        if rank != 0:
+            dist.barrier()  # rank 0 has merged
+        return
+    deadline = time.monotonic() + timeout_s
+    while not (_is_done(target, key) if rank != 0 else all(p.is_file() for p in paths)):
+        if time.monotonic() > deadline:
+            missing = [p.name for p in paths if not p.is_file()]
+            raise CellbenchError(
+                f"timed out waiting for embedding shards {missing[:5]} (or the merged file "
+                f"{target.name}) of other ranks; rerun the same command: finished shards are kept"
+            )
+        time.sleep(0.2)
+
+
+def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str]) -> None:
+    """Concatenate shards, keep the first row of each well id, order as the dataset's wells."""
+    import polars as pl
+
+    frames = [pl.read_parquet(p) for p in paths]
+    table = pl.concat(frames, how="vertical").unique(EMBEDDING_ID_COLUMN, keep="first", maintain_order=True)
+    order = pl.DataFrame({EMBEDDING_ID_COLUMN: wells}).with_row_index("_o")
+    table = table.join(order, on=EMBEDDING_ID_COLUMN, how="left").sort("_o").drop("_o")
+    features = [c for c in table.columns if c.startswith("feature_")]
+    values = table.select(features).to_numpy().astype(np.float32)
+    n_sites = int(table["n_sites"].sum()) if "n_sites" in table.columns else 0
+    metadata = {
+        **metadata,
+        "embed_dim": str(values.shape[1]),
+        "n_wells": str(table.height),
+        "n_sites": str(n_sites),
+    }
+    _write_parquet(target, table[EMBEDDING_ID_COLUMN].to_list(), values, metadata)
+
+
+def read_embeddings(path: str | os.PathLike) -> pl.DataFrame:
+    """Read an embedding parquet (well_id + features) as a polars table."""
+    import polars as pl
+
+    return pl.read_parquet(path)

@@ -1,0 +1,206 @@
+"""The embedding pipeline (F6): tiles → sites → well means, parquet contract, cache, resume,
+sharding across ranks, channel mapping by name."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from fakes_imaging import FakeDataset
+
+from cellbench import registry
+from cellbench.embed import channel_plan, embed_dataset, read_metadata, tile
+from cellbench.errors import InputError
+
+
+def _expected_well_means(encoder, data, channel_idx, tile_size=None):
+    """Hand computation: embed each site (mean over its tiles), then mean over sites."""
+    out = {}
+    for well in data.wells["well_id"]:
+        idx = [i for i, w in enumerate(data.sites["well_id"]) if w == well]
+        site_vecs = []
+        for i in idx:
+            img = torch.from_numpy(data.site_image(i)[channel_idx])[None]
+            if tile_size is None:
+                tiles = img
+            else:
+                s = tile_size
+                tiles = torch.cat(
+                    [img[..., y : y + s, x : x + s] for y in range(0, img.shape[-2] - s + 1, s) for x in range(0, img.shape[-1] - s + 1, s)]
+                )
+            site_vecs.append(encoder.embed(encoder.preprocess(tiles)).double().mean(0))
+        out[well] = torch.stack(site_vecs).mean(0).numpy()
+    return out
+
+
+def test_pixel_stats_well_means_match_hand_computation(tmp_path):
+    data = FakeDataset(n_wells=5, sites_per_well=3, size=24)
+    enc = registry.create("pixel-stats", channels=data.channels)
+    path = embed_dataset(enc, data, tmp_path, batch_size=4, progress=False, shard_wells=2)
+    table = pl.read_parquet(path)
+    d = enc.embed_dim
+    assert table.columns == ["well_id"] + [f"feature_{i}" for i in range(d)]
+    assert all(table[c].dtype == pl.Float32 for c in table.columns[1:])
+    assert table["well_id"].to_list() == data.wells["well_id"].to_list()
+    expected = _expected_well_means(enc, data, list(range(5)))
+    for row in table.iter_rows():
+        np.testing.assert_allclose(np.array(row[1:]), expected[row[0]], rtol=1e-5, atol=1e-6)
+    meta = read_metadata(path)
+    assert meta["model"] == "pixel-stats"
+    assert json.loads(meta["channels"]) == list(data.channels)
+    assert meta["weights_sha256"] == "none" and len(meta["data_hash"]) == 64
+    assert meta["n_wells"] == "5" and meta["n_sites"] == "15"
+    assert not list(tmp_path.glob(".*shards"))  # shard files cleaned after the merge
+
+
+def test_tiles_are_embedded_and_averaged(tmp_path):
+    data = FakeDataset(n_wells=3, sites_per_well=2, size=32)
+    enc = registry.create("random", channels=data.channels, input_size=16, patch_size=8)
+    path = embed_dataset(enc, data, tmp_path / "r.parquet", batch_size=3, progress=False)
+    table = pl.read_parquet(path)
+    expected = _expected_well_means(enc, data, list(range(5)), tile_size=16)
+    for row in table.iter_rows():
+        np.testing.assert_allclose(np.array(row[1:]), expected[row[0]], rtol=1e-4, atol=1e-4)
+
+
+def test_tile_shapes():
+    x = torch.arange(2 * 1 * 5 * 7, dtype=torch.float32).reshape(2, 1, 5, 7)
+    tiles, t = tile(x, 2)
+    assert t == 6 and tiles.shape == (12, 1, 2, 2)  # 2x3 grid, centred: rows 0..3, cols 0..5
+    torch.testing.assert_close(tiles[0], x[0, :, 0:2, 0:2])
+    torch.testing.assert_close(tiles[5], x[0, :, 2:4, 4:6])
+    whole, t1 = tile(x, None)
+    assert t1 == 1 and whole is x
+
+
+def test_channels_are_mapped_by_name(tmp_path):
+    data = FakeDataset(n_wells=3, sites_per_well=1, size=16, channels=("DNA", "ER", "RNA"))
+    enc = registry.create("pixel-stats", channels=("RNA", "dna"))
+    assert channel_plan(data.channels, enc.channels) == [(2,), (0,)]
+    table = pl.read_parquet(embed_dataset(enc, data, tmp_path, progress=False))
+    expected = _expected_well_means(enc, data, [2, 0])
+    for row in table.iter_rows():
+        np.testing.assert_allclose(np.array(row[1:]), expected[row[0]], rtol=1e-5, atol=1e-6)
+
+    needs_mito = registry.create("pixel-stats", channels=("DNA", "Mito"))
+    with pytest.raises(InputError, match="Mito"):
+        embed_dataset(needs_mito, data, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").glob("*.parquet"))
+
+
+def test_derived_channel_is_the_mean_of_its_sources(tmp_path):
+    # RxRx3-style data (Actin, Golgi separate) for a Bray-channel model that wants AGP
+    data = FakeDataset(n_wells=2, sites_per_well=1, size=16, channels=("Hoechst", "Actin", "Golgi"))
+    enc = registry.create("pixel-stats", channels=("DNA", "AGP"))
+    assert channel_plan(data.channels, enc.channels) == [(0,), (1, 2)]
+    path = embed_dataset(enc, data, tmp_path, progress=False)
+    assert json.loads(read_metadata(path)["channels"]) == ["Hoechst", "mean(Actin,Golgi)"]
+    img = data.site_image(0).astype(np.float32)
+    agp = np.rint((img[1] + img[2]) / 2).astype(np.uint8)
+    x = torch.from_numpy(np.stack([img[0].astype(np.uint8), agp])[None])
+    expected = enc.embed(enc.preprocess(x))[0].numpy()
+    np.testing.assert_allclose(pl.read_parquet(path).row(0)[1:], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_by_model_and_data_hash(tmp_path):
+    data = FakeDataset(n_wells=4, sites_per_well=2, size=16)
+    enc = registry.create("pixel-stats", channels=data.channels)
+    first = embed_dataset(enc, data, tmp_path, progress=False)
+    reads = data.reads
+    again = embed_dataset(enc, data, tmp_path, progress=False)
+    assert again == first and data.reads == reads  # nothing re-read
+    other = FakeDataset(n_wells=4, sites_per_well=3, size=16)
+    assert embed_dataset(enc, other, tmp_path, progress=False) != first  # other data, other key
+
+
+class _Dies(FakeDataset):
+    """Raises after a number of site reads: a run killed mid-way."""
+
+    def __init__(self, die_after: int, **kw) -> None:
+        super().__init__(**kw)
+        self.die_after = die_after
+
+    def read_sites(self, indices):
+        if self.reads + len(indices) > self.die_after:
+            raise KeyboardInterrupt("killed")
+        return super().read_sites(indices)
+
+
+def test_resume_skips_finished_shards_and_matches_uninterrupted(tmp_path):
+    kw = dict(n_wells=6, sites_per_well=2, size=16)
+    enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
+    full = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "full", progress=False, shard_wells=2))
+
+    dying = _Dies(die_after=9, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(enc, dying, tmp_path / "run", batch_size=2, progress=False, shard_wells=2)
+    assert not list((tmp_path / "run").glob("*.parquet"))  # no final file from a killed run
+    done = sorted(p.name for p in (tmp_path / "run").glob(".*shards/shard-*.parquet"))
+    assert done == ["shard-00000.parquet", "shard-00001.parquet"]
+
+    healthy = FakeDataset(**kw)
+    path = embed_dataset(enc, healthy, tmp_path / "run", batch_size=2, progress=False, shard_wells=2)
+    assert healthy.reads == 1 + 4  # a 1-site probe + only the last shard's 4 sites
+    assert pl.read_parquet(path).equals(full)
+
+
+def test_shards_split_across_ranks_and_merge(tmp_path):
+    kw = dict(n_wells=5, sites_per_well=2, size=16)
+    enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
+    single = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "one", progress=False, shard_wells=1))
+
+    ranks = [FakeDataset(**kw), FakeDataset(**kw)]
+    results = {}
+
+    def run(rank):
+        results[rank] = embed_dataset(
+            enc, ranks[rank], tmp_path / "two", progress=False, shard_wells=1, rank=rank, world_size=2, merge_timeout_s=60
+        )
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == results[1]
+    assert ranks[0].reads == 1 + 3 * 2 and ranks[1].reads == 1 + 2 * 2  # shards 0,2,4 vs 1,3
+    assert pl.read_parquet(results[0]).equals(single)
+
+
+def test_merge_deduplicates_well_ids(tmp_path):
+    from cellbench.embed import _merge, _write_parquet
+
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    _write_parquet(a, ["w1", "w2"], np.array([[1.0], [2.0]]), {}, {"n_sites": [1, 1]})
+    _write_parquet(b, ["w2", "w3"], np.array([[9.0], [3.0]]), {}, {"n_sites": [1, 1]})
+    _merge(tmp_path / "m.parquet", [a, b], ["w3", "w2", "w1"], {"model": "x"})
+    merged = pl.read_parquet(tmp_path / "m.parquet")
+    assert merged["well_id"].to_list() == ["w3", "w2", "w1"]
+    assert merged["feature_0"].to_list() == [3.0, 2.0, 1.0]
+
+
+def test_reference_encoders_write_ground_truth(tmp_path):
+    data = FakeDataset(n_wells=4)
+    path = embed_dataset(registry.create("oracle"), data, tmp_path, progress=False)
+    table = pl.read_parquet(path)
+    assert table["well_id"].to_list() == data.ground_truth["well_id"].to_list()
+    np.testing.assert_allclose(
+        table.select("feature_0", "feature_1", "feature_2").to_numpy(),
+        data.ground_truth.select("latent_0", "latent_1", "latent_2").to_numpy(),
+        rtol=1e-6,
+    )
+    assert data.reads == 0
+    nuis = pl.read_parquet(embed_dataset(registry.create("nuisance-only"), data, tmp_path, progress=False))
+    assert nuis.width == 1 + 2
+
+
+def test_embedding_is_deterministic_bytes(tmp_path):
+    data = FakeDataset(n_wells=3, sites_per_well=2, size=16)
+    enc = registry.create("random", channels=data.channels, input_size=16, patch_size=8)
+    a = embed_dataset(enc, data, tmp_path / "a", progress=False)
+    b = embed_dataset(registry.create("random", channels=data.channels, input_size=16, patch_size=8), FakeDataset(n_wells=3, sites_per_well=2, size=16), tmp_path / "b", progress=False)
+    assert a.read_bytes() == b.read_bytes()
