@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -68,3 +69,84 @@ def test_figure1_csv_equals_the_drawn_bars(tmp_path):
         figures._pyplot().close(fig)
     for panel in "abcd":
         assert drawn[panel] == pytest.approx(sorted(csv.filter(pl.col("panel") == panel)["value"]))
+
+
+# --- Figure 3 and the ablation plots, from a fake results store --------------------------
+from _report_fakes import write_model  # noqa: E402
+
+from cellbench.report.store import load_results  # noqa: E402
+
+
+@pytest.fixture()
+def records(tmp_path):
+    root = tmp_path / "results"
+    write_model(root, "cwa-msn", [0.30, 0.32, 0.37], ap=0.26, auc=0.56, config={"model": {"prototypes": 1024}})
+    write_model(root, "single-well-msn", [0.20, 0.22, 0.21], ap=0.24, auc=0.53)
+    write_model(root, "random", [0.1], ap=0.2, auc=0.5)
+    for p, corum in ((256, 0.28), (512, 0.27)):
+        write_model(root, "cwa-msn", [corum, corum + 0.02], variant=f"quick-p{p}",
+                    config={"model": {"prototypes": p}}, tasks=("gene_gene",))
+    return load_results(root)
+
+
+def test_figure3_files_and_numbers(records, tmp_path):
+    paths = figures.figure3(records, tmp_path)
+    _assert_files(paths, "figure3_compound_gene_synthetic-quick")
+    csv = pl.read_csv(tmp_path / "figure3_compound_gene_synthetic-quick.csv")
+    # every model and the 8 concentrations + max
+    assert set(csv["model"]) == {"cwa-msn", "single-well-msn", "random"}
+    assert csv.filter(pl.col("model") == "single-well-msn").height == 9
+    # AP at max for CWA-MSN: mean over seeds of 0.26, 0.27, 0.28; error = std over seeds
+    row = csv.filter((pl.col("model") == "cwa-msn") & (pl.col("concentration") == "max")).row(0, named=True)
+    assert row["ap_mean"] == pytest.approx(0.27) and row["n_seeds"] == 3
+    assert row["ap_err"] == pytest.approx(0.01) and row["err_kind"] == "seeds"
+    rnd = csv.filter((pl.col("model") == "random") & (pl.col("concentration") == "max")).row(0, named=True)
+    assert rnd["err_kind"] == "sampling" and rnd["ap_err"] == pytest.approx(0.01)
+    assert row["ap_baseline"] == pytest.approx(0.2) and row["auc_baseline_std"] == pytest.approx(0.004)
+    # the drawn curves are the CSV's numbers
+    curves = figures.compound_curves(records).filter(pl.col("dataset") == "synthetic-quick")
+    fig = figures._render_figure3(curves, "synthetic-quick")
+    try:
+        drawn = [tuple(np.round(np.asarray(line.get_ydata(), dtype=float), 9)) for line in fig.axes[0].lines]
+    finally:
+        figures._pyplot().close(fig)
+    for model in ("cwa-msn", "single-well-msn", "random"):
+        want = csv.filter((pl.col("model") == model) & (pl.col("concentration") != "max")).sort(
+            "concentration_um")["ap_mean"].to_numpy()
+        assert tuple(np.round(want, 9)) in drawn, model
+
+
+def test_single_vs_cross_plot(records, tmp_path):
+    paths = figures.figure_single_vs_cross(records, tmp_path)
+    _assert_files(paths, "ablation_single_vs_cross_well")
+    csv = pl.read_csv(tmp_path / "ablation_single_vs_cross_well.csv")
+    m = csv.filter((pl.col("block") == "measured") & (pl.col("kind") == "mean") & (pl.col("source") == "corum"))
+    got = dict(zip(m["model"], m["value"], strict=True))
+    assert got["cwa-msn"] == pytest.approx(np.mean([0.30, 0.32, 0.37]))
+    assert got["single-well-msn"] == pytest.approx(np.mean([0.20, 0.22, 0.21]))
+    sd = m.filter(pl.col("model") == "cwa-msn")["std"][0]
+    assert sd == pytest.approx(np.std([0.30, 0.32, 0.37], ddof=1))
+    seeds = csv.filter((pl.col("kind") == "seed") & (pl.col("model") == "cwa-msn") & (pl.col("source") == "corum"))
+    assert sorted(seeds["value"]) == pytest.approx([0.30, 0.32, 0.37])
+    rep = csv.filter((pl.col("block") == "reported") & (pl.col("source") == "corum"))
+    assert dict(zip(rep["model"], rep["value"], strict=True)) == {
+        "single-well-msn": 0.281, "cwa-msn": 0.386, "cropmae-single": 0.338, "cropmae-cross": 0.348}
+    assert rep.filter(pl.col("model") == "cropmae-single")["hours"][0] == 109
+
+
+def test_prototype_sweep_plot(records, tmp_path):
+    paths = figures.figure_prototypes(records, tmp_path)
+    _assert_files(paths, "ablation_prototypes")
+    csv = pl.read_csv(tmp_path / "ablation_prototypes.csv")
+    m = csv.filter((pl.col("block") == "measured") & (pl.col("kind") == "mean") & (pl.col("source") == "corum"))
+    got = dict(zip(m["prototypes"], m["value"], strict=True))
+    assert got == pytest.approx({256: 0.29, 512: 0.28, 1024: np.mean([0.30, 0.32, 0.37])})
+    rep = csv.filter((pl.col("block") == "reported") & (pl.col("source") == "corum"))
+    assert dict(zip(rep["prototypes"], rep["value"], strict=True)) == {256: 0.372, 512: 0.344, 1024: 0.386, 2048: 0.369}
+
+
+def test_no_measured_data_writes_no_measured_figures(tmp_path):
+    assert figures.figure3([], tmp_path) == []
+    assert figures.figure_single_vs_cross([], tmp_path) == []
+    assert figures.figure_prototypes([], tmp_path) == []
+    assert not list(tmp_path.iterdir())
