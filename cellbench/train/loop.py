@@ -58,6 +58,7 @@ class TrainResult:
     total_steps: int
     stopped: str  # "completed" | "time_budget" | "early_stop" | "stop_at"
     log: dict[str, Any] = field(default_factory=dict)
+    method: Any = None  # the trained Method (in memory, on every rank)
 
 
 # ------------------------------------------------------------------ distributed helpers
@@ -357,7 +358,7 @@ def train(
                 model_path = out_dir / MODEL
                 _save_model(model_path, method, model_name, seed, config, step, dataset, sampler)
                 write_json_atomic(out_dir / LOG, log)
-        return TrainResult(model_path, ckpt_path, step, n_total, stopped, log)
+        return TrainResult(model_path, ckpt_path, step, n_total, stopped, log, method)
     finally:
         if own_group:
             import torch.distributed as dist
