@@ -13,6 +13,7 @@ from cellbench.cli import evaluate as _evaluate
 from cellbench.cli import models as _models
 from cellbench.cli import report as _report
 from cellbench.cli import run as _run
+from cellbench.cli import train as _train
 
 app = typer.Typer(
     name="cellbench",
@@ -26,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (_run, _evaluate, _models, _data, _report):
+for _module in (_run, _train, _evaluate, _models, _data, _report):
     _module.register(app)
 
 
