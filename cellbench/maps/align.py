@@ -50,7 +50,7 @@ def _check_controls(name: str, batch: np.ndarray, control: np.ndarray) -> dict[s
     if missing:
         shown = ", ".join(f"'{b}'" for b in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise InputError(
-            f"batch {shown} has no control wells (treatment EMPTY_control), so alignment "
+            f"batch(es) {shown} ha{'ve' if len(missing) > 1 else 's'} no control wells (treatment EMPTY_control), so alignment "
             f"'{name}' cannot be fitted on it. Fix: include that batch's EMPTY_control wells, "
             "drop the batch, or use --align none."
         )

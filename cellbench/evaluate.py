@@ -1,0 +1,406 @@
+"""Score well-level embeddings: what ``cellbench evaluate`` runs.
+
+Two entry points:
+
+* :func:`evaluate_arrays` - in-process (used by the pipeline): well ids, a feature matrix and a
+  metadata table (the RxRx3-core metadata columns, or an already normalised table with
+  ``schema.WELL_COLUMNS``) -> a dict of results.
+* :func:`evaluate_files` - the real release files: an embeddings parquet (``well_id`` +
+  ``feature_0..feature_{D-1}``, read in record batches straight into one preallocated array) and
+  ``metadata_rxrx3_core.csv``; validates everything, then writes ``gene_gene.csv``,
+  ``compound_gene.csv``, ``batch.csv`` and ``results.json`` (configuration, versions, input
+  SHA-256, timings per stage) into the output folder, each atomically, and only once every score
+  is computed: on an error nothing is written.
+
+Order (evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
+(null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
+diagnostics on the aligned wells. A map without genes or without compounds scores what it can
+and records what it skipped and why.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from importlib import metadata as _metadata
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cellbench.errors import InputError, NotFoundError
+from cellbench.io import sha256_file, write_json_atomic, write_text_atomic
+from cellbench.maps.align import ALIGNMENTS
+from cellbench.maps.build import build_map_full
+from cellbench.maps.labels import wells_from_rxrx3
+from cellbench.metrics.annotations import SOURCES, annotation_version, check_sources
+from cellbench.metrics.gene_gene import MIN_ENTITIES, THRESHOLD_PAIRS, gene_gene_recall, recall_key
+from cellbench.schema import COMPOUND, CRISPR, EMBEDDING_ID_COLUMN, FEATURE_PREFIX, WELL_COLUMNS
+
+TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
+NULL_SCOPES: tuple[str, ...] = ("all", "genes")
+STAGES: tuple[str, ...] = ("read", "map", "gene_gene", "compound_gene", "batch", "write")
+
+#: progress(stage, done, total) - called as stages advance (the CLI draws bars from it)
+Progress = Callable[[str, float, float], None]
+
+
+def _noop(stage: str, done: float, total: float) -> None:
+    return None
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change a number."""
+    out = {"python": platform.python_version()}
+    for pkg in ("cellbench", "efaar-benchmarking", "numpy", "scipy", "scikit-learn", "polars", "pyarrow"):
+        try:
+            out[pkg] = _metadata.version(pkg)
+        except _metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sources: Sequence[str]):
+    if align not in ALIGNMENTS:
+        raise InputError(f"unknown alignment '{align}'. Fix: use one of {list(ALIGNMENTS)}.")
+    if null not in NULL_SCOPES:
+        raise InputError(f"unknown null scope '{null}'. Fix: use 'all' (whole map) or 'genes'.")
+    if int(seeds) < 1:
+        raise InputError(f"--seeds must be at least 1 (got {seeds}). Fix: pass --seeds 100 as the reference does.")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise InputError(f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)}.")
+    check_sources(sources)
+
+
+def _check_features(well_ids: Sequence[str], features: np.ndarray) -> None:
+    if features.ndim != 2 or features.shape[1] == 0:
+        raise InputError(f"the embeddings must be a 2-D table with at least one feature (got shape {features.shape}).")
+    if len(well_ids) != len(features):
+        raise InputError(f"{len(well_ids)} well ids but {len(features)} embedding rows. Fix: one id per row.")
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        examples = [str(well_ids[i]) for i in bad[:3]]
+        raise InputError(
+            f"{len(bad)} embedding rows contain NaN or inf (e.g. wells {examples}). "
+            "Fix: re-embed those wells or drop them from both the embeddings and the metadata."
+        )
+
+
+def _wells_table(metadata: pl.DataFrame) -> pl.DataFrame:
+    if all(c in metadata.columns for c in WELL_COLUMNS):
+        return metadata.select(list(WELL_COLUMNS))
+    return wells_from_rxrx3(metadata)
+
+
+def _line_up(well_ids: Sequence[str], wells: pl.DataFrame) -> pl.DataFrame:
+    """Metadata rows in the order of the embedding rows; errors if the ids do not line up."""
+    ids = pl.Series(EMBEDDING_ID_COLUMN, list(well_ids), dtype=pl.Utf8)
+    dup = ids.is_duplicated()
+    if dup.any():
+        examples = ids.filter(dup).unique().sort().head(3).to_list()
+        raise InputError(
+            f"the embeddings hold {int(dup.sum())} rows with duplicate well ids (e.g. {examples}). "
+            "Fix: keep one embedding per well (average duplicates first)."
+        )
+    order = pl.DataFrame({"well_id": ids}).with_row_index("_pos")
+    joined = order.join(wells, on="well_id", how="left", coalesce=True)
+    missing = joined.filter(pl.col("batch").is_null())["well_id"]
+    extra = wells.join(order, on="well_id", how="anti")["well_id"]
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(f"{len(missing)} embedded wells are not in the metadata (e.g. {missing.head(3).to_list()})")
+        if len(extra):
+            parts.append(f"{len(extra)} metadata wells have no embedding (e.g. {extra.head(3).to_list()})")
+        raise InputError(
+            "the embeddings and the metadata do not line up: " + "; ".join(parts) + ". "
+            "Fix: pass the metadata file that belongs to these embeddings, or filter both to the same wells."
+        )
+    return joined.sort("_pos").drop("_pos")
+
+
+def evaluate_arrays(
+    well_ids: Sequence[str],
+    features: np.ndarray,
+    metadata: pl.DataFrame,
+    *,
+    align: str = "pca-centerscale",
+    null: str = "all",
+    seeds: int = 100,
+    tasks: Sequence[str] = TASKS,
+    sources: Sequence[str] = SOURCES,
+    progress: Progress | None = None,
+    truth: pl.DataFrame | None = None,
+) -> dict:
+    """Score well embeddings in memory. Returns a JSON-serialisable dict with ``config``,
+    ``map``, ``scores`` (per task), ``skipped`` (task -> reason), ``warnings`` and ``timings``."""
+    progress = progress or _noop
+    tasks, sources = tuple(tasks), tuple(sources)
+    _check_options(align, null, seeds, tasks, sources)
+    features = np.asarray(features)
+    if features.dtype not in (np.float32, np.float64):
+        features = features.astype(np.float32)
+    _check_features(well_ids, features)
+    timings: dict[str, float] = {}
+    caught: list[str] = []
+
+    t0 = time.perf_counter()
+    progress("map", 0, 3)
+    wells = _line_up(well_ids, _wells_table(metadata))
+    if not wells["is_control"].any() and align != "none":
+        raise InputError(
+            "the metadata has no control wells (treatment EMPTY_control), so alignment "
+            f"'{align}' cannot be fitted. Fix: include the control wells, or use --align none."
+        )
+    progress("map", 1, 3)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        built = build_map_full(features, wells, align)
+    caught += [str(w.message) for w in record]
+    table, map_feats = built.table, built.features
+    progress("map", 3, 3)
+    timings["map"] = time.perf_counter() - t0
+    is_gene = (table["perturbation_type"] == CRISPR).to_numpy()
+    is_compound = (table["perturbation_type"] == COMPOUND).to_numpy()
+    map_info = {
+        "n_rows": table.height,
+        "n_gene_rows": int(is_gene.sum()),
+        "n_compound_rows": int(is_compound.sum()),
+        "n_wells": len(features),
+        "n_features_in": int(features.shape[1]),
+        "n_features_map": int(map_feats.shape[1]),
+        **built.report.as_dict(),
+    }
+    if table.height < MIN_ENTITIES:
+        raise InputError(
+            f"the map has only {table.height} perturbations; scoring needs at least {MIN_ENTITIES}. "
+            "Fix: evaluate more wells (more genes or compounds)."
+        )
+    scores: dict = {}
+    skipped: dict[str, str] = {}
+
+    if "gene_gene" in tasks:
+        t0 = time.perf_counter()
+        progress("gene_gene", 0, 1)
+        if not is_gene.any():
+            skipped["gene_gene"] = "the map has no CRISPR (gene) rows"
+        else:
+            rows = np.ones(table.height, bool) if null == "all" else is_gene
+            labels = [p if g else None for p, g in zip(table["perturbation"].to_list(), is_gene, strict=True)]
+            labels = [lab for lab, keep in zip(labels, rows, strict=True) if keep]
+            if rows.sum() < MIN_ENTITIES:
+                skipped["gene_gene"] = f"only {int(rows.sum())} rows in the null (need {MIN_ENTITIES})"
+            else:
+                scores["gene_gene"] = gene_gene_recall(map_feats[rows], labels, sources=sources)
+        progress("gene_gene", 1, 1)
+        timings["gene_gene"] = time.perf_counter() - t0
+
+    if "compound_gene" in tasks:
+        from cellbench.metrics.compound_gene import compound_gene_benchmark
+
+        t0 = time.perf_counter()
+        progress("compound_gene", 0, 1)
+        if not is_compound.any():
+            skipped["compound_gene"] = "the map has no compound rows"
+        elif not is_gene.any():
+            skipped["compound_gene"] = "the map has no CRISPR (gene) rows to retrieve"
+        else:
+            try:
+                result = compound_gene_benchmark(
+                    table,
+                    map_feats,
+                    seeds=int(seeds),
+                    truth=truth,
+                    progress=lambda d, t: progress("compound_gene", d, t),
+                )
+                scores["compound_gene"] = {"rows": result["rows"], "counts": result["counts"]}
+            except InputError as exc:
+                if "no compound" not in str(exc):
+                    raise
+                skipped["compound_gene"] = "no compound of the ground truth is scorable in this map"
+        timings["compound_gene"] = time.perf_counter() - t0
+
+    if "batch" in tasks:
+        from cellbench.metrics.batch import batch_diagnostics
+
+        t0 = time.perf_counter()
+        progress("batch", 0, 1)
+        scores["batch"] = batch_diagnostics(built.aligned_wells, wells)
+        progress("batch", 1, 1)
+        timings["batch"] = time.perf_counter() - t0
+
+    return {
+        "config": {
+            "align": align,
+            "null": null,
+            "seeds": int(seeds),
+            "tasks": list(tasks),
+            "sources": list(sources),
+            "recall_thresholds": [list(p) for p in THRESHOLD_PAIRS],
+            "annotations": f"efaar-benchmarking {annotation_version()}",
+            "compound_gene": "evaluation.md §3; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
+        },
+        "map": map_info,
+        "scores": scores,
+        "skipped": skipped,
+        "warnings": caught,
+        "timings": timings,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+
+
+def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple[list[str], np.ndarray]:
+    """``(well ids, features)`` of an embeddings parquet (``well_id`` + ``feature_0..``).
+
+    Streams record batches into one preallocated float32 (float64 if stored so) array, so the
+    table is never held twice."""
+    import pyarrow.parquet as pq
+
+    progress = progress or _noop
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"embeddings file {path} does not exist. Fix: check the --embeddings path.")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass the embeddings .parquet file.") from None
+    names = pf.schema_arrow.names
+    feats = [c for c in names if c.startswith(FEATURE_PREFIX)]
+    if EMBEDDING_ID_COLUMN not in names or not feats:
+        raise InputError(
+            f"{path} has columns {names[:6]}{'...' if len(names) > 6 else ''}; an embeddings file needs "
+            f"'{EMBEDDING_ID_COLUMN}' and '{FEATURE_PREFIX}0..{FEATURE_PREFIX}N'. Fix: write it in that layout."
+        )
+    feats.sort(key=lambda c: int(c[len(FEATURE_PREFIX) :]) if c[len(FEATURE_PREFIX) :].isdigit() else math.inf)
+    import pyarrow as pa
+
+    types = {pf.schema_arrow.field(c).type for c in feats}
+    dtype = np.float64 if types == {pa.float64()} else np.float32
+    n = pf.metadata.num_rows
+    out = np.empty((n, len(feats)), dtype=dtype)
+    ids: list[str] = []
+    pos = 0
+    for batch in pf.iter_batches(batch_size=32768, columns=[EMBEDDING_ID_COLUMN, *feats]):
+        frame = pl.from_arrow(batch)
+        ids.extend(frame[EMBEDDING_ID_COLUMN].cast(pl.Utf8).to_list())
+        try:
+            block = frame.select(pl.col(feats).cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+        except Exception as exc:
+            raise InputError(f"the feature columns of {path} are not numeric ({exc}).") from None
+        out[pos : pos + batch.num_rows] = block.to_numpy()
+        pos += batch.num_rows
+        progress("read", pos, n)
+    if any(i is None for i in ids[:1]) or None in ids:
+        raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+    return ids, out
+
+
+def read_metadata(path: str | Path) -> pl.DataFrame:
+    """``metadata_rxrx3_core.csv`` (all columns read as text; concentration parsed later)."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"metadata file {path} does not exist. Fix: check the --metadata path.")
+    try:
+        return pl.read_csv(path, infer_schema=False)
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv.") from None
+
+
+def _csv(frame: pl.DataFrame) -> str:
+    buf = io.StringIO()
+    frame.write_csv(buf, float_precision=None)
+    return buf.getvalue()
+
+
+def gene_gene_frame(scores: dict) -> pl.DataFrame:
+    cols = ["source", "n_relationships"] + [recall_key(lo, hi) for lo, hi in THRESHOLD_PAIRS]
+    rows = [{"source": s, **v} for s, v in scores.items()]
+    return pl.DataFrame(rows, schema={c: (pl.Utf8 if c == "source" else pl.Int64 if c == "n_relationships" else pl.Float64) for c in cols})
+
+
+def compound_gene_frame(scores: dict) -> pl.DataFrame:
+    rows = [{**r, "concentration": str(r["concentration"])} for r in scores["rows"]]
+    return pl.DataFrame(rows)
+
+
+def batch_frame(scores: dict) -> pl.DataFrame:
+    rows = []
+    for diagnostic, values in scores.items():
+        for key, value in values.items():
+            rows.append({"diagnostic": diagnostic, "metric": key, "value": str(value)})
+    return pl.DataFrame(rows, schema={"diagnostic": pl.Utf8, "metric": pl.Utf8, "value": pl.Utf8})
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    return obj
+
+
+def evaluate_files(
+    embeddings: str | Path,
+    metadata: str | Path,
+    out_dir: str | Path,
+    *,
+    align: str = "pca-centerscale",
+    null: str = "all",
+    seeds: int = 100,
+    tasks: Sequence[str] = TASKS,
+    sources: Sequence[str] = SOURCES,
+    progress: Progress | None = None,
+) -> dict:
+    """Score the release files and write the result files into ``out_dir`` (see module doc)."""
+    progress = progress or _noop
+    _check_options(align, null, seeds, tasks, sources)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file. Fix: pass a folder for the results.")
+    t0 = time.perf_counter()
+    ids, feats = read_embeddings(embeddings, progress)
+    meta = read_metadata(metadata)
+    hashes = {"embeddings": sha256_file(embeddings), "metadata": sha256_file(metadata)}
+    read_s = time.perf_counter() - t0
+    result = evaluate_arrays(
+        ids, feats, meta, align=align, null=null, seeds=seeds, tasks=tasks, sources=sources, progress=progress
+    )
+    del feats
+    t0 = time.perf_counter()
+    progress("write", 0, 1)
+    result["timings"] = {"read": read_s, **result["timings"]}
+    result.update(
+        inputs={"embeddings": str(Path(embeddings).resolve()), "metadata": str(Path(metadata).resolve())},
+        hashes=hashes,
+        versions=versions(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    files: dict[str, str] = {}
+    if "gene_gene" in result["scores"]:
+        files["gene_gene.csv"] = _csv(gene_gene_frame(result["scores"]["gene_gene"]))
+    if "compound_gene" in result["scores"]:
+        files["compound_gene.csv"] = _csv(compound_gene_frame(result["scores"]["compound_gene"]))
+    if "batch" in result["scores"]:
+        files["batch.csv"] = _csv(batch_frame(result["scores"]["batch"]))
+    for name, text in files.items():
+        write_text_atomic(out_dir / name, text)
+    result["timings"]["write"] = time.perf_counter() - t0
+    result["files"] = sorted(files) + ["results.json"]
+    result = _jsonable(result)
+    write_json_atomic(out_dir / "results.json", result)  # last: its presence marks a complete run
+    progress("write", 1, 1)
+    return result
