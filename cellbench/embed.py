@@ -468,6 +468,22 @@ def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str
     _write_parquet(target, table[EMBEDDING_ID_COLUMN].to_list(), values, metadata)
 
 
+def create_for_dataset(name: str, dataset: Any, checkpoint: str | os.PathLike | None = None, **kwargs: Any):
+    """``registry.create`` with the dataset's channels passed to models that adapt to them.
+
+    Channel-agnostic models (card ``input_channels = "any"``) and untrained trainable models
+    take the dataset's channels; trained checkpoints and fixed-channel models keep their own
+    (the pipeline then maps the data's channels to them by name).
+    """
+    from cellbench import registry
+
+    record = registry.metadata(name)
+    adapts = record.get("input_channels") == "any" or (record.get("trainer") and checkpoint is None)
+    if adapts and "channels" not in kwargs:
+        kwargs["channels"] = tuple(dataset.channels)
+    return registry.create(name, checkpoint=checkpoint, **kwargs)
+
+
 def read_embeddings(path: str | os.PathLike) -> pl.DataFrame:
     """Read an embedding parquet (well_id + features) as a polars table."""
     import polars as pl

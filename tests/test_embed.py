@@ -204,3 +204,25 @@ def test_embedding_is_deterministic_bytes(tmp_path):
     a = embed_dataset(enc, data, tmp_path / "a", progress=False)
     b = embed_dataset(registry.create("random", channels=data.channels, input_size=16, patch_size=8), FakeDataset(n_wells=3, sites_per_well=2, size=16), tmp_path / "b", progress=False)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_cli_embed_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cellbench.cli import app
+
+    monkeypatch.setenv("CELLBENCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "emb"
+    args = ["embed", "--model", "pixel-stats", "--data", "synthetic", "--size", "tiny", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    path = next(out.glob("pixel-stats-*.parquet"))
+    table = pl.read_parquet(path)
+    meta = read_metadata(path)
+    channels = json.loads(meta["channels"])
+    assert len(channels) == 6 and channels[0] == "DNA"
+    assert table.width == 1 + 11 * 6 and table["well_id"].n_unique() == table.height
+    assert np.isfinite(table.drop("well_id").to_numpy()).all()
+
+    typo = CliRunner().invoke(app, ["embed", "--model", "pixel-stat", "--data", "synthetic", "--size", "tiny", "--out", str(out)])
+    assert typo.exit_code == 2 and "pixel-stats" in typo.output

@@ -159,3 +159,18 @@ def test_bad_card_is_a_clear_error(tmp_path, monkeypatch):
     registry._read_cards.cache_clear()
     with pytest.raises(CellbenchError, match="not valid TOML"):
         registry.list_models()
+
+
+def test_cli_models_table_lists_every_model():
+    from typer.testing import CliRunner
+
+    from cellbench.cli import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in registry.list_models():
+        assert name in result.output
+    shown = CliRunner().invoke(app, ["models", "--show", "openphenom"])
+    assert shown.exit_code == 0 and "Non-commercial" in shown.output
+    bad = CliRunner().invoke(app, ["models", "--show", "openfenom"])
+    assert bad.exit_code == 2 and "openphenom" in bad.output
