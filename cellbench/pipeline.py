@@ -1,0 +1,175 @@
+"""``cellbench run``: data → train (or load) → embed → evaluate → store → leaderboard row.
+
+Every stage is cached (screens by configuration hash, checkpoints by run directory,
+embeddings by model + data hash, scores in the results store), so re-running a finished
+command only prints its row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellbench.errors import CellbenchError, NotFoundError
+
+# Size of the synthetic screens for each training preset.
+DATA_SIZE = {"tiny": "tiny", "quick": "quick", "standard": "quick", "paper": "full"}
+TRAIN_DATA = "synthetic-bray"
+EVAL_DATA = "synthetic-rxrx3-core"
+DATA_SEED = 0  # the screens are fixed; --seed varies the model (training, random init)
+FLOOR_CEILING = ("random", "oracle", "nuisance-only")
+TASKS = ("gene_gene", "compound_gene", "batch")
+
+
+@dataclass
+class RunResult:
+    model: str
+    checkpoint: str
+    dataset: str
+    records: dict[str, dict] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+
+def _is_trainable(record: dict[str, Any]) -> bool:
+    return bool(record.get("trainer"))
+
+
+def checkpoint_id(name: str, record: dict[str, Any], preset: str, seed: int,
+                  prototypes: int | None) -> str:
+    """How a result names the weights it came from."""
+    if _is_trainable(record):
+        ident = f"{preset}-seed{seed}"
+        return ident + (f"-proto{prototypes}" if prototypes else "")
+    if name == "random":
+        return f"seed{seed}"
+    return "released" if record.get("weights") else "none"
+
+
+def dataset_id(data: str, size: str) -> str:
+    return f"{EVAL_DATA}-{size}" if data == "synthetic" else data
+
+
+def run_pipeline(
+    model: str,
+    *,
+    data: str = "synthetic",
+    data_dir: str | None = None,
+    preset: str = "quick",
+    seed: int = 0,
+    prototypes: int | None = None,
+    device: str = "cpu",
+    eval_seeds: int = 100,
+    progress: bool = True,
+    floors: bool = True,
+    checkpoint: str | None = None,
+) -> RunResult:
+    """Run one model end to end and store its results; returns what was stored."""
+    from cellbench import registry
+    from cellbench.results import ResultsStore
+
+    if data not in ("synthetic", "rxrx3-core"):
+        raise NotFoundError(f"unknown --data {data!r}; use 'synthetic' (default) or 'rxrx3-core' with --data-dir")
+    if preset not in DATA_SIZE:
+        from cellbench.train.presets import get_preset
+
+        get_preset(preset)  # raises with suggestions
+    record = registry.metadata(model)  # raises with close-name suggestions
+    if prototypes is not None and model not in ("cwa-msn", "single-well-msn"):
+        raise CellbenchError(f"--prototypes applies to MSN models only, not {model!r}; drop it.")
+    if data == "rxrx3-core" and record.get("family") == "reference":
+        raise CellbenchError(f"{model!r} reads the simulator's ground truth; it only runs with --data synthetic.")
+    size = DATA_SIZE[preset]
+    ckpt_name = "custom-" + Path(checkpoint).stem if checkpoint else checkpoint_id(model, record, preset, seed, prototypes)
+    dataset_name = dataset_id(data, size)
+    store = ResultsStore()
+    result = RunResult(model, ckpt_name, dataset_name)
+
+    if all(store.has(model, ckpt_name, dataset_name, task) for task in TASKS):
+        result.records = {t: store.get(model, ckpt_name, dataset_name, t) for t in TASKS}
+        result.reused = True
+        return result
+
+    from cellbench.data import load_dataset
+
+    t0 = time.perf_counter()
+    if data == "synthetic":
+        eval_ds = load_dataset(EVAL_DATA, size=size, seed=DATA_SEED)
+    else:
+        eval_ds = load_dataset("rxrx3-core", data_dir=data_dir)
+    result.timings["data_eval"] = time.perf_counter() - t0
+
+    train_log = None
+    if _is_trainable(record) and checkpoint is None:
+        from cellbench.train.api import train_model
+
+        t0 = time.perf_counter()
+        train_ds = load_dataset(TRAIN_DATA, size=size, seed=DATA_SEED)
+        result.timings["data_train"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        overrides = {"num_prototypes": prototypes} if prototypes else None
+        checkpoint = str(train_model(model, train_ds, preset=preset, seed=seed, resume=True,
+                                     overrides=overrides, progress=progress, device=device))
+        result.timings["train"] = time.perf_counter() - t0
+        log_path = Path(checkpoint).parent / "train_log.json"
+        if log_path.exists():
+            train_log = json.loads(log_path.read_text())
+
+    from cellbench.embed import create_for_dataset, embed_dataset
+    from cellbench.paths import embeddings_dir
+
+    t0 = time.perf_counter()
+    kwargs = {"seed": seed} if model == "random" else {}
+    encoder = create_for_dataset(model, eval_ds, checkpoint=checkpoint, **kwargs)
+    emb_path = embed_dataset(encoder, eval_ds, embeddings_dir() / dataset_name / model / ckpt_name,
+                             progress=progress, device=device)
+    result.timings["embed"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scores = _evaluate(emb_path, eval_ds, eval_seeds, progress)
+    result.timings["evaluate"] = time.perf_counter() - t0
+
+    common = {
+        "model": model, "checkpoint": ckpt_name, "dataset": dataset_name,
+        "provenance": "measured", "synthetic": data == "synthetic", "seed": seed,
+        "config": {"preset": preset, "prototypes": prototypes, "device": device,
+                   "eval": scores["config"], "train": (train_log or {}).get("config")},
+        "versions": scores.get("versions", {}),
+        "hashes": {"embeddings": str(emb_path), "data": getattr(eval_ds, "data_hash", None)},
+        "timings": result.timings,
+        "simulator_version": getattr(eval_ds, "simulator_version", None),
+    }
+    for task in TASKS:
+        if task in scores["scores"]:
+            result.records[task] = {**common, "task": task, "scores": scores["scores"][task]}
+            store.put(result.records[task])
+    if train_log is not None:
+        result.records["health"] = {**common, "task": "health", "scores": _health(train_log)}
+        store.put(result.records["health"])
+    return result
+
+
+def _evaluate(emb_path: Path, dataset: Any, seeds: int, progress: bool) -> dict:
+    import polars as pl
+
+    from cellbench.evaluate import evaluate_arrays, versions
+
+    table = pl.read_parquet(emb_path)
+    features = table.select(pl.exclude("well_id")).to_numpy().astype("float32")
+    out = evaluate_arrays(table["well_id"].to_list(), features, dataset.wells, seeds=seeds)
+    out.setdefault("versions", versions())
+    return out
+
+
+def _health(train_log: dict) -> dict:
+    """The last health record of a training run plus whether the loss froze."""
+    health = train_log.get("health") or []
+    last = dict(health[-1]) if health else {}
+    last["steps_done"] = train_log.get("steps_done")
+    last["elapsed_s"] = train_log.get("elapsed_s")
+    last["warnings"] = train_log.get("warnings", [])
+    last["history"] = health
+    return last

@@ -1,0 +1,67 @@
+"""What ``cellbench run`` prints: the model's row between its floor and ceiling, the paper's
+reported rows for comparison (labelled as such), and a plain verdict against the untrained ViT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+ROW_MODELS = ("oracle", "random", "pixel-stats", "nuisance-only")
+
+
+def verdict(frame: pl.DataFrame, model: str) -> str | None:
+    """One sentence comparing the model's CORUM recall with the untrained ViT (``random``)."""
+    if model in ROW_MODELS:
+        return None
+    rows = {r["model"]: r for r in frame.iter_rows(named=True)}
+    if model not in rows or "random" not in rows:
+        return None
+    m, r = rows[model], rows["random"]
+    mm, rm = m.get("corum_mean"), r.get("corum_mean")
+    if mm is None or rm is None:
+        return None
+    # 'clearly above' needs intervals that do not overlap; with one seed we can only compare means
+    lo, hi = m.get("corum_ci_low"), r.get("corum_ci_high")
+    if lo is not None and hi is not None:
+        clear = lo > hi
+        how = "its 95 % interval lies above" if clear else "its 95 % interval overlaps or lies below"
+    else:
+        clear = None
+        how = "single seed, no interval"
+    if mm > rm and clear is not False:
+        word = "ABOVE"
+    elif mm > rm:
+        word = "above but not clearly"
+    else:
+        word = "NOT above"
+    return (f"{model}: CORUM recall {mm:.3f} vs untrained ViT (random) {rm:.3f} -> {word} the "
+            f"untrained ViT ({how}). Synthetic screen; compare with the reported rows only in "
+            "direction, never in value.")
+
+
+def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFrame:
+    """Print the measured rows of this dataset for the model and its references."""
+    from cellbench.report.tables import (
+        leaderboard_frame,
+        markdown_measured,
+        markdown_reported,
+        reported_frame,
+    )
+    from cellbench.results import ResultsStore
+
+    wanted = {result.model, *ROW_MODELS}
+    records = [r for r in ResultsStore().iter_results()
+               if r.get("dataset") == result.dataset and r.get("model") in wanted]
+    frame = leaderboard_frame(records)
+    label = "synthetic (measured)" if result.dataset.startswith("synthetic") else "measured"
+    console.print(f"\n[bold]{result.dataset}[/bold] — {label}; mean ± std over the stored seeds\n")
+    console.print(markdown_measured(frame, intervals=False), highlight=False, markup=False, soft_wrap=True)
+    rep = reported_frame().filter(pl.col("model").is_in([result.model, "random"]))
+    if rep.height:
+        console.print("\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n")
+        console.print(markdown_reported(rep), highlight=False, markup=False, soft_wrap=True)
+    line = verdict(frame, result.model)
+    if line:
+        console.print("\n" + line, highlight=False, markup=False, soft_wrap=True)
+    return frame
