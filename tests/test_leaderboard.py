@@ -38,12 +38,25 @@ def test_reader_is_tolerant_and_finds_seeds(store):
     assert load_results(store / "does-not-exist") == []
 
 
-def test_reader_rejects_a_broken_file(tmp_path):
+def test_reader_uses_the_results_store_and_skips_a_torn_file(tmp_path):
+    # cellbench.results.ResultsStore.iter_results is the reader; a file that is not valid JSON
+    # (only a foreign or half-copied file can be) is skipped, the others are read
+    write_model(tmp_path, "cwa-msn", [0.3], tasks=("gene_gene",))
+    bad = tmp_path / "synthetic-quick" / "cwa-msn" / "quick-seed9" / "gene_gene.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    recs = load_results(tmp_path)
+    assert [(r["model"], r["seed"]) for r in recs] == [("cwa-msn", 0)]
+
+
+def test_file_reader_fallback_rejects_a_broken_file(tmp_path):
+    from cellbench.report import store as store_mod
+
     bad = tmp_path / "synthetic-quick" / "cwa-msn" / "quick-seed0" / "gene_gene.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
     with pytest.raises(InputError, match="delete it"):
-        load_results(tmp_path)
+        store_mod._from_files(tmp_path)
 
 
 def test_mean_std_and_interval_over_seeds(store):
@@ -131,3 +144,36 @@ def test_latest_result_wins_and_real_data_block(tmp_path):
     assert df.height == 1 and df["corum_mean"][0] == pytest.approx(0.4)
     text = tables.write_leaderboard(load_results(root), tmp_path / "o")["rxrx3-core"]
     assert "real data" in text and "Missing reference rows" not in text
+
+
+def test_cli_leaderboard_and_paper(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cellbench.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "lb"
+    res = runner.invoke(app, ["leaderboard", "--results", str(store), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| ceiling | Oracle" in res.output or "| ceiling | oracle" in res.output
+    assert "## reported (paper, real RxRx3-core)" in res.output
+    assert (out / "leaderboard_synthetic-quick.csv").exists()
+
+    res = runner.invoke(app, ["paper", "--results", str(store), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "paper" / "table1_gene_gene.tex").exists()
+    t3 = pl.read_csv(out / "paper" / "measured" / "table3_single_vs_cross_well_measured_synthetic-quick.csv")
+    assert t3["model"].to_list() == ["random", "single-well-msn", "cwa-msn"]
+    assert set(t3["provenance"]) == {"measured"}
+    for stem in ("figure1_efficiency_reported", "figure1_efficiency_with_measured_synthetic-quick",
+                 "figure3_compound_gene_synthetic-quick", "ablation_single_vs_cross_well"):
+        for ext in (".png", ".pdf", ".csv"):
+            assert (out / "figures" / f"{stem}{ext}").exists(), stem + ext
+
+    # bad input: a clear message, exit code 2, nothing written
+    empty_out = tmp_path / "none"
+    res = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "missing"), "--out", str(empty_out)])
+    assert res.exit_code == 2 and "no results directory" in res.output
+    res = runner.invoke(app, ["paper", "--results", str(store), "--dataset", "nope", "--out", str(empty_out)])
+    assert res.exit_code == 2 and "synthetic-quick" in res.output
+    assert not empty_out.exists()

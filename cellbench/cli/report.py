@@ -1,7 +1,66 @@
-"""CLI commands: report (placeholder until its issue lands)."""
+"""CLI commands: ``leaderboard`` (all stored results as tables) and ``paper`` (the paper's
+tables and figures, reported and measured). Thin: the work is in :mod:`cellbench.report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from cellbench.cli._common import console, user_errors
+
+
+def _print_markdown(text: str) -> None:
+    """Print markdown as text (not rendered): wide tables stay intact and can be pasted."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@user_errors
+def leaderboard(
+    results: Path | None = typer.Option(
+        None, "--results", help="Results store root (default: $CELLBENCH_HOME/results)."),
+    out: Path = typer.Option(Path("leaderboard"), "--out", help="Folder for the CSV and markdown files."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset (e.g. synthetic-quick)."),
+    with_paper: bool = typer.Option(False, "--paper", help="Also regenerate the paper's tables and figures."),
+) -> None:
+    """All stored results as one table per dataset: measured rows (mean ± std over seeds,
+    95 % intervals with ≥ 3 seeds), floor/ceiling rows on synthetic data, and the paper's
+    reported rows as a separate block. Headline: CORUM recall at (0.05, 0.95)."""
+    from cellbench.report.build import build_leaderboard, build_paper
+
+    root, texts = build_leaderboard(results, out, dataset)
+    if not texts:
+        console.print(f"No measured results in {root} yet — run `cellbench run --model cwa-msn`. "
+                      f"The paper's reported rows are in {out / 'leaderboard_reported.csv'}.")
+    for text in texts.values():
+        _print_markdown(text)
+    if with_paper:
+        written = build_paper(out, results, dataset)
+        console.print(f"paper tables and figures: {len(written)} files under {out}")
+    if texts:
+        console.print(f"written: {out}/leaderboard_*.csv and .md")
+
+
+@user_errors
+def paper(
+    out: Path = typer.Option(Path("leaderboard"), "--out", help="Output folder (tables go to OUT/paper, figures to OUT/figures)."),
+    results: Path | None = typer.Option(
+        None, "--results", help="Results store root for the measured versions (default: $CELLBENCH_HOME/results)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only measured results of this dataset."),
+) -> None:
+    """Regenerate the CWA-MSN paper: Tables 1–5 as CSV/markdown/LaTeX (reported, with the
+    Table 2 z-score check) and beside them the same tables from measured results; Figure 1
+    (reported, and with measured rows), Figure 3 and the ablation plots (PNG, PDF, CSV)."""
+    from cellbench.report.build import build_paper
+
+    written = build_paper(out, results, dataset)
+    figs = sorted(p for p in written if p.suffix == ".png")
+    console.print(f"wrote {len(written)} files under {out}")
+    for p in figs:
+        console.print(f"  figure: {p}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("leaderboard")(leaderboard)
+    app.command("paper")(paper)

@@ -454,3 +454,136 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+# ----------------------------------------------------------------------------------------
+# The paper's tables, measured (beside leaderboard/paper/table*.csv)
+# ----------------------------------------------------------------------------------------
+_PAPER_TABLE_MODELS: dict[int, tuple[str, ...] | None] = {
+    1: ("random", "vit-imagenet", "cellprofiler", "vit-wsl", "openphenom", "cwa-msn"),
+    2: ("openphenom", "vit-wsl", "cellprofiler", "vit-imagenet", "random", "cwa-msn"),
+    3: ("random", "single-well-msn", "cwa-msn"),
+    4: ("random", "cropmae-single", "cropmae-cross", "cwa-msn"),
+    5: ("cwa-msn",),
+}
+_PAPER_TABLE_METRICS: dict[int, tuple[str, ...]] = {
+    1: ("corum", "humap", "reactome", "signor", "stringdb"),
+    2: ("ap_max", "ap_max_z", "auc_max", "auc_max_z"),
+    3: ("corum", "humap", "reactome", "signor", "stringdb"),
+    4: ("corum", "humap", "reactome", "signor", "stringdb"),
+    5: ("corum", "humap", "reactome", "signor", "stringdb"),
+}
+
+
+def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Table ``number`` of the paper rebuilt from measured rows of ``dataset`` (empty when
+    none of its models were measured). Same models as the paper's table, mean ± std over
+    seeds; Table 4 adds measured CPU hours per run, Table 5 groups CWA-MSN by prototypes."""
+    models = _PAPER_TABLE_MODELS[number]
+    metrics = _PAPER_TABLE_METRICS[number]
+    d = frame.filter((pl.col("dataset") == dataset) & pl.col("model").is_in(list(models)))
+    if number == 5:
+        d = d.filter(pl.col("prototypes").is_not_null()) if "prototypes" in d.columns else d.clear()
+    else:
+        d = main_variants(d)
+    cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
+    if not d.height or all(d[f"{m}_mean"].is_null().all() for m in metrics if f"{m}_mean" in d.columns):
+        return pl.DataFrame()
+    keep = ["dataset", "role", "model", "display", "variant", "n_seeds"]
+    if number == 4:
+        keep.append("train_hours")
+    if number == 5:
+        keep.append("prototypes")
+    out = d.select([c for c in keep if c in d.columns] + [c for c in cols if c in d.columns])
+    if number == 5:
+        out = out.sort("prototypes")
+    else:
+        order = {m: i for i, m in enumerate(models)}
+        out = out.with_columns(_o=pl.col("model").replace_strict(order, default=99)).sort("_o").drop("_o")
+    return out.with_columns(pl.lit("measured").alias("provenance"),
+                            pl.lit(f"cellbench results store ({dataset})").alias("source"))
+
+
+def main_variants(frame: pl.DataFrame) -> pl.DataFrame:
+    """Keep one row per (dataset, model): the variant with the most seeds (ties: the shortest
+    name, i.e. the plain preset rather than a sweep point such as ``quick-p512``)."""
+    if not frame.height:
+        return frame
+    return (frame.with_columns(_len=pl.col("variant").str.len_chars())
+            .sort(["n_seeds", "_len"], descending=[True, False])
+            .unique(subset=["dataset", "model"], keep="first", maintain_order=True)
+            .drop("_len"))
+
+
+def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
+    metrics = [m for m in _PAPER_TABLE_METRICS[number] if f"{m}_mean" in table.columns]
+    lead = ["model", "variant", "seeds"]
+    if number == 4:
+        lead.insert(0, "training time (CPU hours / run)")
+    if number == 5:
+        lead.insert(0, "number of prototypes")
+    rows = []
+    for r in table.iter_rows(named=True):
+        cells = [r["display"], r["variant"], r["n_seeds"]]
+        if number == 4:
+            cells.insert(0, "–" if r.get("train_hours") is None else f"{r['train_hours']:.2f}")
+        if number == 5:
+            cells.insert(0, f"{int(r['prototypes']):,}")
+        cells += [fmt_cell(r[f"{m}_mean"], r.get(f"{m}_std"), r.get(f"{m}_ci_low"),
+                           r.get(f"{m}_ci_high"), _metric_digits(m)) for m in metrics]
+        rows.append(cells)
+    ds = table["dataset"][0]
+    table_def = paper.TABLES[number]
+    return to_markdown(
+        lead + [_HEADER[m] for m in metrics], rows,
+        title=f"Table {number} (measured by cellbench on {ds}): {table_def.caption}",
+        notes=[f"Provenance: measured ({ds}); mean ± std over training seeds [95 % t-interval "
+               "with ≥ 3 seeds]. Compare with the reported table beside it only in direction, "
+               "not in value, when the data differ."])
+
+
+def write_measured_paper_tables(records: Iterable[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """``table{N}_<slug>_measured_<dataset>.csv/.md`` for every table with measured rows."""
+    frame = leaderboard_frame(records)
+    out = Path(out_dir)
+    written: list[Path] = []
+    if not frame.height:
+        return written
+    for ds in sorted(set(frame["dataset"].to_list())):
+        for number, table_def in paper.TABLES.items():
+            t = measured_paper_table(number, frame, ds)
+            if not t.height:
+                continue
+            stem = f"{table_def.stem}_measured_{_safe(ds)}"
+            written.append(write_csv_atomic(t, out / f"{stem}.csv"))
+            written.append(write_text_atomic(out / f"{stem}.md", measured_paper_markdown(number, t)))
+    return written
+
+
+def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Measured rows for Figure 1's second version: one per model (its best-seeded variant),
+    trained models only (role "model"); parameters from the run's config, else from the
+    model card; training images only from the run's config (they are per run)."""
+    d = frame.filter((pl.col("dataset") == dataset) & (pl.col("role") == "model")
+                     & pl.col("corum_mean").is_not_null())
+    rows = []
+    for r in main_variants(d).iter_rows(named=True):
+        model = r["model"]
+        params = r.get("parameters")
+        if not params:
+            try:
+                from cellbench.registry import metadata
+
+                p = metadata(model).get("parameters")
+                params = float(p) if isinstance(p, int | float) and p > 0 else None
+            except Exception:  # noqa: BLE001 - unknown model: no parameter count
+                params = None
+        imgs = r.get("training_images")
+        rows.append({"method": r["display"], "model": model, "dataset": dataset,
+                     "corum": r["corum_mean"], "corum_std": r.get("corum_std"),
+                     "n_seeds": r["n_seeds"],
+                     "images_millions": imgs / 1e6 if imgs else None,
+                     "parameters_billions": params / 1e9 if params else None})
+    return pl.DataFrame(rows, schema={"method": pl.String, "model": pl.String, "dataset": pl.String,
+                                      "corum": pl.Float64, "corum_std": pl.Float64, "n_seeds": pl.Int64,
+                                      "images_millions": pl.Float64, "parameters_billions": pl.Float64})
