@@ -177,3 +177,18 @@ def test_cli_leaderboard_and_paper(store, tmp_path):
     res = runner.invoke(app, ["paper", "--results", str(store), "--dataset", "nope", "--out", str(empty_out)])
     assert res.exit_code == 2 and "synthetic-quick" in res.output
     assert not empty_out.exists()
+
+
+def test_pipeline_checkpoint_names_and_nested_config(tmp_path):
+    # `cellbench run` names checkpoints "{preset}-seed{seed}[-proto{N}]" and keeps the trainer's
+    # config nested; seeds must aggregate and the prototype count must be found
+    for seed, corum in enumerate((0.30, 0.34)):
+        write_result(tmp_path, "synthetic-quick", "cwa-msn", f"quick-seed{seed}-proto512", "gene_gene", seed,
+                     {"CORUM": {"n_relationships": 10, "recall_0.05_0.95": corum, "recall_0.1_0.9": corum}},
+                     config={"preset": "quick", "prototypes": None, "train": {"num_prototypes": 512}},
+                     timings={"train": 720.0})
+    df = tables.leaderboard_frame(load_results(tmp_path))
+    assert df.height == 1
+    row = df.row(0, named=True)
+    assert (row["variant"], row["n_seeds"], row["prototypes"]) == ("quick-proto512", 2, 512)
+    assert row["corum_mean"] == pytest.approx(0.32) and row["train_hours"] == pytest.approx(0.2)

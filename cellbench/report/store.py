@@ -19,7 +19,8 @@ from typing import Any
 from cellbench.errors import InputError
 
 TASKS = ("gene_gene", "compound_gene", "batch", "health")
-_SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)$")
+# a seed token anywhere in a checkpoint name: "quick-seed0", "quick-seed0-proto512", "p512_s2"
+_SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)(?=$|[-_.])")
 
 
 def _from_store(root: Path) -> list[dict[str, Any]] | None:
@@ -91,7 +92,7 @@ def load_results(root: str | Path) -> list[dict[str, Any]]:
         if seed is None and m:
             seed = int(m.group(1))
         rec["seed"] = seed
-        rec["variant"] = _SEED_TOKEN.sub("", ckpt) or "default"
+        rec["variant"] = _SEED_TOKEN.sub("", ckpt).strip("-_.") or "default"
         rec["synthetic"] = bool(rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic")))
     return records
 
