@@ -144,8 +144,14 @@ def run_pipeline(
     }
     for task in TASKS:
         if task in scores["scores"]:
-            result.records[task] = {**common, "task": task, "scores": scores["scores"][task]}
-            store.put(result.records[task])
+            task_scores = scores["scores"][task]
+            if task == "batch":
+                task_scores = _flat_batch(task_scores)
+            result.records[task] = {**common, "task": task, "scores": task_scores}
+        else:  # recorded as skipped, so a re-run knows the work is done
+            reason = scores.get("skipped", {}).get(task, "not computed")
+            result.records[task] = {**common, "task": task, "scores": {}, "skipped": reason}
+        store.put(result.records[task])
     if train_log is not None:
         result.records["health"] = {**common, "task": "health", "scores": _health(train_log)}
         store.put(result.records["health"])
@@ -164,10 +170,25 @@ def _evaluate(emb_path: Path, dataset: Any, seeds: int, progress: bool) -> dict:
     return out
 
 
+def _flat_batch(scores: dict) -> dict:
+    """Headline numbers of the batch diagnostics at the top level, details kept beside them."""
+    pred = scores.get("batch_predictability") or {}
+    rep = scores.get("replicate_consistency") or {}
+    flat = {
+        "batch_predictability": pred.get("batch_accuracy"),
+        "batch_chance": pred.get("batch_chance"),
+        "replicate_consistency": rep.get("replicate_consistency"),
+        "details": scores,
+    }
+    return {k: v for k, v in flat.items() if v is not None}
+
+
 def _health(train_log: dict) -> dict:
     """The last health record of a training run plus whether the loss froze."""
     health = train_log.get("health") or []
     last = dict(health[-1]) if health else {}
+    if "proto_used" in last:
+        last["prototype_usage"] = last["proto_used"]
     last["steps_done"] = train_log.get("steps_done")
     last["elapsed_s"] = train_log.get("elapsed_s")
     last["warnings"] = train_log.get("warnings", [])

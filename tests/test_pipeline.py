@@ -1,0 +1,54 @@
+"""`cellbench run` end to end on the tiny screens: results stored, re-runs reuse, bad input refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cellbench.cli import app
+from cellbench.pipeline import run_pipeline
+from cellbench.results import ResultsStore
+
+runner = CliRunner()
+
+
+def test_reference_model_end_to_end_and_reuse():
+    first = run_pipeline("oracle", preset="tiny", eval_seeds=3, progress=False)
+    assert not first.reused
+    assert set(first.records) >= {"gene_gene", "batch"}
+    corum = first.records["gene_gene"]["scores"]["CORUM"]
+    assert 0.0 <= corum["recall_0.05_0.95"] <= 1.0 and corum["n_relationships"] > 0
+    stored = ResultsStore().get("oracle", first.checkpoint, first.dataset, "gene_gene")
+    assert json.loads(json.dumps(stored))["scores"] == json.loads(json.dumps(first.records["gene_gene"]["scores"]))
+    again = run_pipeline("oracle", preset="tiny", eval_seeds=3, progress=False)
+    assert again.reused and again.records["gene_gene"]["scores"] == stored["scores"]
+
+
+def test_trained_model_run_prints_row_and_verdict():
+    result = runner.invoke(app, ["run", "--model", "cwa-msn", "--preset", "tiny", "--eval-seeds", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "CWA-MSN" in result.output and "untrained ViT" in result.output
+    assert "reported" in result.output  # the paper's rows are shown, labelled
+    records = list(ResultsStore().iter_results(model="cwa-msn"))
+    tasks = {r["task"] for r in records}
+    assert {"gene_gene", "health"} <= tasks
+    assert all(r["synthetic"] and r["provenance"] == "measured" for r in records)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--model", "cwa-mns"], "cwa-msn"),  # close-name suggestion
+        (["run", "--model", "oracle", "--prototypes", "256"], "MSN"),
+        (["run", "--model", "cwa-msn", "--preset", "quik"], "quick"),
+        (["run", "--model", "cwa-msn", "--data", "jump"], "synthetic"),
+    ],
+)
+def test_bad_input_is_refused_clearly(args, message):
+    before = len(list(ResultsStore().iter_results()))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(list(ResultsStore().iter_results())) == before
