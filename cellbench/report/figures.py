@@ -46,7 +46,8 @@ def save_figure(fig, out_dir: str | Path, stem: str, data: pl.DataFrame) -> list
     out = Path(out_dir)
     paths = []
     try:
-        for ext, kw in ((".png", {"dpi": 150}), (".pdf", {})):
+        # no creation date in the PDF, so regenerating an unchanged figure changes no bytes
+        for ext, kw in ((".png", {"dpi": 150}), (".pdf", {"metadata": {"CreationDate": None}})):
             target = out / f"{stem}{ext}"
             with atomic_path(target, suffix=ext) as tmp:
                 fig.savefig(tmp, bbox_inches="tight", **kw)
@@ -64,7 +65,7 @@ def _fmt(v: float) -> str:
         return f"{v:,.0f}"
     if abs(v) >= 1:
         return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
-    return f"{v:.3f}".lstrip("0") if abs(v) >= 0.01 else f"{v:.2g}"
+    return f"{v:.3f}".lstrip("0") if abs(v) >= 0.01 else f"{v:.2g}".lstrip("0")
 
 
 def _count_text(value: float, unit: str) -> str:
