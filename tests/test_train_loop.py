@@ -109,3 +109,31 @@ def test_trained_checkpoint_becomes_an_encoder(dataset, tmp_path):
         from cellbench.encoders.msn import create_single_well
 
         create_single_well(checkpoint=str(result.model_path))
+
+
+def test_cli_train_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from cellbench.cli import train as train_cli
+
+    monkeypatch.setenv("CELLBENCH_HOME", str(tmp_path / "home"))
+    app = typer.Typer()
+    train_cli.register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer in multi-command mode
+        pass
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--model", "cwa-msn", "--preset", "tiny", "--data", "synthetic-bray",
+            "--size", "tiny", "--out", str(out), "--quiet", "--set", "max_steps=3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").exists() and (out / "train_log.json").exists()
+    assert json.loads((out / "train_log.json").read_text())["steps_done"] == 3
+    bad = runner.invoke(app, ["train", "--model", "cwa-mns", "--quiet"])
+    assert bad.exit_code == 2 and "cwa-msn" in bad.output
+    bad = runner.invoke(app, args[:-1] + ["max_step=3"])
+    assert bad.exit_code == 2 and "max_steps" in bad.output

@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("quick", "--preset", "-p", help="tiny | quick | standard | paper."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed, same weights (CPU)."),
         data: str = typer.Option("synthetic-bray", "--data", "-d", help="Dataset name."),
+        size: str = typer.Option("quick", "--size", help="Synthetic screen size: tiny | quick | full."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="Local copy of a real dataset."),
         prototypes: int | None = typer.Option(None, "--prototypes", help="Number of MSN prototypes."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
         device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
@@ -49,6 +51,6 @@ def register(app: typer.Typer) -> None:
             overrides["time_budget_s"] = time_budget
         path = train_model(
             model, data, preset=preset, seed=seed, out_dir=out, resume=resume,
-            overrides=overrides, progress=not quiet, device=device,
+            overrides=overrides, progress=not quiet, device=device, data_size=size, data_dir=data_dir,
         )
         console.print(f"model written to {path}")

@@ -28,12 +28,15 @@ def train_model(
     progress: bool = True,
     device: str = "cpu",
     callback=None,
+    data_size: str = "quick",
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Train encoder ``name`` on ``dataset`` (an ImageDataset or a dataset name) and return the
     path of its ``model.pt`` (load it with ``cellbench.registry.create(name, checkpoint=...)``).
 
     A finished run in ``out_dir`` is reused as it is when ``resume`` is set; an interrupted one
     is continued from its last checkpoint. ``overrides`` replace preset fields by name.
+    ``data_size``/``data_dir`` are passed to :func:`cellbench.data.load_dataset` for a name.
     """
     from cellbench.errors import CellbenchError
     from cellbench.train.loop import MODEL, train
@@ -46,7 +49,7 @@ def train_model(
     if isinstance(dataset, str):
         from cellbench.data import load_dataset
 
-        dataset = load_dataset(dataset)
+        dataset = load_dataset(dataset, data_dir=data_dir, size=data_size)
     out = Path(out_dir) if out_dir is not None else default_out_dir(
         name, str(dataset_name), preset, seed, config
     )

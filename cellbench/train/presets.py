@@ -1,7 +1,7 @@
 """Training presets: named, complete hyper-parameter sets, every field overridable.
 
 * ``tiny``  - for tests: a 2-block ViT on 16 px crops, runs in seconds.
-* ``quick`` - the default run: a small timm ViT (width 192, depth 4, patch 8) on 32 px crops,
+* ``quick`` - the default run: a small timm ViT (width 128, depth 4, patch 8) on 32 px crops,
   a few minutes on 2 CPU cores.
 * ``standard`` - PLACEHOLDER for the CPU budget that issue 6 (the budget curve) will choose;
   until then it is ``quick`` trained 4x longer.
@@ -91,9 +91,9 @@ _PAPER = TrainConfig()
 _QUICK = dataclasses.replace(
     _PAPER,
     arch="custom",
-    embed_dim=192,
+    embed_dim=128,
     depth=4,
-    num_heads=3,
+    num_heads=4,
     patch_size=8,
     crop_size=32,
     focal_size=16,
