@@ -1,7 +1,76 @@
-"""CLI commands: data (placeholder until its issue lands)."""
+"""CLI commands: ``cellbench data generate | show | info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from cellbench.cli._common import console, user_errors
+
+data_app = typer.Typer(help="Synthetic screens and image datasets: generate, look, check.",
+                       no_args_is_help=True)
+
+
+@data_app.command("generate")
+@user_errors
+def generate(
+    name: str = typer.Argument(..., help="synthetic-rxrx3-core or synthetic-bray"),
+    size: str = typer.Option("quick", "--size", help="tiny | quick | full"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path | None = typer.Option(None, "--out", help="output directory (default: the cache)"),
+) -> None:
+    """Write a synthetic screen in the real dataset's file layout (atomic, cached by config)."""
+    import time
+
+    from cellbench.data.synthetic import generate_screen
+    from cellbench.data.synthetic.generate import read_manifest
+
+    t0 = time.perf_counter()
+    path = generate_screen(name, size, seed, out)
+    man = read_manifest(path) or {}
+    mb = sum(f["bytes"] for f in man.get("files", [])) / 1e6
+    console.print(f"{name} ({size}, seed {seed}): {man.get('n_wells')} wells, {man.get('n_sites')} sites, "
+                  f"{man.get('image_size')} px, {mb:.1f} MB in {time.perf_counter() - t0:.1f} s -> {path}")
+
+
+@data_app.command("show")
+@user_errors
+def show(
+    name: str = typer.Argument(..., help="dataset name (synthetic-rxrx3-core, synthetic-bray, rxrx3-core, bray, folder)"),
+    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+    size: str = typer.Option("tiny", "--size"),
+    seed: int = typer.Option(0, "--seed"),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    rows: int = typer.Option(6, "--rows"),
+    cols: int = typer.Option(6, "--cols"),
+) -> None:
+    """A PNG montage: sites by perturbation x batch, channels as a false-colour composite."""
+    from cellbench.data import load_dataset
+    from cellbench.data.montage import write_montage
+
+    ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
+    console.print(f"wrote {write_montage(ds, out, rows, cols, seed)}")
+
+
+@data_app.command("info")
+@user_errors
+def info(
+    name: str = typer.Argument(...),
+    size: str = typer.Option("tiny", "--size"),
+    seed: int = typer.Option(0, "--seed"),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+) -> None:
+    """Open a dataset and print its wells, sites, batches and channels."""
+    from cellbench.data import load_dataset
+
+    ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
+    img = ds.read_sites([0])
+    console.print(f"{ds.name}: {ds.wells.height} wells, {ds.sites.height} sites, "
+                  f"{ds.wells['batch'].n_unique()} batches, channels {', '.join(ds.channels)}, "
+                  f"images {img.shape[2]}x{img.shape[3]} uint8, root {ds.root}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.add_typer(data_app, name="data")

@@ -13,6 +13,7 @@ approximation, variance a*x + b) and 8-bit quantisation.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 from cellbench.data.synthetic.biology import T
 
@@ -67,7 +68,50 @@ def plate_patterns(rng, n_plates: int, n_channels: int, h: int, scale: float) ->
 
 
 def _splat(values: list[np.ndarray], flat_idx: np.ndarray, n_pix: int) -> list[np.ndarray]:
-    return [np.bincount(flat_idx, weights=v, minlength=n_pix).astype(np.float32) for v in values]
+    """Sum patch values into images; index ``n_pix`` is a dump bin for off-image pixels."""
+    return [np.bincount(flat_idx, weights=v.reshape(-1), minlength=n_pix + 1)[:n_pix].astype(np.float32)
+            for v in values]
+
+
+def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[np.ndarray]:
+    """Soft-ellipse cell compartments on a (2 rad + 1)^2 patch per cell, summed into 8 layers:
+    nucleus mask, DNA, RNA (cytoplasm), actin (cytoplasm), ER (perinuclear), membrane ring,
+    Golgi blob, mitochondria (cytoplasm)."""
+    d = np.arange(-rad, rad + 1, dtype=np.int64)
+    cy, cx = c["cy"], c["cx"]
+    piy = np.floor(cy).astype(np.int64)[:, None, None] + d[None, :, None]
+    pix = np.floor(cx).astype(np.int64)[:, None, None] + d[None, None, :]
+    fy = (piy + 0.5 - cy[:, None, None]).astype(np.float32)
+    fx = (pix + 0.5 - cx[:, None, None]).astype(np.float32)
+    valid = ((piy >= 0) & (piy < h)) & ((pix >= 0) & (pix < h))
+    f32 = lambda a: np.asarray(a, dtype=np.float32)[:, None, None]  # noqa: E731
+    cos, sin = f32(np.cos(c["theta"])), f32(np.sin(c["theta"]))
+    du = fx * cos + fy * sin
+    dv = fy * cos - fx * sin
+    a = f32(c["elong"])
+    # irregular cell outline: radius modulated by a smooth noise field (per-cell offset)
+    shape = bank.medium[1][(piy + c["shape_oy"][:, None, None]) % bank.n,
+                           (pix + c["shape_ox"][:, None, None]) % bank.n]
+    r_c = f32(c["r_c"])
+    rho_c = np.sqrt(du * du / a + dv * dv * a) / r_c * (1 + 0.18 * np.clip(shape, -1.5, 1.5))
+    sa = np.sqrt(a)
+    dun = du - f32(c["nuc_r"] * np.cos(c["nuc_a"]))
+    dvn = dv - f32(c["nuc_r"] * np.sin(c["nuc_a"]))
+    r_n = f32(c["r_n"])
+    rho_n = np.sqrt(dun * dun / sa + dvn * dvn * sa) / r_n
+    m_n = np.clip((1 - rho_n) * r_n + 0.5, 0, 1)
+    m_c = np.clip((1 - rho_c) * r_c * 0.7 + 0.5, 0, 1)
+    cyto = m_c * (1 - m_n)
+    er = cyto * np.clip(1.4 - 0.9 * rho_c, 0, 1)
+    ring = np.clip(1 - np.abs(rho_c - 0.9) * r_c / 1.5, 0, 1)
+    mito = cyto * np.clip(1.25 - 0.7 * rho_c, 0, 1)
+    g_u = dun - f32(c["g_off"] * np.cos(c["psi"]))  # Golgi: a perinuclear blob beside the nucleus
+    g_v = dvn - f32(c["g_off"] * np.sin(c["psi"]))
+    m_g = np.clip(1 - (g_u * g_u + g_v * g_v) / f32(c["r_g"] ** 2), 0, 1) * m_c
+    layers = [m_n, m_n * f32(c["w_dna"]), cyto * f32(c["w_rna"]), cyto * f32(c["w_act"]),
+              er * f32(c["w_er"]), ring * f32(c["w_ring"]), m_g * f32(c["w_golgi"]), mito * f32(c["w_mito"])]
+    flat = np.where(valid, c["site"][:, None, None] * h * h + piy * h + pix, s * h * h).reshape(-1)
+    return _splat(layers, flat, s * h * h)
 
 
 def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns: np.ndarray,
@@ -81,63 +125,63 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     s = traits.shape[0]
     t = lambda name: traits[:, T[name]]  # noqa: E731
     base_rn, base_rc = 3.0 * scale, 9.0 * scale
-    lam = 0.5 * h * h / (np.pi * base_rc**2) * np.exp(0.35 * t("cell_density")) * nuis["density"]
-    n_cells = np.minimum(rng.poisson(lam), int(3 * 0.5 * h * h / (np.pi * base_rc**2)) + 2)
-    site = np.repeat(np.arange(s), n_cells)
+    # cells on a jittered hexagonal lattice (a monolayer: neighbours touch, rarely overlap);
+    # each lattice node holds a cell with a probability set by density trait x seeding density
+    spacing = 1.75 * base_rc
+    m = int(np.ceil(h / spacing)) + 2
+    gy, gx = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    node_y = (gy * spacing * 0.866).reshape(-1)
+    node_x = (gx * spacing + (gy % 2) * spacing / 2).reshape(-1)
+    off = rng.uniform(0, spacing, (s, 2)) - spacing
+    ny = node_y[None, :] + off[:, :1] + rng.uniform(-0.3, 0.3, (s, node_y.size)) * spacing
+    nx = node_x[None, :] + off[:, 1:] + rng.uniform(-0.3, 0.3, (s, node_x.size)) * spacing
+    p_occ = np.clip(0.7 * np.exp(0.35 * t("cell_density")) * nuis["density"], 0.02, 0.97)
+    keep = ((rng.random(ny.shape) < p_occ[:, None]) & (ny > -0.4 * spacing) & (ny < h + 0.4 * spacing)
+            & (nx > -0.4 * spacing) & (nx < h + 0.4 * spacing))
+    site, node = np.nonzero(keep)
+    cy, cx = ny[site, node], nx[site, node]
     nc = site.size
     ct = traits[site] + 0.3 * rng.standard_normal((nc, traits.shape[1]))  # per-cell variability
     cc = lambda name: ct[:, T[name]]  # noqa: E731
     phase = rng.random(nc)  # cell cycle: G1 -> G2 grows the nucleus and doubles DNA
+    # rounded cells (mitotic or dying): more of them when the density trait is low (toxicity)
+    rounded = rng.random(nc) < 0.03 + 0.05 * np.clip(-cc("cell_density"), 0, 3)
     r_n = base_rn * np.exp(0.18 * cc("nuclear_size")) * (1 + 0.3 * phase)
-    r_n = np.clip(r_n, 0.4 * base_rn, 1.8 * base_rn)
+    r_n = np.where(rounded, 0.65 * base_rn, np.clip(r_n, 0.4 * base_rn, 1.8 * base_rn))
     r_c = np.clip(base_rc * np.exp(0.15 * cc("cell_area")), 1.6 * r_n, 1.35 * base_rc)
+    r_c = np.where(rounded, 0.55 * base_rc, r_c)
     elong = np.clip(np.exp(0.2 * cc("elongation") + 0.2 * np.abs(rng.standard_normal(nc))), 1.0, 1.6)
+    elong = np.where(rounded, 1.0, elong)
     theta = rng.uniform(0, np.pi, nc)
-    cy = rng.uniform(0, h, nc)
-    cx = rng.uniform(0, h, nc)
+    nuc_r = 0.25 * r_c * rng.random(nc)  # the nucleus sits off-centre in the cell
+    nuc_a = rng.uniform(0, 2 * np.pi, nc)
     psi = rng.uniform(0, 2 * np.pi, nc)
     r_g = np.clip(2.2 * scale * np.exp(-0.3 * cc("golgi_compactness")), 0.8 * scale, 4.5 * scale)
-    g_off = r_n + 0.8 * r_g
-
-    rad = int(np.ceil(1.35 * base_rc * np.sqrt(1.6))) + 1
-    d = np.arange(-rad, rad + 1, dtype=np.float32)
-    py0, px0 = np.floor(cy).astype(np.int64), np.floor(cx).astype(np.int64)
-    # patch pixel coordinates (nc, P, P) -> flattened
-    piy = py0[:, None, None] + d.astype(np.int64)[None, :, None]
-    pix = px0[:, None, None] + d.astype(np.int64)[None, None, :]
-    fy = (piy + 0.5 - cy[:, None, None]).astype(np.float32)
-    fx = (pix + 0.5 - cx[:, None, None]).astype(np.float32)
-    valid = (piy >= 0) & (piy < h) & (pix >= 0) & (pix < h)
-    f32 = lambda a: a.astype(np.float32)[:, None, None]  # noqa: E731
-    cos, sin = f32(np.cos(theta)), f32(np.sin(theta))
-    du = fx * cos + fy * sin
-    dv = fy * cos - fx * sin
-    a = f32(elong)
-    du2, dv2 = du * du, dv * dv
-    rho_c = np.sqrt(du2 / a + dv2 * a) / f32(r_c)
-    sa = np.sqrt(a)
-    rho_n = np.sqrt(du2 / sa + dv2 * sa) / f32(r_n)
-    m_n = np.clip((1 - rho_n) * f32(r_n) + 0.5, 0, 1)
-    m_c = np.clip((1 - rho_c) * f32(r_c) * 0.7 + 0.5, 0, 1)
-    cyto = m_c * (1 - m_n)
-    er = cyto * np.clip(1.4 - 0.9 * rho_c, 0, 1)
-    ring = np.clip(1 - np.abs(rho_c - 0.9) * f32(r_c) / 1.5, 0, 1)
-    mito = cyto * np.clip(1.25 - 0.7 * rho_c, 0, 1)
-    gy = fy - f32(g_off * np.sin(psi))
-    gx = fx - f32(g_off * np.cos(psi))
-    m_g = np.clip(1 - (gy * gy + gx * gx) / f32(r_g**2), 0, 1) * m_c
 
     def w(name, s_=0.2):
-        return f32(np.exp(s_ * cc(name)) * np.exp(0.1 * rng.standard_normal(nc)))
+        return np.exp(s_ * cc(name)) * np.exp(0.1 * rng.standard_normal(nc))
 
-    dna_amount = f32(1 + phase)  # DNA content doubles through S phase
-    layers = [m_n, m_n * w("dna_intensity") * dna_amount / f32((r_n / base_rn) ** 2),
-              cyto * w("rna_intensity"), cyto * w("actin_fibres", 0.1), er * w("er_intensity"),
-              ring * w("membrane_intensity"), m_g * w("golgi_intensity"), mito * w("mito_intensity")]
-    flat = (site[:, None, None] * h * h + np.clip(piy, 0, h - 1) * h + np.clip(pix, 0, h - 1))
-    flat = flat[valid]
-    L_nuc, L_dna, L_rna, L_act, L_er, L_ring, L_golgi, L_mito = [
-        x.reshape(s, h, h) for x in _splat([layer[valid] for layer in layers], flat, s * h * h)]
+    dna_amount = (1 + phase) * np.where(rounded, 2.0, 1.0)  # doubles through S; condensed when rounded
+    cell = {
+        "site": site, "cy": cy, "cx": cx, "theta": theta, "elong": elong, "r_c": r_c, "r_n": r_n,
+        "nuc_r": nuc_r, "nuc_a": nuc_a, "psi": psi, "r_g": r_g, "g_off": r_n + 0.8 * r_g,
+        "shape_oy": rng.integers(0, bank.n, nc), "shape_ox": rng.integers(0, bank.n, nc),
+        "w_dna": w("dna_intensity") * dna_amount / (r_n / base_rn) ** 2, "w_rna": w("rna_intensity"),
+        "w_act": w("actin_fibres", 0.1), "w_er": w("er_intensity"), "w_ring": w("membrane_intensity"),
+        "w_golgi": w("golgi_intensity"), "w_mito": w("mito_intensity"),
+    }
+    # two patch sizes: most cells fit the small one (cost scales with patch area)
+    rad_big = int(np.ceil(1.35 * base_rc * np.sqrt(1.6))) + 1
+    rad_small = int(np.ceil(1.3 * base_rc))
+    small = r_c * np.sqrt(elong) * 1.15 <= rad_small
+    L = None
+    for sel, rad in ((small, rad_small), (~small, rad_big)):
+        if sel.any():
+            part = _patch_layers({k: v[sel] for k, v in cell.items()}, rad, h, s, bank)
+            L = part if L is None else [x + y for x, y in zip(L, part, strict=True)]
+    if L is None:
+        L = [np.zeros(s * h * h, np.float32)] * 8
+    L_nuc, L_dna, L_rna, L_act, L_er, L_ring, L_golgi, L_mito = [x.reshape(s, h, h) for x in L]
 
     # organelle textures at site level
     def crop(fields, k):
@@ -180,7 +224,7 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     fxq = np.fft.rfftfreq(h)[None, :]
     sig2 = (nuis["blur"] ** 2)[:, None, None, None]
     otf = np.exp(-2 * np.pi**2 * sig2 * (fxq**2 + fyq**2)[None, None]).astype(np.float32)
-    x = np.fft.irfft2(np.fft.rfft2(x) * otf, s=(h, h)).astype(np.float32)
+    x = scipy.fft.irfft2(scipy.fft.rfft2(x) * otf, s=(h, h)).astype(np.float32, copy=False)
     np.clip(x, 0, None, out=x)
     x = np.power(x, nuis["gamma"].astype(np.float32)[:, :, None, None])
     var = x / nuis["photons"].astype(np.float32)[:, None, None, None] + (nuis["read_noise"] ** 2).astype(np.float32)[:, None, None, None]

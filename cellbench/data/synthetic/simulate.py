@@ -7,7 +7,9 @@ fit comfortably in memory) and tests can render a few sites directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,12 @@ from cellbench.data.synthetic.render import TextureBank, plate_patterns, render_
 
 CHUNK_SITES = 512
 MAX_GUIDES = 10
+
+
+def default_threads() -> int:
+    """Rendering threads: ``CELLBENCH_THREADS`` or min(2, CPUs) (output never depends on it)."""
+    env = os.environ.get("CELLBENCH_THREADS")
+    return max(1, int(env)) if env else max(1, min(2, os.cpu_count() or 1))
 
 
 def _guide_efficiency(seed: int, n_genes: int) -> np.ndarray:
@@ -78,7 +86,7 @@ class Screen:
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
         return pl.DataFrame(cols)
 
-    def iter_chunks(self, chunk: int = CHUNK_SITES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_chunks(self, chunk: int = CHUNK_SITES, threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed."""
         cfg = self.config
         h = cfg.image_size
@@ -88,13 +96,30 @@ class Screen:
         patterns = plate_patterns(rng0, n_plates, len(cfg.channels), h, cfg.cell_scale)
         site_keys = ("gain", "offset", "gamma", "illum_amp", "illum_cos", "illum_sin", "vignette",
                      "blur", "density", "photons", "read_noise", "pattern_amp", "plate_index")
-        for k, start in enumerate(range(0, self.n_sites, chunk)):
-            idx = np.arange(start, min(start + chunk, self.n_sites))
+
+        def job(k: int) -> tuple[np.ndarray, np.ndarray]:
+            idx = np.arange(k * chunk, min((k + 1) * chunk, self.n_sites))
             w = self.site_well[idx]
             nuis = {key: self.nuisance[key][w] for key in site_keys}
             traits = self.latent[w] + self.nuisance["batch_shift"][w]
-            rng = np.random.default_rng([cfg.seed, 1000 + k])
-            yield idx, render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+            rng = np.random.default_rng([cfg.seed, 1000 + k])  # one stream per chunk: thread-safe
+            return idx, render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+
+        n_chunks = -(-self.n_sites // chunk)
+        workers = max(1, min(threads or default_threads(), n_chunks))
+        if workers == 1:
+            for k in range(n_chunks):
+                yield job(k)
+            return
+        # numpy releases the GIL in the heavy kernels: render chunks on a few threads, in order
+        with ThreadPoolExecutor(workers) as pool:
+            pending = [pool.submit(job, k) for k in range(min(n_chunks, 2 * workers))]
+            for k in range(n_chunks):
+                result = pending[k].result()
+                pending[k] = None  # type: ignore[call-overload]
+                if k + 2 * workers < n_chunks:
+                    pending.append(pool.submit(job, k + 2 * workers))
+                yield result
 
     def render_all(self) -> np.ndarray:
         out = np.empty((self.n_sites, len(self.config.channels), self.config.image_size,
