@@ -57,7 +57,7 @@ def paper(
     figs = sorted(p for p in written if p.suffix == ".png")
     console.print(f"wrote {len(written)} files under {out}")
     for p in figs:
-        console.print(f"  figure: {p}")
+        console.print(f"  figure: {p}", soft_wrap=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -146,7 +146,6 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
 
     n_max = max(plotted.filter(pl.col("panel") == p).height for p in "abcd")
     fig, axes = plt.subplots(2, 2, figsize=(14, 3.0 + 0.36 * n_max * 2), constrained_layout=True)
-    has_measured = (plotted["kind"] == "measured").any()
     for ax, (panel, _col, label, _kind) in zip(axes.flat, FIG1_PANELS, strict=True):
         d = plotted.filter(pl.col("panel") == panel).sort("value")
         values = d["value"].to_list()
@@ -188,6 +187,14 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
                 text += f"  ({ann})"
             x = (v + err) * 1.12 if log else v + err + max(values) * 0.01
             ax.text(x, yi, text, va="center", ha="left", fontsize=7.5)
+        n_meas_a = plotted.filter((pl.col("panel") == "a") & (pl.col("kind") == "measured")).height
+        n_meas = d.filter(pl.col("kind") == "measured").height
+        if n_meas < n_meas_a:
+            why = {"b": "training-image count", "c": "parameter count",
+                   "d": "training-image or parameter count"}[panel]
+            ax.text(0.99, 0.02, f"{n_meas_a - n_meas} measured model(s) not shown: {why} not "
+                    "recorded in their results", transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=7.5, style="italic", color="0.3")
         ax.set_xlabel(label + (" — log scale" if log else ""), fontsize=9)
         ax.set_title(f"({panel}) {label}", fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3, which="both" if not log else "major")
@@ -198,11 +205,13 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
     if (plotted["bound"] == "upper").any():
         handles.append(Patch(facecolor=REPORTED, hatch="..", edgecolor="white",
                              label="upper bound (OpenPhenom: >>10M images)"))
-    if has_measured:
-        handles += [Patch(facecolor=MEASURED_HIGHLIGHT, hatch="//", edgecolor="white",
-                          label="CWA-MSN (measured by cellbench)"),
-                    Patch(facecolor=MEASURED, hatch="//", edgecolor="white",
-                          label="other models (measured by cellbench, mean ± std over seeds)")]
+    meas = plotted.filter(pl.col("kind") == "measured")
+    if meas.filter(pl.col("highlight")).height:
+        handles.append(Patch(facecolor=MEASURED_HIGHLIGHT, hatch="//", edgecolor="white",
+                             label="CWA-MSN (measured by cellbench, mean ± std over seeds)"))
+    if meas.filter(~pl.col("highlight")).height:
+        handles.append(Patch(facecolor=MEASURED, hatch="//", edgecolor="white",
+                             label="other models (measured by cellbench, mean ± std over seeds)"))
     leg = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3),
                      fontsize=8.5, frameon=False)
     leg.set_title("*: values from Lu et al. (2025)   **: not publicly available   "
