@@ -494,6 +494,8 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
         keep.append("train_hours")
     if number == 5:
         keep.append("prototypes")
+    if number != 2:  # the "# relationships" row of the paper's gene–gene tables
+        keep += [f"n_{src}" for src in GENE_SOURCES]
     out = d.select([c for c in keep if c in d.columns] + [c for c in cols if c in d.columns])
     if number == 5:
         out = out.sort("prototypes")
@@ -523,6 +525,11 @@ def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
     if number == 5:
         lead.insert(0, "number of prototypes")
     rows = []
+    if number != 2 and table.height:
+        counts = [table[f"n_{m}"].max() if f"n_{m}" in table.columns else None for m in metrics]
+        if any(c is not None for c in counts):
+            rows.append(["" for _ in lead[:-3]] + ["# relationships", "", ""]
+                        + ["–" if c is None else f"{c:,.0f}" for c in counts])
     for r in table.iter_rows(named=True):
         cells = [r["display"], r["variant"], r["n_seeds"]]
         if number == 4:
