@@ -59,7 +59,8 @@ def aggregate_wells(
     """Mean of the (aligned) well features per perturbation.
 
     Returns the map table (``MAP_KEYS`` + ``n_wells``, sorted by the keys), its features
-    (float64, one row per map row) and an :class:`AggregateReport`.
+    (one row per map row; float32 for float32 wells, else float64) and an
+    :class:`AggregateReport`.
     """
     if len(features) != wells.height:
         raise ValueError("features and wells must have the same number of rows")
@@ -115,5 +116,9 @@ def aggregate_wells(
     for start in range(0, features.shape[1], block):
         stop = min(start + block, features.shape[1])
         out[:, start:stop] = weights @ np.asarray(features[:, start:stop], dtype=np.float64)
+    if features.dtype == np.float32:
+        # float32 wells (the released embeddings) give a float32 map, as averaging them with
+        # numpy in the reference notebooks does; the sums themselves are taken in float64
+        out = out.astype(np.float32)
     map_table = keys.drop("_group").with_columns(pl.Series("n_wells", counts.astype(np.int64)))
     return map_table, out, report

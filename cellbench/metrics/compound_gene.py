@@ -126,15 +126,25 @@ def plan_compounds(
     return plans, pool, {**counts, "_gene_row": gene_row}
 
 
-def draw_targets(plan: CompoundPlan, seed: int) -> np.ndarray:
-    """Gene columns of the compound's targets for ``seed`` (actives, then the drawn negatives).
+def draw_positions(seed: int, n_eligible: int, n_neg: int) -> np.ndarray:
+    """``np.random.default_rng(seed).choice(n_eligible, n_neg, replace=False)``.
 
-    ``Generator.choice(a, k, replace=False)`` on an array draws the positions
-    ``choice(len(a), k, replace=False)`` and returns ``a[positions]``, so drawing positions into
-    the sorted eligible columns is the documented draw from the sorted gene symbols.
-    """
-    rng = np.random.default_rng(seed)
-    positions = rng.choice(len(plan.eligible), plan.n_neg, replace=False)
+    ``Generator.choice(a, k, replace=False)`` on an array draws these positions and returns
+    ``a[positions]``, so indexing the sorted eligible genes with them is the documented draw.
+    The positions depend only on ``(seed, n_eligible, n_neg)``: compounds that share those
+    reuse one draw (see :func:`draw_targets`)."""
+    return np.random.default_rng(seed).choice(n_eligible, n_neg, replace=False)
+
+
+def draw_targets(plan: CompoundPlan, seed: int, cache: dict | None = None) -> np.ndarray:
+    """Gene columns of the compound's targets for ``seed`` (actives, then the drawn negatives)."""
+    key = (seed, len(plan.eligible), plan.n_neg)
+    if cache is None or key not in cache:
+        positions = draw_positions(*key)
+        if cache is not None:
+            cache[key] = positions
+    else:
+        positions = cache[key]
     return np.concatenate([plan.actives, plan.eligible[positions]])
 
 
@@ -198,13 +208,14 @@ def compound_gene_benchmark(
     for c, p in enumerate(plans):
         by_len.setdefault(p.n_targets, []).append(c)
     done = 0
+    draws: dict = {}
     for length, group in sorted(by_len.items()):
         group = np.array(group)
         n_act = np.array([len(plans[c].actives) for c in group])
         targets = np.empty((n_s, len(group), length), dtype=np.int64)
         for gi, c in enumerate(group):
             for si, s in enumerate(seeds):
-                targets[si, gi] = draw_targets(plans[c], s)
+                targets[si, gi] = draw_targets(plans[c], s, draws)
         labels_1 = np.arange(length)[None, :] < n_act[:, None]  # (G, L)
         for ri in range(n_r):
             in_row = member[ri, group]
