@@ -68,6 +68,7 @@ class PaperTable:
     columns: tuple[str, ...]  # machine names of the columns, same order as headers
     rows: tuple[tuple[str, ...], ...]
     footnotes: dict[str, str] = field(default_factory=dict)  # mark -> meaning
+    row_notes: dict[str, str] = field(default_factory=dict)  # printed method -> remark
 
     @property
     def stem(self) -> str:
@@ -107,6 +108,10 @@ TABLE1 = PaperTable(
         "**": "**: Not publicly available",
         "N.A.": "N.A.: Not available",
         "-": "-: not given in the paper",
+    },
+    row_notes={
+        "OpenPhenom": ("the paper is inconsistent about OpenPhenom's training images: abstract "
+                       "'2.2M', §5.1 text '>10M', Table 1 '>>10M' (used here, as a lower bound)"),
     },
 )
 
@@ -304,7 +309,10 @@ def paper_table(number: int) -> pl.DataFrame:
                 rec[col] = cell
             else:
                 rec[col] = parse_score(cell)
-        rec["note"] = "; ".join(_row_notes(table, cells))
+        notes = _row_notes(table, cells)
+        if method_text in table.row_notes:
+            notes.append(table.row_notes[method_text])
+        rec["note"] = "; ".join(notes)
         rec["provenance"] = PROVENANCE
         rec["source"] = table.source
         records.append(rec)
@@ -443,6 +451,7 @@ def _notes(table: PaperTable, flagged: pl.DataFrame | None) -> list[str]:
     notes = [f"Source: {table.source} (provenance: {PROVENANCE}; measured by the paper's "
              "authors on the real RxRx3-core release)."]
     notes += [v for k, v in table.footnotes.items() if k != "-"]
+    notes += [f"Note ({method}): {remark}." for method, remark in table.row_notes.items()]
     if flagged is not None and flagged.height:
         for rec in flagged.iter_rows(named=True):
             notes.append(f"† {rec['method']} {rec['metric'].upper()} z-score: {rec['reason']} "
