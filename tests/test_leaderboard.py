@@ -192,3 +192,14 @@ def test_pipeline_checkpoint_names_and_nested_config(tmp_path):
     row = df.row(0, named=True)
     assert (row["variant"], row["n_seeds"], row["prototypes"]) == ("quick-proto512", 2, 512)
     assert row["corum_mean"] == pytest.approx(0.32) and row["train_hours"] == pytest.approx(0.2)
+
+
+def test_nan_scores_are_missing_not_zero(tmp_path):
+    # the compound-gene engine writes z = NaN when both stds are 0; json keeps it as NaN
+    scores = {"rows": [{"concentration": 10.0, "average_precision": 0.3, "auc_roc": 0.6},
+                       {"concentration": "max", "average_precision": 0.3, "auc_roc": 0.6,
+                        "z_average_precision": float("nan"), "z_auc_roc": 1.5}]}
+    write_result(tmp_path, "synthetic-quick", "cwa-msn", "quick-seed0", "compound_gene", 0, scores)
+    row = tables.leaderboard_frame(load_results(tmp_path)).row(0, named=True)
+    assert row["ap_max_mean"] == pytest.approx(0.3) and row["auc_max_z_mean"] == pytest.approx(1.5)
+    assert row["ap_max_z_mean"] is None and row["ap_max_z_n"] == 0
