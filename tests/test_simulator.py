@@ -171,3 +171,22 @@ def test_nuisance_only_predicts_the_batch(rx_dir):
     x = StandardScaler().fit_transform(gt.select(pl.col("^nuisance_.*$")).to_numpy())
     acc = cross_val_score(LogisticRegression(max_iter=2000), x, meta["experiment_name"].to_numpy(), cv=3).mean()
     assert acc > 0.95
+
+
+def test_oracle_recall_far_above_nuisance_and_below_one(rx_dir):
+    """Scored by the evaluation engine: the true latent recalls CORUM well but not perfectly;
+    the nuisance parameters, once aligned on controls, carry no biology."""
+    from cellbench.evaluate import evaluate_arrays
+
+    meta = pl.read_csv(rx_dir / "metadata_rxrx3_core.csv", infer_schema_length=None,
+                       schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8})
+    gt = pl.read_parquet(rx_dir / "ground_truth.parquet")
+
+    def corum(prefix):
+        x = gt.select(pl.col(f"^{prefix}.*$")).to_numpy().astype(np.float32)
+        res = evaluate_arrays(gt["well_id"].to_list(), x, meta, tasks=("gene_gene",), sources=("CORUM",))
+        return res["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"]
+
+    oracle, nuisance = corum("latent_"), corum("nuisance_")
+    assert 0.2 < oracle < 0.9
+    assert nuisance < oracle - 0.1

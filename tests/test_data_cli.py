@@ -1,0 +1,45 @@
+"""``cellbench data generate | show | info`` and the configuration-hash cache."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cellbench.cli import app
+from cellbench.data import ensure_screen, load_dataset
+
+runner = CliRunner()
+
+
+def test_generate_show_info(tmp_path):
+    out = tmp_path / "bray"
+    res = runner.invoke(app, ["data", "generate", "synthetic-bray", "--size", "tiny", "--seed", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 2 and man["n_sites"] == len(list((out / "images").glob("*.npz")))
+    png = tmp_path / "m.png"
+    res = runner.invoke(app, ["data", "show", "synthetic-bray", "--data-dir", str(out), "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = runner.invoke(app, ["data", "info", "synthetic-bray", "--data-dir", str(out)])
+    assert res.exit_code == 0 and "channels DNA, ER, RNA, AGP," in " ".join(res.output.split())
+
+
+def test_cli_errors_are_clear(tmp_path):
+    res = runner.invoke(app, ["data", "generate", "synthetic-nope", "--size", "tiny", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "synthetic-rxrx3-core" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cache_by_configuration_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLBENCH_HOME", str(tmp_path / "home"))
+    path = ensure_screen("synthetic-bray", "tiny", 0)
+    assert path.parent == tmp_path / "home" / "data" and path.name.startswith("synthetic-bray-tiny-seed0-")
+    stamp = (path / "manifest.json").stat().st_mtime_ns
+    ds = load_dataset("synthetic-bray", size="tiny", seed=0)
+    assert ds.root == path and (path / "manifest.json").stat().st_mtime_ns == stamp  # reused
+    assert ensure_screen("synthetic-bray", "tiny", 1) != path
+    # an incomplete cache entry (no manifest) is regenerated, not trusted
+    (path / "manifest.json").unlink()
+    assert (ensure_screen("synthetic-bray", "tiny", 0) / "manifest.json").is_file()
