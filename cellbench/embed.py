@@ -232,8 +232,11 @@ def _embed_shard(
     sites_per_chunk = max(1, batch_size // tiles_per_site)
     bounds = range(0, len(site_rows), sites_per_chunk)
     chunks = [site_rows[b : b + sites_per_chunk] for b in bounds]
+    # per well and feature: sum and number of finite site values (NaN-tolerant encoders,
+    # e.g. CellProfiler features missing in an image, average over the sites that have them)
+    allows_nan = bool(getattr(encoder, "allows_nan", False))
     sums = np.zeros((len(rows), encoder.embed_dim), np.float64)
-    counts = np.zeros(len(rows), np.int64)
+    counts = np.zeros((len(rows), encoder.embed_dim), np.int64)
     start = 0
     for chunk, images in _Prefetch(dataset, chunks):
         images = np.asarray(images)
@@ -247,18 +250,22 @@ def _embed_shard(
         tiles = _fit_input(encoder, encoder.preprocess(tiles))
         feats = encoder.embed(tiles).detach().to("cpu", torch.float64)
         site_vectors = feats.reshape(len(chunk), t, -1).mean(dim=1).numpy()
-        if not np.isfinite(site_vectors).all():
-            bad = dataset.sites["site_id"].gather(chunk[~np.isfinite(site_vectors).all(1)]).to_list()
+        finite = np.isfinite(site_vectors)
+        if not allows_nan and not finite.all():
+            bad = dataset.sites["site_id"].gather(chunk[~finite.all(1)]).to_list()
             raise InputError(
                 f"the model produced NaN/inf for site(s) {bad[:5]}; the images may be corrupt "
                 "(check them with `cellbench data check`) or the weights broken"
             )
         owner = site_well[start : start + len(chunk)]
-        np.add.at(sums, owner, site_vectors)
-        np.add.at(counts, owner, 1)
+        np.add.at(sums, owner, np.where(finite, site_vectors, 0.0))
+        np.add.at(counts, owner, finite)
         start += len(chunk)
         advance(len(chunk))
-    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32), counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    n_sites = np.array([len(r) for r in rows], np.int64)
+    return means.astype(np.float32), n_sites
 
 
 @contextlib.contextmanager
@@ -404,7 +411,7 @@ def embed_dataset(
         _wait_for_shards(shard_paths, target, key, merge_timeout_s, rank)
         if rank != 0:
             return target
-    _merge(target, shard_paths, wells, metadata)
+    _merge(target, shard_paths, wells, metadata, getattr(encoder, "finalize_wells", None))
     shutil.rmtree(shard_dir, ignore_errors=True)
     if world > 1 and _dist_initialized():
         import torch.distributed as dist
@@ -448,8 +455,12 @@ def _wait_for_shards(paths: list[Path], target: Path, key: str, timeout_s: float
         time.sleep(0.2)
 
 
-def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str]) -> None:
-    """Concatenate shards, keep the first row of each well id, order as the dataset's wells."""
+def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str], finalize=None) -> None:
+    """Concatenate shards, keep the first row of each well id, order as the dataset's wells.
+
+    ``finalize(values) -> (values, kept_columns)`` lets an encoder clean the well matrix
+    (CellProfiler: drop all-NaN features, impute the rest); otherwise NaN is an error.
+    """
     import polars as pl
 
     frames = [pl.read_parquet(p) for p in paths]
@@ -458,6 +469,14 @@ def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str
     table = table.join(order, on=EMBEDDING_ID_COLUMN, how="left").sort("_o").drop("_o")
     features = [c for c in table.columns if c.startswith("feature_")]
     values = table.select(features).to_numpy().astype(np.float32)
+    if finalize is not None:
+        values, kept = finalize(values)
+        metadata = {**metadata, "kept_features": json.dumps([int(k) for k in kept])}
+    if not np.isfinite(values).all():
+        raise InputError(
+            "the embedding has NaN/inf for some wells (no usable site); check the images "
+            "of those wells or drop them from the dataset"
+        )
     n_sites = int(table["n_sites"].sum()) if "n_sites" in table.columns else 0
     metadata = {
         **metadata,

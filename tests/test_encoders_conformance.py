@@ -21,6 +21,7 @@ SMALL = {
     "random": {"input_size": 32, "patch_size": 8},
     "vit-imagenet": {"download": False, "input_size": 32},  # HF cache only: no network
     "openphenom": {"download": False},
+    "cellprofiler": {"measurements": ("intensity", "sizeshape")},  # granularity/texture: slow
 }
 _STAND_INS: dict[str, str] = {}
 
