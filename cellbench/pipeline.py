@@ -103,11 +103,13 @@ def run_pipeline(
     result.timings["data_eval"] = time.perf_counter() - t0
 
     train_log = None
+    training_images = None
     if _is_trainable(record) and checkpoint is None:
         from cellbench.train.api import train_model
 
         t0 = time.perf_counter()
         train_ds = load_dataset(TRAIN_DATA, size=size, seed=DATA_SEED)
+        training_images = int(train_ds.sites.height)
         result.timings["data_train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         overrides = {"num_prototypes": prototypes} if prototypes else None
@@ -124,6 +126,7 @@ def run_pipeline(
     t0 = time.perf_counter()
     kwargs = {"seed": seed} if model == "random" else {}
     encoder = create_for_dataset(model, eval_ds, checkpoint=checkpoint, **kwargs)
+    parameters = _count_parameters(encoder)
     emb_path = embed_dataset(encoder, eval_ds, embeddings_dir() / dataset_name / model / ckpt_name,
                              progress=progress, device=device)
     result.timings["embed"] = time.perf_counter() - t0
@@ -136,6 +139,7 @@ def run_pipeline(
         "model": model, "checkpoint": ckpt_name, "dataset": dataset_name,
         "provenance": "measured", "synthetic": data == "synthetic", "seed": seed,
         "config": {"preset": preset, "prototypes": prototypes, "device": device,
+                   "training_images": training_images, "parameters": parameters,
                    "eval": scores["config"], "train": (train_log or {}).get("config")},
         "versions": scores.get("versions", {}),
         "hashes": {"embeddings": str(emb_path), "data": getattr(eval_ds, "data_hash", None)},
@@ -168,6 +172,12 @@ def _evaluate(emb_path: Path, dataset: Any, seeds: int, progress: bool) -> dict:
     out = evaluate_arrays(table["well_id"].to_list(), features, dataset.wells, seeds=seeds)
     out.setdefault("versions", versions())
     return out
+
+
+def _count_parameters(encoder: Any) -> int | None:
+    """Parameters of the encoder's network (None for encoders without one)."""
+    count = encoder.num_parameters() if hasattr(encoder, "num_parameters") else 0
+    return int(count) or None
 
 
 def _flat_batch(scores: dict) -> dict:
