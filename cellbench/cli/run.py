@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         prototypes: int = typer.Option(None, help="MSN only: number of prototypes (paper: 1024)."),
         device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
         checkpoint: str = typer.Option(None, help="Evaluate these weights instead of training."),
+        steps: int = typer.Option(None, help="Override the preset's training steps (0: the untrained network of the same architecture)."),
         eval_seeds: int = typer.Option(100, "--eval-seeds", help="Seeds of the compound-gene benchmark (reference: 100)."),
         floors: bool = typer.Option(True, help="Also score the Random, oracle and nuisance-only rows when missing."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         options = dict(data=data, data_dir=data_dir, preset=preset, device=device,
                        eval_seeds=eval_seeds, progress=not quiet)
-        result = run_pipeline(model, seed=seed, prototypes=prototypes, checkpoint=checkpoint, **options)
+        result = run_pipeline(model, seed=seed, prototypes=prototypes, checkpoint=checkpoint, steps=steps, **options)
         if not quiet:
             state = "reused stored results" if result.reused else "done"
             timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items())
