@@ -86,7 +86,7 @@ def _check_features(well_ids: Sequence[str], features: np.ndarray) -> None:
     finite = np.isfinite(features).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        examples = [str(well_ids[i]) for i in bad[:3]]
+        examples = [str(well_ids[int(i)]) for i in bad[:3]]
         raise InputError(
             f"{len(bad)} embedding rows contain NaN or inf (e.g. wells {examples}). "
             "Fix: re-embed those wells or drop them from both the embeddings and the metadata."
@@ -101,7 +101,10 @@ def _wells_table(metadata: pl.DataFrame) -> pl.DataFrame:
 
 def _line_up(well_ids: Sequence[str], wells: pl.DataFrame) -> pl.DataFrame:
     """Metadata rows in the order of the embedding rows; errors if the ids do not line up."""
-    ids = pl.Series(EMBEDDING_ID_COLUMN, list(well_ids), dtype=pl.Utf8)
+    if isinstance(well_ids, pl.Series):
+        ids = well_ids.cast(pl.Utf8).alias(EMBEDDING_ID_COLUMN)
+    else:
+        ids = pl.Series(EMBEDDING_ID_COLUMN, list(well_ids), dtype=pl.Utf8)
     dup = ids.is_duplicated()
     if dup.any():
         examples = ids.filter(dup).unique().sort().head(3).to_list()
@@ -265,22 +268,21 @@ def evaluate_arrays(
 # ---------------------------------------------------------------------------------------------
 
 
-def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple[list[str], np.ndarray]:
+def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple[pl.Series, np.ndarray]:
     """``(well ids, features)`` of an embeddings parquet (``well_id`` + ``feature_0..``).
 
-    Streams record batches into one preallocated float32 (float64 if stored so) array, so the
-    table is never held twice."""
-    import pyarrow.parquet as pq
-
+    Streams the feature columns with polars in groups of 64 into one preallocated C-ordered
+    float32 array (float64 if stored so): the table is never held twice, and the parquet's
+    column chunks are read directly rather than row batch by row batch."""
     progress = progress or _noop
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"embeddings file {path} does not exist. Fix: check the --embeddings path.")
     try:
-        pf = pq.ParquetFile(path)
+        schema = pl.read_parquet_schema(path)
     except Exception as exc:
         raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass the embeddings .parquet file.") from None
-    names = pf.schema_arrow.names
+    names = list(schema)
     feats = [c for c in names if c.startswith(FEATURE_PREFIX)]
     if EMBEDDING_ID_COLUMN not in names or not feats:
         raise InputError(
@@ -288,26 +290,20 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
             f"'{EMBEDDING_ID_COLUMN}' and '{FEATURE_PREFIX}0..{FEATURE_PREFIX}N'. Fix: write it in that layout."
         )
     feats.sort(key=lambda c: int(c[len(FEATURE_PREFIX) :]) if c[len(FEATURE_PREFIX) :].isdigit() else math.inf)
-    import pyarrow as pa
-
-    types = {pf.schema_arrow.field(c).type for c in feats}
-    dtype = np.float64 if types == {pa.float64()} else np.float32
-    n = pf.metadata.num_rows
-    out = np.empty((n, len(feats)), dtype=dtype)
-    ids: list[str] = []
-    pos = 0
-    for batch in pf.iter_batches(batch_size=32768, columns=[EMBEDDING_ID_COLUMN, *feats]):
-        frame = pl.from_arrow(batch)
-        ids.extend(frame[EMBEDDING_ID_COLUMN].cast(pl.Utf8).to_list())
-        try:
-            block = frame.select(pl.col(feats).cast(pl.Float64 if dtype == np.float64 else pl.Float32))
-        except Exception as exc:
-            raise InputError(f"the feature columns of {path} are not numeric ({exc}).") from None
-        out[pos : pos + batch.num_rows] = block.to_numpy()
-        pos += batch.num_rows
-        progress("read", pos, n)
-    if any(i is None for i in ids[:1]) or None in ids:
+    not_numeric = [c for c in feats if not schema[c].is_numeric()]
+    if not_numeric:
+        raise InputError(f"feature columns {not_numeric[:3]} of {path} are not numeric. Fix: store features as floats.")
+    dtype = np.float64 if all(schema[c] == pl.Float64 for c in feats) else np.float32
+    ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
+    if ids.null_count():
         raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+    out = np.empty((len(ids), len(feats)), dtype=dtype)
+    group = 64
+    for start in range(0, len(feats), group):
+        cols = feats[start : start + group]
+        block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+        out[:, start : start + len(cols)] = block.to_numpy()
+        progress("read", start + len(cols), len(feats))
     return ids, out
 
 

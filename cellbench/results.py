@@ -98,3 +98,35 @@ class ResultsStore:
                 continue  # a file removed or replaced while listing
             if all(record.get(k) == v for k, v in match.items()):
                 yield record
+
+
+def records_from_evaluation(
+    result: dict,
+    *,
+    model: str,
+    checkpoint: str,
+    dataset: str,
+    synthetic: bool = False,
+    seed: int | None = None,
+) -> list[dict]:
+    """One store record per scored task of an ``evaluate_arrays`` / ``evaluate_files`` result
+    (the shared configuration, versions, hashes and timings go into each)."""
+    records = []
+    for task, scores in result.get("scores", {}).items():
+        records.append(
+            {
+                "model": model,
+                "checkpoint": checkpoint,
+                "dataset": dataset,
+                "task": task,
+                "provenance": "measured",
+                "synthetic": synthetic,
+                "seed": seed,
+                "scores": scores,
+                "config": {**result.get("config", {}), "map": result.get("map", {})},
+                "versions": result.get("versions", {}),
+                "hashes": result.get("hashes", {}),
+                "timings": result.get("timings", {}),
+            }
+        )
+    return records

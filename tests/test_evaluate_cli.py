@@ -211,6 +211,8 @@ def test_missing_files_and_bad_options(tmp_path):
     assert res.exit_code != 0 and "seeds" in res.text
     res = invoke(emb, meta, tmp_path / "o", "--align", "zca")
     assert res.exit_code != 0
+    res = invoke(emb, meta, tmp_path / "o", "--sources", "CORUM,GO")
+    assert res.exit_code != 0 and "unknown gene-gene annotation source" in res.text and "Fix" in res.text
     bad_parquet = tmp_path / "table.parquet"
     pl.DataFrame({"id": ["a"], "x": [1.0]}).write_parquet(bad_parquet)
     res = invoke(bad_parquet, meta, tmp_path / "o")

@@ -8,7 +8,7 @@ import multiprocessing as mp
 import pytest
 
 from cellbench.errors import InputError
-from cellbench.results import ResultsStore
+from cellbench.results import ResultsStore, records_from_evaluation
 
 
 def _record(model="random", checkpoint="final", dataset="synthetic-quick", task="gene_gene", value=0.1, **extra):
@@ -76,3 +76,18 @@ def test_two_concurrent_writers_never_corrupt(tmp_path):
         if path.is_file():
             assert path.suffix == ".json", f"leftover temporary file {path}"
             json.loads(path.read_text())
+
+
+def test_records_from_an_evaluation_result(tmp_path):
+    result = {
+        "config": {"align": "pca-centerscale", "null": "all", "seeds": 3},
+        "map": {"n_rows": 50},
+        "scores": {"gene_gene": {"CORUM": {"n_relationships": 4}}, "compound_gene": {"rows": []}},
+        "timings": {"map": 1.0},
+    }
+    store = ResultsStore(tmp_path)
+    for rec in records_from_evaluation(result, model="random", checkpoint="none", dataset="synthetic-quick", synthetic=True, seed=0):
+        store.put(rec)
+    got = store.get("random", "none", "synthetic-quick", "gene_gene")
+    assert got["scores"]["CORUM"]["n_relationships"] == 4 and got["config"]["null"] == "all" and got["synthetic"]
+    assert store.has("random", "none", "synthetic-quick", "compound_gene")

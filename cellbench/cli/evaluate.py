@@ -107,6 +107,9 @@ def register(app: typer.Typer) -> None:
         align: Align = typer.Option(Align.pca_centerscale, "--align", help="Batch alignment fitted on EMPTY_control wells."),
         null: Null = typer.Option(Null.all, "--null", help="Gene-gene null: all map rows, or genes only."),
         seeds: int = typer.Option(100, "--seeds", help="Compound-gene seeds 0..N-1 (the reference uses 100)."),
+        sources: str = typer.Option(
+            "CORUM,HuMAP,Reactome,SIGNOR,StringDB", "--sources", help="Gene-gene annotation sources (comma-separated)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars or tables (for scripts)."),
     ) -> None:
         """Score well embeddings: gene-gene recall, compound-gene retrieval, batch diagnostics."""
@@ -114,8 +117,10 @@ def register(app: typer.Typer) -> None:
 
         from cellbench.evaluate import STAGES, evaluate_files
 
+        source_list = [x.strip() for x in sources.split(",") if x.strip()]
+        options = {"align": align.value, "null": null.value, "seeds": seeds, "sources": source_list}
         if quiet:
-            result = evaluate_files(embeddings, metadata, out, align=align.value, null=null.value, seeds=seeds)
+            result = evaluate_files(embeddings, metadata, out, **options)
         else:
             with Progress(
                 TextColumn("{task.description:<26}"),
@@ -132,9 +137,7 @@ def register(app: typer.Typer) -> None:
                         ids[stage] = bars.add_task(STAGE_LABELS.get(stage, stage), total=max(total, 1))
                     bars.update(ids[stage], completed=done, total=max(total, 1))
 
-                result = evaluate_files(
-                    embeddings, metadata, out, align=align.value, null=null.value, seeds=seeds, progress=progress
-                )
+                result = evaluate_files(embeddings, metadata, out, progress=progress, **options)
                 for task_id in ids.values():
                     bars.update(task_id, completed=bars.tasks[task_id].total)
             print_result(result)

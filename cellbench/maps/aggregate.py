@@ -6,8 +6,8 @@ controls are dropped (they only serve the alignment); the CRISPR-plate ``EMPTY_c
 as one map row. Compound wells whose concentration is not one of the canonical RxRx3-core
 concentrations (``schema.CANONICAL_CONCENTRATIONS``) are dropped with a warning and counted.
 
-The mean is one sparse (groups x wells) matrix product, done in float64 over column blocks so a
-release-sized float32 table is never copied whole.
+The mean is one sparse (groups x wells) matrix product, summed in float64 over contiguous row
+blocks so a release-sized float32 table is never copied whole.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def canonical_concentration(values: pl.Series, rtol: float = 1e-6) -> pl.Series:
 
 
 def aggregate_wells(
-    features: np.ndarray, wells: pl.DataFrame, *, block: int = 64
+    features: np.ndarray, wells: pl.DataFrame, *, block: int = 32768
 ) -> tuple[pl.DataFrame, np.ndarray, AggregateReport]:
     """Mean of the (aligned) well features per perturbation.
 
@@ -109,13 +109,13 @@ def aggregate_wells(
     group = table["_group"].to_numpy()
     n_groups = keys.height
     counts = np.bincount(group, minlength=n_groups).astype(np.float64)
-    weights = sp.csr_matrix(
+    weights = sp.csc_matrix(
         (1.0 / counts[group], (group, rows)), shape=(n_groups, len(features))
     )
-    out = np.empty((n_groups, features.shape[1]), dtype=np.float64)
-    for start in range(0, features.shape[1], block):
-        stop = min(start + block, features.shape[1])
-        out[:, start:stop] = weights @ np.asarray(features[:, start:stop], dtype=np.float64)
+    out = np.zeros((n_groups, features.shape[1]), dtype=np.float64)
+    for start in range(0, len(features), block):  # contiguous row blocks, summed in float64
+        stop = min(start + block, len(features))
+        out += weights[:, start:stop] @ np.asarray(features[start:stop], dtype=np.float64)
     if features.dtype == np.float32:
         # float32 wells (the released embeddings) give a float32 map, as averaging them with
         # numpy in the reference notebooks does; the sums themselves are taken in float64

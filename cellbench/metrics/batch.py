@@ -98,8 +98,11 @@ def replicate_consistency(
     rows = units["_row"].to_numpy()
     unit = units["_unit"].to_numpy()
     counts = np.bincount(unit, minlength=n_units).astype(np.float64)
-    weights = sp.csr_matrix((1.0 / counts[unit], (unit, rows)), shape=(n_units, len(aligned)))
-    profiles = normalize(np.asarray(weights @ np.asarray(aligned, dtype=np.float64)))
+    # per-unit means in the wells' dtype (no float64 copy of a release-sized table)
+    weights = sp.csr_matrix(
+        (1.0 / counts[unit], (unit, rows)), shape=(n_units, len(aligned)), dtype=aligned.dtype
+    )
+    profiles = normalize(np.asarray(weights @ aligned, dtype=np.float64))
     # table is sorted by the keys, so a running count of new keys is the perturbation code
     pert = table.select(pl.struct(keys).is_first_distinct().cum_sum() - 1).to_series().to_numpy()
     ubatch = table["batch"].to_numpy().astype(str)
