@@ -108,7 +108,12 @@ def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[
     g_u = dun - f32(c["g_off"] * np.cos(c["psi"]))  # Golgi: a perinuclear blob beside the nucleus
     g_v = dvn - f32(c["g_off"] * np.sin(c["psi"]))
     m_g = np.clip(1 - (g_u * g_u + g_v * g_v) / f32(c["r_g"] ** 2), 0, 1) * m_c
-    layers = [m_n, m_n * f32(c["w_dna"]), cyto * f32(c["w_rna"]), cyto * f32(c["w_act"]),
+    # stress fibres run along each cell's long axis (texture of the matching orientation)
+    k = np.rint(c["theta"] / np.pi * N_ORIENT).astype(np.int64) % N_ORIENT
+    fib = bank.fibres[k[:, None, None], (piy + c["shape_ox"][:, None, None]) % bank.n,
+                      (pix + c["shape_oy"][:, None, None]) % bank.n]
+    actin = cyto * (0.35 + f32(c["fibre_strength"]) * np.maximum(fib + 0.3, 0))
+    layers = [m_n, m_n * f32(c["w_dna"]), cyto * f32(c["w_rna"]), actin * f32(c["w_act"]),
               er * f32(c["w_er"]), ring * f32(c["w_ring"]), m_g * f32(c["w_golgi"]), mito * f32(c["w_mito"])]
     flat = np.where(valid, c["site"][:, None, None] * h * h + piy * h + pix, s * h * h).reshape(-1)
     return _splat(layers, flat, s * h * h)
@@ -169,6 +174,7 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
         "w_dna": w("dna_intensity") * dna_amount / (r_n / base_rn) ** 2, "w_rna": w("rna_intensity"),
         "w_act": w("actin_fibres", 0.1), "w_er": w("er_intensity"), "w_ring": w("membrane_intensity"),
         "w_golgi": w("golgi_intensity"), "w_mito": w("mito_intensity"),
+        "fibre_strength": 0.8 * np.exp(0.35 * cc("actin_fibres")),
     }
     # two patch sizes: most cells fit the small one (cost scales with patch area)
     rad_big = int(np.ceil(1.35 * base_rc * np.sqrt(1.6))) + 1
@@ -196,12 +202,12 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     rna = 0.5 * L_rna + L_nuc * (0.2 + 1.2 * nucleoli) * site_f(np.exp(0.2 * t("rna_intensity")))
     wf = site_f(1 / (1 + np.exp(t("er_texture_scale"))))
     er = L_er * np.maximum(1 + 0.6 * (wf * crop(bank.fine, 2) + (1 - wf) * crop(bank.medium, 3)), 0)
-    fib_which = rng.integers(0, N_ORIENT, s)
-    fib = bank.crop(bank.fibres, fib_which, rng.integers(0, bank.n, s), rng.integers(0, bank.n, s), h)
-    sf = site_f(0.8 * np.exp(0.35 * t("actin_fibres")))
-    actin = L_act * (0.35 + sf * np.maximum(fib + 0.3, 0)) + 0.5 * L_ring
+    actin = L_act + 0.5 * L_ring
     golgi = 1.2 * L_golgi + 0.15 * L_ring
-    puncta = np.maximum(crop(bank.fine, 4) - site_f(0.7 - 0.35 * t("mito_density")), 0)
+    # mitochondria: short tubules/puncta (fine noise + an oriented component), density trait
+    tub = bank.crop(bank.fibres, rng.integers(0, N_ORIENT, s), rng.integers(0, bank.n, s),
+                    rng.integers(0, bank.n, s), h)
+    puncta = np.maximum(0.75 * crop(bank.fine, 4) + 0.6 * tub - site_f(0.7 - 0.35 * t("mito_density")), 0)
     mit = L_mito * (0.25 + 1.4 * puncta)
     stains = {"DNA": dna, "ER": er, "Actin": actin, "RNA": rna, "Mito": mit, "Golgi": golgi}
     for k in stains:

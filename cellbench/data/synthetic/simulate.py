@@ -21,7 +21,13 @@ from cellbench.data.synthetic.layout import make_layout
 from cellbench.data.synthetic.nuisance import draw_nuisance, nuisance_table
 from cellbench.data.synthetic.render import TextureBank, plate_patterns, render_chunk
 
-CHUNK_SITES = 512
+CHUNK_PIXELS = 512 * 64 * 64  # sites rendered together: ~0.5 GB of temporaries per thread
+
+
+def chunk_sites(image_size: int) -> int:
+    """Sites per render chunk (a function of the configuration only, so bytes never depend
+    on the machine)."""
+    return max(16, CHUNK_PIXELS // (image_size * image_size))
 MAX_GUIDES = 10
 
 
@@ -86,10 +92,11 @@ class Screen:
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
         return pl.DataFrame(cols)
 
-    def iter_chunks(self, chunk: int = CHUNK_SITES, threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_chunks(self, chunk: int | None = None, threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed."""
         cfg = self.config
         h = cfg.image_size
+        chunk = chunk or chunk_sites(h)
         rng0 = np.random.default_rng([cfg.seed, 909])
         bank = TextureBank(rng0, max(128, 2 * h), cfg.cell_scale)
         n_plates = int(self.nuisance["plate_index"].max()) + 1

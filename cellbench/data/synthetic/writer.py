@@ -63,18 +63,30 @@ def write_rxrx3(screen: Screen, root: Path) -> None:
     n_ch = len(screen.config.channels)
     n_shards = max(1, -(-screen.n_sites // SHARD_SITES))
     (root / "data").mkdir()
-    for k, (idx, imgs) in enumerate(screen.iter_chunks(SHARD_SITES)):
-        keys, blobs = [], []
-        for j, s in enumerate(idx):
-            base = f"{prefix[screen.site_well[s]]}_s{screen.site_number[s]}"
-            for c in range(n_ch):
-                keys.append(f"{base}_{c + 1}")
-                blobs.append(encode_png(imgs[j, c]))
+    keys: list[str] = []
+    blobs: list[bytes] = []
+    k = 0
+
+    def flush() -> None:
         jp2 = pa.StructArray.from_arrays(
             [pa.array(blobs, type=pa.binary()), pa.array([None] * len(blobs), type=pa.string())],
             names=["bytes", "path"])
         table = pa.table({"__key__": pa.array(keys, type=pa.string()), "jp2": jp2})
         _write_parquet_table(root / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet", table)
+        keys.clear()
+        blobs.clear()
+
+    for idx, imgs in screen.iter_chunks():
+        for j, s in enumerate(idx):
+            base = f"{prefix[screen.site_well[s]]}_s{screen.site_number[s]}"
+            for c in range(n_ch):
+                keys.append(f"{base}_{c + 1}")
+                blobs.append(encode_png(imgs[j, c]))
+            if len(keys) == SHARD_SITES * n_ch:
+                flush()
+                k += 1
+    if keys:
+        flush()
 
 
 def _npz_bytes(arr: np.ndarray) -> bytes:
