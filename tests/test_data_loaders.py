@@ -48,7 +48,8 @@ def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None):
         blobs = [rows[i][1] for i in part]
         jp2 = pa.StructArray.from_arrays([pa.array(blobs, pa.binary()), pa.array([None] * len(blobs), pa.string())],
                                          names=["bytes", "path"])
-        pq.write_table(pa.table({"__key__": keys, "jp2": jp2}), root / "data" / f"train-{k:05d}-of-00002.parquet")
+        pq.write_table(pa.table({"__key__": keys, "jp2": jp2}), root / "data" / f"train-{k:05d}-of-00002.parquet",
+                       row_group_size=4)  # several row groups: exercise partial reads
     return truth
 
 

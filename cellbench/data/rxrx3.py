@@ -138,15 +138,24 @@ class RxRx3Dataset(ImageDataset):
         for k in np.unique(shards):
             path = self.shards[int(k)]
             sel = shards == k
-            try:
-                col = pq.read_table(path, columns=["jp2"])["jp2"].combine_chunks()
+            wanted = np.unique(rows[sel])
+            try:  # read only the row groups that hold the wanted rows
+                pf = pq.ParquetFile(path)
+                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+                starts = np.concatenate([[0], np.cumsum(sizes)])
+                groups = np.unique(np.searchsorted(starts, wanted, side="right") - 1)
+                col = pf.read_row_groups(groups.tolist(), columns=["jp2"])["jp2"].combine_chunks()
                 blobs = col.field("bytes") if hasattr(col, "field") else col
             except Exception as exc:
                 raise InputError(f"{path}: cannot read images from this shard ({exc}); it is "
                                  "corrupt — delete it and download/generate it again") from exc
+            # position of each original row inside the concatenation of the groups read
+            base = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
             for i, c in zip(*np.nonzero(sel), strict=True):
                 r = int(rows[i, c])
-                img = decode(blobs[r].as_py(), f"{path.name} row {r} ({self.sites['site_id'][int(indices[i])]})")
+                g = int(np.searchsorted(starts, r, side="right") - 1)
+                pos = int(base[np.searchsorted(groups, g)] + r - starts[g])
+                img = decode(blobs[pos].as_py(), f"{path.name} row {r} ({self.sites['site_id'][int(indices[i])]})")
                 if out is None:
                     out = np.empty((len(indices), len(CHANNELS), *img.shape), dtype=np.uint8)
                 if img.shape != out.shape[2:]:

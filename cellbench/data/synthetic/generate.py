@@ -97,7 +97,12 @@ def generate_screen(name: str, size: str = "quick", seed: int = 0,
     tmp.mkdir()
     try:
         _write(cfg, tmp)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not is_complete(target, cfg):  # not a concurrent writer that finished first
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

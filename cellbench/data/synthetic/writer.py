@@ -51,8 +51,12 @@ def rxrx3_metadata(screen: Screen) -> pl.DataFrame:
     ).select(list(RXRX3_METADATA_COLUMNS))
 
 
-def _write_parquet_table(path: Path, table: pa.Table) -> None:
-    pq.write_table(table, path, compression="zstd", use_dictionary=False, write_statistics=False)
+ROW_GROUP_SITES = 64  # small row groups: random access reads little
+
+
+def _write_parquet_table(path: Path, table: pa.Table, row_group_rows: int | None = None) -> None:
+    pq.write_table(table, path, compression="zstd", use_dictionary=False, write_statistics=False,
+                   row_group_size=row_group_rows)
 
 
 def write_rxrx3(screen: Screen, root: Path) -> None:
@@ -72,7 +76,8 @@ def write_rxrx3(screen: Screen, root: Path) -> None:
             [pa.array(blobs, type=pa.binary()), pa.array([None] * len(blobs), type=pa.string())],
             names=["bytes", "path"])
         table = pa.table({"__key__": pa.array(keys, type=pa.string()), "jp2": jp2})
-        _write_parquet_table(root / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet", table)
+        _write_parquet_table(root / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet", table,
+                             ROW_GROUP_SITES * n_ch)
         keys.clear()
         blobs.clear()
 
