@@ -22,6 +22,9 @@ def test_generate_show_info(tmp_path):
     res = runner.invoke(app, ["data", "show", "synthetic-bray", "--data-dir", str(out), "--out", str(png)])
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = runner.invoke(app, ["data", "show", "synthetic-bray", "--data-dir", str(out), "--out", str(png),
+                              "-p", "DMSO", "-p", "NOT-A-DRUG"])
+    assert res.exit_code == 2 and "NOT-A-DRUG" in res.output
     res = runner.invoke(app, ["data", "info", "synthetic-bray", "--data-dir", str(out)])
     assert res.exit_code == 0 and "channels DNA, ER, RNA, AGP," in " ".join(res.output.split())
 

@@ -44,13 +44,15 @@ def show(
     data_dir: Path | None = typer.Option(None, "--data-dir"),
     rows: int = typer.Option(6, "--rows"),
     cols: int = typer.Option(6, "--cols"),
+    perturbation: list[str] | None = typer.Option(None, "--perturbation", "-p",
+                                                   help="rows to show (repeatable)"),
 ) -> None:
     """A PNG montage: sites by perturbation x batch, channels as a false-colour composite."""
     from cellbench.data import load_dataset
     from cellbench.data.montage import write_montage
 
     ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
-    console.print(f"wrote {write_montage(ds, out, rows, cols, seed)}")
+    console.print(f"wrote {write_montage(ds, out, rows, cols, seed, perturbation)}")
 
 
 @data_app.command("info")

@@ -31,15 +31,32 @@ def composite(images: np.ndarray, channels, lo: np.ndarray, hi: np.ndarray) -> n
     return np.clip(rgb * 1.6, 0, 1)
 
 
-def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0):
-    """Rows: a control + the perturbations present in most batches; columns: batches."""
+def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0, perturbations=None):
+    """Rows: ``perturbations`` or a control + the perturbations present in most batches (genes
+    and compounds alternating when both exist); columns: batches."""
     wells = dataset.wells.with_row_index("wi")
     sites = dataset.sites.with_row_index("si")
     batches = sorted(wells["batch"].unique().to_list())
     per = (wells.filter(pl.col("perturbation_type").is_not_null())
-           .group_by("perturbation", "is_control").agg(pl.col("batch").n_unique().alias("nb"), pl.len())
+           .group_by("perturbation", "perturbation_type", "is_control")
+           .agg(pl.col("batch").n_unique().alias("nb"), pl.len())
            .sort(["is_control", "nb", "len", "perturbation"], descending=[True, True, True, False]))
-    perts = per["perturbation"].head(n_rows).to_list()
+    if perturbations:
+        known = set(per["perturbation"].to_list())
+        missing = [p for p in perturbations if p not in known]
+        if missing:
+            from cellbench.errors import InputError
+
+            raise InputError(f"perturbation(s) {missing} not in {dataset.name}; pick from e.g. "
+                             f"{per['perturbation'].head(5).to_list()}")
+        perts = list(perturbations)
+    else:
+        ctrl = per.filter(pl.col("is_control"))["perturbation"].head(1).to_list()
+        rest = per.filter(~pl.col("is_control"))
+        by_type = [rest.filter(pl.col("perturbation_type") == t)["perturbation"].to_list()
+                   for t in sorted(rest["perturbation_type"].unique().to_list())]
+        mixed = [p for group in zip(*by_type, strict=False) for p in group] if len(by_type) > 1 else (by_type[0] if by_type else [])
+        perts = (ctrl + mixed)[:n_rows]
     # columns: batches in which the chosen perturbations appear most
     cover = wells.filter(pl.col("perturbation").is_in(perts)).group_by("batch").len().sort(
         ["len", "batch"], descending=[True, False])
@@ -56,13 +73,14 @@ def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0):
     return perts, cols, np.array(grid, dtype=np.int64)
 
 
-def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int = 6, seed: int = 0) -> str:
+def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int = 6, seed: int = 0,
+                  perturbations=None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    perts, cols, grid = choose_grid(dataset, n_rows, n_cols, seed)
+    perts, cols, grid = choose_grid(dataset, n_rows, n_cols, seed, perturbations)
     used = grid[grid >= 0]
     imgs = dataset.read_sites(used)
     lo = np.percentile(imgs, 1, axis=(0, 2, 3))
