@@ -19,7 +19,18 @@ from cellbench.errors import CellbenchError, InputError, NotFoundError
 from cellbench.schema import RXRX3_METADATA_COLUMNS, WELL_COLUMNS
 
 
-def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None):
+def _jp2(img):
+    """Lossless JPEG 2000 bytes, as the real release stores each image."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG2000", irreversible=False)
+    return buf.getvalue()
+
+
+def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None, encode=encode_png):
     """A hand-made RxRx3-core release in miniature: 3 wells, 1 site, 6 channels, 2 shards."""
     meta = pl.DataFrame({
         "well_id": ["gene-001_1_AA02", "gene-001_1_AB05", "compound-002_3_B07"],
@@ -39,7 +50,7 @@ def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None):
             key = f"{exp}/Plate{plate}/{addr}_s1_{c + 1}"
             if key == drop_key:
                 continue
-            data = b"not an image" if key == corrupt_key else encode_png(truth[w, c])
+            data = b"not an image" if key == corrupt_key else encode(truth[w, c])
             rows.append((key, data))
     order = rng.permutation(len(rows))
     (root / "data").mkdir(exist_ok=True)
@@ -65,6 +76,38 @@ def test_rxrx3_loader_reads_a_hand_made_release(tmp_path):
     np.testing.assert_array_equal(ds.load_all(), truth)
     assert list(tmp_path.joinpath("rx").glob(".images-*.npy"))  # cached beside the data
     np.testing.assert_array_equal(RxRx3Dataset(tmp_path / "rx").load_all(), truth)
+
+
+def test_rxrx3_loader_decodes_jpeg2000_like_the_release(tmp_path):
+    from PIL import features
+
+    if not features.check("jpg_2000"):
+        pytest.skip("this Pillow has no OpenJPEG to write the JPEG 2000 fixture")
+    truth = _rxrx3_fixture(tmp_path / "j", np.random.default_rng(3), encode=_jp2)
+    np.testing.assert_array_equal(RxRx3Dataset(tmp_path / "j").load_all(cache=False), truth)
+
+
+def test_jpeg2000_without_a_decoder_says_how_to_install_one(monkeypatch):
+    import builtins
+
+    from PIL import Image
+
+    from cellbench.data.images import decode
+
+    real_import = builtins.__import__
+
+    def no_codecs(name, *args, **kwargs):
+        if name in ("imagecodecs", "glymur"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    def no_openjpeg(*args, **kwargs):
+        raise OSError("decoder jpeg2k not available")
+
+    monkeypatch.setattr(builtins, "__import__", no_codecs)
+    monkeypatch.setattr(Image, "open", no_openjpeg)
+    with pytest.raises(CellbenchError, match="pip install imagecodecs"):
+        decode(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 20, "shard.parquet row 3")
 
 
 def test_rxrx3_corrupt_image_and_missing_channel(tmp_path):
