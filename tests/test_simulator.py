@@ -192,3 +192,11 @@ def test_oracle_recall_far_above_nuisance_and_below_one(rx_dir):
     oracle, nuisance = corum("latent_"), corum("nuisance_")
     assert 0.2 < oracle < 0.9
     assert nuisance < oracle - 0.1
+
+
+def test_rendering_does_not_depend_on_threads():
+    screen = simulate(make_config("synthetic-rxrx3-core", "tiny", 4))
+    one = np.concatenate([im for _, im in screen.iter_chunks(chunk=40, threads=1)])
+    two = np.concatenate([im for _, im in screen.iter_chunks(chunk=40, threads=2)])
+    np.testing.assert_array_equal(one, two)
+    assert one.shape == (screen.n_sites, 6, 32, 32) and one.std() > 5

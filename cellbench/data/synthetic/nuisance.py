@@ -32,6 +32,8 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, seed: int, cell_scale: 
     b_gamma = np.exp(0.12 * rng.standard_normal((nb, c)))
     b_vignette = rng.uniform(0.1, 0.4, nb)
     b_photons = np.exp(rng.uniform(np.log(80), np.log(400), nb))
+    # spectral bleed-through of the (bright) DNA stain into the other channels, per batch
+    b_bleed = rng.uniform(0.0, 0.08, (nb, c))
     b_shift = np.zeros((nb, K))
     for name in BATCH_SHIFT_TRAITS:
         b_shift[:, T[name]] = 0.35 * rng.standard_normal(nb)
@@ -64,13 +66,14 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, seed: int, cell_scale: 
         "vignette": p_vignette[plate_idx], "blur": blur, "density": density,
         "photons": photons, "read_noise": read, "edge": edge.astype(np.float64),
         "pattern_amp": p_pattern[plate_idx], "batch_shift": b_shift[batch_idx],
+        "bleed": b_bleed[batch_idx],
     }
 
 
 def nuisance_table(nuis: dict[str, np.ndarray], channels: tuple[str, ...], traits: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Flat ``nuisance_*`` columns for the ground-truth parquet."""
     cols: dict[str, np.ndarray] = {}
-    for key in ("gain", "offset", "gamma"):
+    for key in ("gain", "offset", "gamma", "bleed"):
         for j, ch in enumerate(channels):
             cols[f"nuisance_{key}_{ch}"] = nuis[key][:, j]
     for key in ("illum_amp", "illum_cos", "illum_sin", "vignette", "blur", "density", "photons",

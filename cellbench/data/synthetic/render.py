@@ -5,7 +5,7 @@ a Golgi blob) on a fixed-size patch around each cell; all cells of a chunk of si
 computed at once and accumulated with ``np.bincount`` (no per-cell Python loop). Organelle
 textures (chromatin, nucleoli, ER scale, actin fibres, mitochondrial puncta) come from a bank
 of periodic smoothed-noise fields cropped at random offsets per site. Technical variation is
-then applied per output channel: gain, illumination gradient + vignetting, offset, plate
+then applied per output channel: DNA bleed-through, gain, illumination gradient + vignetting, offset, plate
 fixed-pattern background, focus blur (FFT), gamma, Poisson-Gaussian noise (Gaussian
 approximation, variance a*x + b) and 8-bit quantisation.
 """
@@ -124,8 +124,8 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     """Render ``len(traits)`` sites.
 
     traits: (S, K) site-level traits (well latent + batch shift). nuis: per-site arrays
-    (gain (S,C), offset, gamma, illum_*, vignette, blur, density, photons, read_noise,
-    pattern_amp, plate_index). Returns uint8 (S, C, h, h) in ``out_channels`` order.
+    (gain (S,C), offset, gamma, bleed (S,C), illum_*, vignette, blur, density, photons,
+    read_noise, pattern_amp, plate_index). Returns uint8 (S, C, h, h) in ``out_channels`` order.
     """
     s = traits.shape[0]
     t = lambda name: traits[:, T[name]]  # noqa: E731
@@ -215,6 +215,10 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     if "AGP" in out_channels:  # Bray's AGP channel images actin, Golgi and plasma membrane together
         stains["AGP"] = 0.5 * (stains["Actin"] + stains["Golgi"])
     sig = np.stack([stains[c] for c in out_channels], axis=1)  # (S, C, h, h)
+    if "DNA" in out_channels:  # bleed-through of the DNA stain into the other channels
+        bleed = nuis["bleed"].astype(np.float32).copy()
+        bleed[:, out_channels.index("DNA")] = 0
+        sig += bleed[:, :, None, None] * stains["DNA"][:, None]
 
     # --- technical variation ---
     coords = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1

@@ -101,7 +101,7 @@ class Screen:
         bank = TextureBank(rng0, max(128, 2 * h), cfg.cell_scale)
         n_plates = int(self.nuisance["plate_index"].max()) + 1
         patterns = plate_patterns(rng0, n_plates, len(cfg.channels), h, cfg.cell_scale)
-        site_keys = ("gain", "offset", "gamma", "illum_amp", "illum_cos", "illum_sin", "vignette",
+        site_keys = ("gain", "offset", "gamma", "bleed", "illum_amp", "illum_cos", "illum_sin", "vignette",
                      "blur", "density", "photons", "read_noise", "pattern_amp", "plate_index")
 
         def job(k: int) -> tuple[np.ndarray, np.ndarray]:
