@@ -190,8 +190,9 @@ def test_oracle_recall_far_above_nuisance_and_below_one(rx_dir):
         return res["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"]
 
     oracle, nuisance = corum("latent_"), corum("nuisance_")
-    assert 0.2 < oracle < 0.9
-    assert nuisance < oracle - 0.1
+    # tiny's 60 genes are a dense CORUM subset, so its null is hard (quick: oracle ~0.57)
+    assert 0.15 < oracle < 0.9
+    assert nuisance < oracle / 2
 
 
 def test_rendering_does_not_depend_on_threads():

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.data.synthetic import biology as bio_mod
-from cellbench.data.synthetic.config import ScreenConfig
+from cellbench.data.synthetic.config import ScreenConfig, preset_rng
 from cellbench.schema import CANONICAL_CONCENTRATIONS, COMPOUND, CONTROL_TREATMENT, CRISPR
 
 ROW_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -66,7 +66,7 @@ def _rxrx3_items(cfg: ScreenConfig):
 
 def make_layout(cfg: ScreenConfig) -> pl.DataFrame:
     """One row per well: batch, plate, address, perturbation and bookkeeping columns."""
-    rng = np.random.default_rng([cfg.seed, 404])
+    rng = preset_rng(cfg, 404)
     rows: list[dict] = []
     if cfg.kind == "rxrx3":
         gene_items, comp_items = _rxrx3_items(cfg)

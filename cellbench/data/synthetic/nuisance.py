@@ -19,9 +19,9 @@ BATCH_SHIFT_TRAITS = ("cell_area", "elongation", "dna_intensity", "actin_fibres"
                       "mito_intensity")
 
 
-def draw_nuisance(layout: pl.DataFrame, n_channels: int, seed: int, cell_scale: float) -> dict[str, np.ndarray]:
+def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generator,
+                  cell_scale: float) -> dict[str, np.ndarray]:
     """Per-well nuisance parameters (arrays indexed by ``well_index``)."""
-    rng = np.random.default_rng([seed, 606])
     batch_codes, batch_idx = np.unique(layout["batch"].to_numpy(), return_inverse=True)
     plate_key = (layout["batch"] + "/" + layout["plate"].cast(pl.Utf8)).to_numpy()
     plate_codes, plate_idx = np.unique(plate_key, return_inverse=True)

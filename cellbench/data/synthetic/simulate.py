@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.data.synthetic import biology as B
-from cellbench.data.synthetic.config import ScreenConfig
+from cellbench.data.synthetic.config import ScreenConfig, preset_rng
 from cellbench.data.synthetic.layout import make_layout
 from cellbench.data.synthetic.nuisance import draw_nuisance, nuisance_table
 from cellbench.data.synthetic.render import TextureBank, plate_patterns, render_chunk
@@ -66,7 +66,7 @@ def clean_latent(cfg: ScreenConfig, layout: pl.DataFrame) -> np.ndarray:
         cidx = layout["compound_index"].to_numpy()[is_comp].astype(np.int64)
         conc = layout["concentration"].to_numpy()[is_comp].astype(np.float64)
         eff[is_comp] = B.compound_effect(bio, comp, cidx, conc)
-    rng = np.random.default_rng([cfg.seed, 808])
+    rng = preset_rng(cfg, 808)
     return eff + B.WELL_SD * rng.standard_normal((nw, B.K))
 
 
@@ -97,7 +97,7 @@ class Screen:
         cfg = self.config
         h = cfg.image_size
         chunk = chunk or chunk_sites(h)
-        rng0 = np.random.default_rng([cfg.seed, 909])
+        rng0 = preset_rng(cfg, 909)
         bank = TextureBank(rng0, max(128, 2 * h), cfg.cell_scale)
         n_plates = int(self.nuisance["plate_index"].max()) + 1
         patterns = plate_patterns(rng0, n_plates, len(cfg.channels), h, cfg.cell_scale)
@@ -109,7 +109,7 @@ class Screen:
             w = self.site_well[idx]
             nuis = {key: self.nuisance[key][w] for key in site_keys}
             traits = self.latent[w] + self.nuisance["batch_shift"][w]
-            rng = np.random.default_rng([cfg.seed, 1000 + k])  # one stream per chunk: thread-safe
+            rng = preset_rng(cfg, 1000 + k)  # one stream per chunk: thread-safe
             return idx, render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
 
         n_chunks = -(-self.n_sites // chunk)
@@ -139,7 +139,7 @@ class Screen:
 def simulate(cfg: ScreenConfig) -> Screen:
     layout = make_layout(cfg)
     latent = clean_latent(cfg, layout)
-    nuis = draw_nuisance(layout, len(cfg.channels), cfg.seed, cfg.cell_scale)
+    nuis = draw_nuisance(layout, len(cfg.channels), preset_rng(cfg, 606), cfg.cell_scale)
     site_well = np.repeat(np.arange(layout.height), cfg.sites_per_well)
     site_number = np.tile(np.arange(1, cfg.sites_per_well + 1), layout.height)
     return Screen(cfg, layout, latent, nuis, site_well, site_number)
