@@ -201,7 +201,9 @@ def evaluate_arrays(
             if rows.sum() < MIN_ENTITIES:
                 skipped["gene_gene"] = f"only {int(rows.sum())} rows in the null (need {MIN_ENTITIES})"
             else:
-                scores["gene_gene"] = gene_gene_recall(map_feats[rows], labels, sources=sources)
+                scores["gene_gene"] = gene_gene_recall(
+                    map_feats[rows], labels, sources=sources, progress=lambda d, t: progress("gene_gene", d, t)
+                )
         progress("gene_gene", 1, 1)
         timings["gene_gene"] = time.perf_counter() - t0
 

@@ -88,6 +88,7 @@ def _block_null(
     sample_size: int,
     margin_sd: float,
     seed: int,
+    progress=None,
 ):
     n = len(X)
     m = n * (n - 1) // 2
@@ -129,6 +130,7 @@ def _block_null(
             qj_s,
             qvals if first else None,
             block_rows,
+            progress,
         )
         still = []
         for k, t in enumerate(pending):
@@ -148,7 +150,7 @@ def _block_null(
     return stats, out
 
 
-def _count_pass(Xn, lo, hi, low_side, qi_s, qj_s, qvals, block_rows):
+def _count_pass(Xn, lo, hi, low_side, qi_s, qj_s, qvals, block_rows, progress=None):
     """One pass over the upper triangle: per bracket, #values < lo and the values in [lo, hi].
 
     Fills ``qvals`` (query similarities, in ``qi_s`` order) when it is given.
@@ -158,11 +160,14 @@ def _count_pass(Xn, lo, hi, low_side, qi_s, qj_s, qvals, block_rows):
     inside: list[list[np.ndarray]] = [[] for _ in range(k)]
     # two cheap pre-filters: values <= low_cut hold every bracket of a statistic in the low half,
     # values >= high_cut every other one, so the per-bracket work runs on the tails only
+    n = len(Xn)
     low_cut = hi[low_side].max() if low_side.any() else None
     high_side = ~low_side
     high_cut = lo[high_side].min() if high_side.any() else None
     total = 0
     for a, b, B in _blocks(Xn, block_rows):
+        if progress is not None:  # share of the upper triangle done so far
+            progress(1.0 - ((n - a) / n) ** 2, 1.0)
         w = b - a
         if qvals is not None:
             q0, q1 = np.searchsorted(qi_s, [a, b])
@@ -200,6 +205,7 @@ def null_statistics(
     sample_size: int = 50_000,
     margin_sd: float = 6.0,
     seed: int = 0,
+    progress=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Order statistics ``ranks`` (0-based) of the cosine null of ``X``'s rows and the cosines
     of the pairs ``(qi, qj)`` (``qi < qj``). The sample seed only affects speed, never values."""
@@ -209,7 +215,15 @@ def null_statistics(
     if len(X) <= full_max:
         return _full_null(X, ranks, qi, qj)
     return _block_null(
-        X, ranks, qi, qj, block_rows=block_rows, sample_size=sample_size, margin_sd=margin_sd, seed=seed
+        X,
+        ranks,
+        qi,
+        qj,
+        block_rows=block_rows,
+        sample_size=sample_size,
+        margin_sd=margin_sd,
+        seed=seed,
+        progress=progress,
     )
 
 
