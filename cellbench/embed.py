@@ -195,61 +195,124 @@ def _wells_and_sites(dataset: Any) -> tuple[list[str], list[np.ndarray]]:
     return wells, rows
 
 
-class _Prefetch:
-    """Reads the next batch of sites in a background thread while the model runs."""
+class _TileBatches:
+    """Item i = chunk i of sites read, channel-mapped, tiled and preprocessed: (i, tiles, T).
 
-    def __init__(self, dataset: Any, chunks: list[np.ndarray]) -> None:
-        self.dataset, self.chunks = dataset, chunks
+    A map-style dataset, so a ``torch.utils.data.DataLoader`` worker process can decode the
+    next chunk while the model embeds this one (no GIL shared with the forward pass).
+    """
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if not self.chunks:
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self.dataset.read_sites, self.chunks[0])
-            for i, chunk in enumerate(self.chunks):
-                images = future.result()
-                if i + 1 < len(self.chunks):
-                    future = pool.submit(self.dataset.read_sites, self.chunks[i + 1])
-                yield chunk, images
+    def __init__(self, dataset: Any, chunks: list[np.ndarray], plan, encoder: Encoder, max_tiles) -> None:
+        self.dataset, self.chunks, self.plan = dataset, chunks, plan
+        self.encoder, self.max_tiles = encoder, max_tiles
 
+    def __len__(self) -> int:
+        return len(self.chunks)
 
-def _embed_shard(
-    encoder: Encoder,
-    dataset: Any,
-    wells: list[str],
-    rows: list[np.ndarray],
-    plan: list[tuple[int, ...]],
-    batch_size: int,
-    max_tiles: int | None,
-    tiles_per_site: int,
-    advance,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Well means (n_wells, D) and site counts of one shard, streaming its sites."""
-    import torch
+    def __getitem__(self, i: int):
+        import torch
 
-    site_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    site_well = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
-    sites_per_chunk = max(1, batch_size // tiles_per_site)
-    bounds = range(0, len(site_rows), sites_per_chunk)
-    chunks = [site_rows[b : b + sites_per_chunk] for b in bounds]
-    # per well and feature: sum and number of finite site values (NaN-tolerant encoders,
-    # e.g. CellProfiler features missing in an image, average over the sites that have them)
-    allows_nan = bool(getattr(encoder, "allows_nan", False))
-    sums = np.zeros((len(rows), encoder.embed_dim), np.float64)
-    counts = np.zeros((len(rows), encoder.embed_dim), np.int64)
-    start = 0
-    for chunk, images in _Prefetch(dataset, chunks):
-        images = np.asarray(images)
+        chunk = self.chunks[i]
+        images = np.asarray(self.dataset.read_sites(chunk))
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != len(chunk):
             raise CellbenchError(
                 f"read_sites returned {images.dtype} {images.shape} for {len(chunk)} sites; "
                 "a dataset must return uint8 (N, C, H, W): fix the loader"
             )
-        x = torch.from_numpy(apply_plan(images, plan))
-        tiles, t = tile(x, encoder.input_size, max_tiles)
-        tiles = _fit_input(encoder, encoder.preprocess(tiles))
+        x = torch.from_numpy(apply_plan(images, self.plan))
+        tiles, t = tile(x, self.encoder.input_size, self.max_tiles)
+        tiles = _fit_input(self.encoder, self.encoder.preprocess(tiles))
+        return i, tiles.contiguous(), t
+
+
+def _thread_prefetch(items: _TileBatches) -> Iterator:
+    """Prepare the next chunk in a background thread while the model runs on this one."""
+    if not len(items):
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(items.__getitem__, 0)
+        for i in range(len(items)):
+            item = future.result()
+            if i + 1 < len(items):
+                future = pool.submit(items.__getitem__, i + 1)
+            yield item
+
+
+def _batches(items: _TileBatches, num_workers: int) -> Iterator:
+    if num_workers <= 0 or len(items) < 2:
+        yield from _thread_prefetch(items)
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        items, batch_size=None, shuffle=False, num_workers=num_workers, prefetch_factor=4
+    )
+    yield from loader
+
+
+def _default_workers(dataset: Any) -> int:
+    """One decoding worker process when there is a spare core and images are on disk."""
+    in_memory = getattr(dataset, "_all", None) is not None
+    return 0 if in_memory or (os.cpu_count() or 1) < 2 else 1
+
+
+class _ShardSums:
+    """Running per-well, per-feature sums and finite counts of one shard."""
+
+    def __init__(self, rows: list[np.ndarray], dim: int) -> None:
+        self.site_well = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+        self.n_sites = np.array([len(r) for r in rows], np.int64)
+        self.sums = np.zeros((len(rows), dim), np.float64)
+        self.counts = np.zeros((len(rows), dim), np.int64)
+        self.start = 0
+
+    def add(self, site_vectors: np.ndarray, finite: np.ndarray) -> None:
+        owner = self.site_well[self.start : self.start + len(site_vectors)]
+        np.add.at(self.sums, owner, np.where(finite, site_vectors, 0.0))
+        np.add.at(self.counts, owner, finite)
+        self.start += len(site_vectors)
+
+    def means(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan).astype(np.float32)
+
+
+def _embed_shards(
+    encoder: Encoder,
+    dataset: Any,
+    shards: list[tuple[int, list[str], list[np.ndarray]]],
+    plan: list[tuple[int, ...]],
+    batch_size: int,
+    max_tiles: int | None,
+    tiles_per_site: int,
+    num_workers: int,
+    advance,
+    write_shard,
+) -> None:
+    """Stream the sites of ``shards`` (id, wells, site rows per well) through the encoder;
+    ``write_shard(id, wells, means, n_sites)`` is called as soon as a shard is complete."""
+    import torch
+
+    sites_per_chunk = max(1, batch_size // tiles_per_site)
+    chunks: list[np.ndarray] = []
+    owner: list[int] = []  # chunk -> position in `shards`
+    for pos, (_, _, rows) in enumerate(shards):
+        site_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        for b in range(0, len(site_rows), sites_per_chunk):
+            chunks.append(site_rows[b : b + sites_per_chunk])
+            owner.append(pos)
+    last_chunk = {pos: i for i, pos in enumerate(owner)}
+    # per well and feature: sum and number of finite site values (NaN-tolerant encoders,
+    # e.g. CellProfiler features missing in an image, average over the sites that have them)
+    allows_nan = bool(getattr(encoder, "allows_nan", False))
+    sums: dict[int, _ShardSums] = {}
+    items = _TileBatches(dataset, chunks, plan, encoder, max_tiles)
+    for i, tiles, t in _batches(items, num_workers):
+        chunk, pos = chunks[i], owner[i]
+        shard_id, wells, rows = shards[pos]
+        acc = sums.setdefault(pos, _ShardSums(rows, encoder.embed_dim))
         feats = encoder.embed(tiles).detach().to("cpu", torch.float64)
-        site_vectors = feats.reshape(len(chunk), t, -1).mean(dim=1).numpy()
+        site_vectors = feats.reshape(len(chunk), int(t), -1).mean(dim=1).numpy()
         finite = np.isfinite(site_vectors)
         if not allows_nan and not finite.all():
             bad = dataset.sites["site_id"].gather(chunk[~finite.all(1)]).to_list()
@@ -257,15 +320,11 @@ def _embed_shard(
                 f"the model produced NaN/inf for site(s) {bad[:5]}; the images may be corrupt "
                 "(check them with `cellbench data check`) or the weights broken"
             )
-        owner = site_well[start : start + len(chunk)]
-        np.add.at(sums, owner, np.where(finite, site_vectors, 0.0))
-        np.add.at(counts, owner, finite)
-        start += len(chunk)
+        acc.add(site_vectors, finite)
         advance(len(chunk))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    n_sites = np.array([len(r) for r in rows], np.int64)
-    return means.astype(np.float32), n_sites
+        if last_chunk[pos] == i:
+            write_shard(shard_id, wells, acc.means(), acc.n_sites)
+            del sums[pos]
 
 
 @contextlib.contextmanager
@@ -314,6 +373,7 @@ def embed_dataset(
     merge_timeout_s: float = 3600.0,
     rank: int | None = None,
     world_size: int | None = None,
+    num_workers: int | None = None,
 ) -> Path:
     """Embed every well of ``dataset`` with ``encoder``; return the parquet path.
 
@@ -321,6 +381,9 @@ def embed_dataset(
     and the cache key). A complete file with the same cache key is returned without work.
     ``rank``/``world_size`` default to torch.distributed's (or ``RANK``/``WORLD_SIZE``): rank r
     embeds shards r, r + W, ...; rank 0 waits for all shards and writes the merged file.
+    ``num_workers`` decoding processes (``torch.utils.data.DataLoader``) prepare the next batch
+    while the model runs; default: 1 when a second core exists and the images are on disk,
+    0 = a background thread.
     """
     import torch
 
@@ -388,22 +451,15 @@ def embed_dataset(
     if mine:  # one site tells how many tiles a site gives, hence sites per batch
         probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
         _, tiles_per_site = tile(torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles)
+    def write_shard(i: int, shard_wells_: list[str], means: np.ndarray, n_sites: np.ndarray) -> None:
+        _write_parquet(shard_path(i), shard_wells_, means, {**metadata, "shard": str(i)}, {"n_sites": n_sites})
+
+    todo = [(i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine]
+    workers = _default_workers(dataset) if num_workers is None else int(num_workers)
     with _progress(progress and total_sites > 0, total_sites, f"embed {encoder.name}") as advance:
-        for i in mine:
-            lo, hi = shards[i]
-            means, counts = _embed_shard(
-                encoder,
-                dataset,
-                wells[lo:hi],
-                rows[lo:hi],
-                plan,
-                batch_size,
-                max_tiles,
-                tiles_per_site,
-                advance,
-            )
-            _write_parquet(
-                shard_path(i), wells[lo:hi], means, {**metadata, "shard": str(i)}, {"n_sites": counts}
+        if todo:
+            _embed_shards(
+                encoder, dataset, todo, plan, batch_size, max_tiles, tiles_per_site, workers, advance, write_shard
             )
 
     shard_paths = [shard_path(i) for i in range(len(shards))]

@@ -109,9 +109,9 @@ def test_derived_channel_is_the_mean_of_its_sources(tmp_path):
 def test_cached_by_model_and_data_hash(tmp_path):
     data = FakeDataset(n_wells=4, sites_per_well=2, size=16)
     enc = registry.create("pixel-stats", channels=data.channels)
-    first = embed_dataset(enc, data, tmp_path, progress=False)
+    first = embed_dataset(enc, data, tmp_path, progress=False, num_workers=0)
     reads = data.reads
-    again = embed_dataset(enc, data, tmp_path, progress=False)
+    again = embed_dataset(enc, data, tmp_path, progress=False, num_workers=0)
     assert again == first and data.reads == reads  # nothing re-read
     other = FakeDataset(n_wells=4, sites_per_well=3, size=16)
     assert embed_dataset(enc, other, tmp_path, progress=False) != first  # other data, other key
@@ -137,13 +137,13 @@ def test_resume_skips_finished_shards_and_matches_uninterrupted(tmp_path):
 
     dying = _Dies(die_after=9, **kw)
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(enc, dying, tmp_path / "run", batch_size=2, progress=False, shard_wells=2)
+        embed_dataset(enc, dying, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0)
     assert not list((tmp_path / "run").glob("*.parquet"))  # no final file from a killed run
     done = sorted(p.name for p in (tmp_path / "run").glob(".*shards/shard-*.parquet"))
     assert done == ["shard-00000.parquet", "shard-00001.parquet"]
 
     healthy = FakeDataset(**kw)
-    path = embed_dataset(enc, healthy, tmp_path / "run", batch_size=2, progress=False, shard_wells=2)
+    path = embed_dataset(enc, healthy, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0)
     assert healthy.reads == 1 + 4  # a 1-site probe + only the last shard's 4 sites
     assert pl.read_parquet(path).equals(full)
 
@@ -158,7 +158,15 @@ def test_shards_split_across_ranks_and_merge(tmp_path):
 
     def run(rank):
         results[rank] = embed_dataset(
-            enc, ranks[rank], tmp_path / "two", progress=False, shard_wells=1, rank=rank, world_size=2, merge_timeout_s=60
+            enc,
+            ranks[rank],
+            tmp_path / "two",
+            progress=False,
+            shard_wells=1,
+            rank=rank,
+            world_size=2,
+            merge_timeout_s=60,
+            num_workers=0,
         )
 
     threads = [threading.Thread(target=run, args=(r,)) for r in (1, 0)]
@@ -226,3 +234,11 @@ def test_cli_embed_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
 
     typo = CliRunner().invoke(app, ["embed", "--model", "pixel-stat", "--data", "synthetic", "--size", "tiny", "--out", str(out)])
     assert typo.exit_code == 2 and "pixel-stats" in typo.output
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path):
+    kw = dict(n_wells=5, sites_per_well=3, size=16)
+    enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
+    a = embed_dataset(enc, FakeDataset(**kw), tmp_path / "thread", batch_size=4, progress=False, num_workers=0, shard_wells=2)
+    b = embed_dataset(enc, FakeDataset(**kw), tmp_path / "proc", batch_size=4, progress=False, num_workers=1, shard_wells=2)
+    assert a.read_bytes() == b.read_bytes()
