@@ -46,3 +46,14 @@ def test_cache_by_configuration_hash(tmp_path, monkeypatch):
     # an incomplete cache entry (no manifest) is regenerated, not trusted
     (path / "manifest.json").unlink()
     assert (ensure_screen("synthetic-bray", "tiny", 0) / "manifest.json").is_file()
+
+
+def test_check_finds_a_modified_file(tmp_path):
+    out = tmp_path / "rx"
+    assert runner.invoke(app, ["data", "generate", "synthetic-rxrx3-core", "--size", "tiny", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
+    assert res.exit_code == 0 and "ok" in res.output
+    gt = out / "ground_truth.parquet"
+    gt.write_bytes(gt.read_bytes()[:-1] + b"x")
+    res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
+    assert res.exit_code == 2 and "ground_truth.parquet" in res.output

@@ -73,6 +73,38 @@ def info(
                   f"images {img.shape[2]}x{img.shape[3]} uint8, root {ds.root}")
 
 
+@data_app.command("check")
+@user_errors
+def check(
+    name: str = typer.Argument(...),
+    size: str = typer.Option("tiny", "--size"),
+    seed: int = typer.Option(0, "--seed"),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+) -> None:
+    """Verify a dataset: manifest hashes (synthetic screens) and every image decodes."""
+    import numpy as np
+
+    from cellbench.data import load_dataset
+    from cellbench.data.synthetic.generate import verify_manifest
+    from cellbench.errors import InputError
+
+    if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
+        problems = verify_manifest(data_dir)
+        if problems:
+            raise InputError(f"{data_dir}: {len(problems)} file(s) fail the manifest check: "
+                             f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`")
+    ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
+    if data_dir is None and getattr(ds, "manifest", None) is not None:
+        problems = verify_manifest(ds.root)
+        if problems:
+            raise InputError(f"{ds.root}: {len(problems)} file(s) fail the manifest check: "
+                             f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`")
+    n = len(ds)
+    for start in range(0, n, 256):
+        ds.read_sites(np.arange(start, min(start + 256, n)))  # raises naming the bad file
+    console.print(f"{ds.name}: ok — {ds.wells.height} wells, {n} sites, channels {', '.join(ds.channels)}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.add_typer(data_app, name="data")

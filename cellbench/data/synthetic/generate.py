@@ -50,6 +50,21 @@ def is_complete(root: str | os.PathLike, cfg: ScreenConfig | None = None) -> boo
     return all((Path(root) / f["path"]).is_file() for f in man.get("files", []))
 
 
+def verify_manifest(root: str | os.PathLike) -> list[str]:
+    """Problems found when checking every file of the manifest (size and SHA-256)."""
+    man = read_manifest(root)
+    if man is None:
+        return [f"{root}: no readable manifest.json (an incomplete or foreign directory)"]
+    problems = []
+    for f in man.get("files", []):
+        path = Path(root) / f["path"]
+        if not path.is_file():
+            problems.append(f"{f['path']}: missing")
+        elif path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
+            problems.append(f"{f['path']}: content differs from the manifest (corrupt or modified)")
+    return problems
+
+
 def _write(cfg: ScreenConfig, tmp: Path) -> dict:
     t0 = time.perf_counter()
     screen = simulate(cfg)

@@ -29,7 +29,11 @@ def open_synthetic(root: str | os.PathLike):
 
         ds = BrayDataset(root, name=man["name"])
     ds.manifest = man
-    ds.ground_truth = pl.read_parquet(root / GROUND_TRUTH)
+    try:
+        ds.ground_truth = pl.read_parquet(root / GROUND_TRUTH)
+    except Exception as exc:
+        raise InputError(f"{root / GROUND_TRUTH}: cannot read the ground truth ({exc}); the file is "
+                         "corrupt — regenerate the screen with `cellbench data generate`") from exc
     ds.synthetic = True
     return ds
 
