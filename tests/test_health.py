@@ -12,6 +12,7 @@ from cellbench.metrics.health import (
     frozen,
     frozen_loss_warning,
     prototype_usage,
+    uniform_collapse_warning,
     well_shortcut_rate,
 )
 
@@ -83,3 +84,10 @@ def test_frozen_loss_detection():
     assert not frozen(moving) and frozen(flat) and not frozen(flat[:5])
     assert frozen_loss_warning({"ce": flat, "me_max": [0.742] * 30}) is not None
     assert frozen_loss_warning({"ce": moving, "me_max": [0.742] * 30}) is None
+
+
+def test_uniform_collapse_detection():
+    assert uniform_collapse_warning([0.999] * 25) is not None
+    assert uniform_collapse_warning([0.999] * 24 + [0.9]) is None  # left the uniform point
+    assert uniform_collapse_warning([0.999] * 5) is None  # too early to tell
+    assert uniform_collapse_warning([1.2] * 25) is None  # CE above log K: wrong, not uniform

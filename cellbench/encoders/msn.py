@@ -216,6 +216,7 @@ class MSN(Method):
         logs = {
             "ce": out["ce"],
             "me_max": out["me_max"],
+            "ce_over_log_k": out["ce"] / math.log(self.config.num_prototypes),
             "proto_used": usage["fraction_used"],
             "proto_entropy": usage["usage_entropy"],
             "target_proto_used": t_usage["fraction_used"],

@@ -10,7 +10,8 @@ recognise wells. These cheap diagnostics are logged during training and stored w
   the normalised singular values of the centred embeddings (1 = collapsed to a line);
 * :func:`prototype_usage` - how many prototypes are the argmax of some sample, and the entropy
   of the mean assignment;
-* :func:`frozen` - a loss component that has stopped moving over a window.
+* :func:`frozen` - a loss component that has stopped moving over a window;
+* :func:`uniform_collapse_warning` - MSN's CE stuck at log K (uniform assignments).
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ def frozen_loss_warning(history: dict[str, Sequence[float]], window: int = 20, t
             f"MSN loss frozen over the last {window} logged steps "
             f"(CE {history['ce'][-1]:.4f}, me-max {history['me_max'][-1]:.4f}): the "
             "representation has collapsed to a fixed point; check prototype usage and rank."
+        )
+    return None
+
+
+def uniform_collapse_warning(ce_over_log_k: Sequence[float], window: int = 20, tol: float = 0.02):
+    """A warning when MSN's anchor probabilities sit at the uniform fixed point.
+
+    ``ce_over_log_k``: CE / log K per logged step. CE within ``tol`` of log K over the last
+    ``window`` values means anchors (and so targets) are near uniform: no prototype is
+    predicted - the state a small-batch MSN with Sinkhorn falls into (spec/simulator.md).
+    """
+    if len(ce_over_log_k) < window:
+        return None
+    tail = np.asarray(ce_over_log_k[-window:], dtype=np.float64)
+    if (np.abs(tail - 1.0) < tol).all():
+        return (
+            f"MSN near the uniform fixed point over the last {window} logged steps (CE = "
+            f"{tail[-1]:.3f} log K): prototype assignments carry no information yet; train "
+            "longer, raise the learning rate, or use fewer prototypes / no Sinkhorn at this batch size."
         )
     return None
 

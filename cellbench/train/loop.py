@@ -430,16 +430,23 @@ def _heldout_set(dataset: Any, sampler: Any, seed: int, max_sites: int = 256):
 
 
 def _check_frozen(history: list[dict], warnings: list[str], bar: Any) -> None:
-    from cellbench.metrics.health import frozen_loss_warning
+    """Warn (once each) about a frozen MSN loss and about uniform prototype assignments."""
+    from cellbench.metrics.health import frozen_loss_warning, uniform_collapse_warning
 
     if not history or "ce" not in history[-1]:
         return
-    msg = frozen_loss_warning(
-        {"ce": [h["ce"] for h in history], "me_max": [h["me_max"] for h in history]}
-    )
-    if msg and not any(w.startswith("MSN loss frozen") for w in warnings):
-        warnings.append(f"step {history[-1]['step']}: " + msg)
-        bar.warn(msg)
+    checks = {
+        "MSN loss frozen": frozen_loss_warning(
+            {"ce": [h["ce"] for h in history], "me_max": [h["me_max"] for h in history]}
+        ),
+        "MSN near the uniform": uniform_collapse_warning(
+            [h["ce_over_log_k"] for h in history if "ce_over_log_k" in h]
+        ),
+    }
+    for prefix, msg in checks.items():
+        if msg and not any(prefix in w for w in warnings):
+            warnings.append(f"step {history[-1]['step']}: " + msg)
+            bar.warn(msg)
 
 
 # ------------------------------------------------------------------ files
