@@ -174,3 +174,25 @@ def test_cli_models_table_lists_every_model():
     assert shown.exit_code == 0 and "Non-commercial" in shown.output
     bad = CliRunner().invoke(app, ["models", "--show", "openfenom"])
     assert bad.exit_code == 2 and "openphenom" in bad.output
+
+
+def test_adding_an_encoder_doc_example_runs(tmp_path, monkeypatch):
+    """The factory in docs/adding-an-encoder.md works as written."""
+    import re
+
+    doc = (Path(registry.__file__).parent.parent / "docs" / "adding-an-encoder.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    pkg = tmp_path / "doc_pkg_example"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "encoders.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.register("doc-vit", "doc_pkg_example.encoders:create", metadata={"embed_dim": 384})
+    try:
+        import torch
+
+        encoder = registry.create("doc-vit", channels=("DNA", "RNA"))
+        out = encoder.embed(torch.randn(1, 2, 32, 32))
+        assert out.shape == (1, 384) and encoder.channels == ("DNA", "RNA")
+    finally:
+        registry.unregister("doc-vit")
