@@ -107,9 +107,10 @@ def make_map(seed: int = 0, n_genes: int = 90, n_compounds: int = 30, integer: b
     return table, feats, truth
 
 
-@pytest.mark.parametrize("seed, integer", [(0, False), (1, True), (2, False)])
-def test_equal_to_slow_reference(seed, integer):
+@pytest.mark.parametrize("seed, integer, dtype", [(0, False, np.float64), (1, True, np.float64), (2, False, np.float32)])
+def test_equal_to_slow_reference(seed, integer, dtype):
     table, feats, truth = make_map(seed, integer=integer)
+    feats = feats.astype(dtype)
     seeds = [0, 1, 2, 3]
     fast = compound_gene_benchmark(table, feats, seeds=seeds, truth=truth)
     slow = slow_reference(table, feats, truth, seeds)

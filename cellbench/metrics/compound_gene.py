@@ -179,7 +179,10 @@ def compound_gene_benchmark(
             f"({counts}). Fix: the map needs compounds named as in compound_gene_interactions.csv "
             "at canonical concentrations and their target genes."
         )
-    features = np.asarray(map_features, dtype=np.float64)
+    features = np.asarray(map_features)
+    if features.dtype not in (np.float32, np.float64):
+        features = features.astype(np.float64)
+    # |cos| in the map's own dtype, as the reference's cosine_similarity computes it
     comp_rows = sorted({r for p in plans for r in p.rows.values()})
     comp_pos = {r: i for i, r in enumerate(comp_rows)}
     abs_cos = np.abs(cosine_similarity(features[comp_rows], features[[gene_row[g] for g in pool]]))
@@ -187,7 +190,7 @@ def compound_gene_benchmark(
     concs = sorted({c for p in plans for c in p.rows})
     row_names: list = concs + ["max"]
     n_s, n_c, n_r = len(seeds), len(plans), len(row_names)
-    # which compound is in which row, and its score row in abs_cos (max: -1)
+    # which compound is in which row ("max" holds every scorable compound)
     member = np.zeros((n_r, n_c), dtype=bool)
     for c, p in enumerate(plans):
         for ri, conc in enumerate(concs):
