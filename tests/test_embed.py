@@ -242,3 +242,48 @@ def test_worker_processes_give_the_same_bytes(tmp_path):
     a = embed_dataset(enc, FakeDataset(**kw), tmp_path / "thread", batch_size=4, progress=False, num_workers=0, shard_wells=2)
     b = embed_dataset(enc, FakeDataset(**kw), tmp_path / "proc", batch_size=4, progress=False, num_workers=1, shard_wells=2)
     assert a.read_bytes() == b.read_bytes()
+
+
+TORCHRUN_WORKER = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+import torch
+import torch.distributed as dist
+torch.set_num_threads(1)
+from fakes_imaging import FakeDataset
+from cellbench import registry
+from cellbench.embed import embed_dataset
+
+if sys.argv[2] == "gloo":
+    dist.init_process_group("gloo")
+data = FakeDataset(n_wells=5, sites_per_well=2, size=16)
+enc = registry.create("pixel-stats", channels=data.channels)
+path = embed_dataset(enc, data, sys.argv[1], progress=False, shard_wells=1, num_workers=0)
+with open(os.path.join(sys.argv[1], f"rank{{os.environ['RANK']}}.json"), "w") as f:
+    json.dump({{"path": str(path), "reads": data.reads, "exists": path.is_file()}}, f)
+if dist.is_initialized():
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["gloo"])  # env-only ranks: test_shards_split_across_ranks
+def test_torchrun_two_ranks_split_and_merge(tmp_path, backend):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "worker.py"
+    script.write_text(TORCHRUN_WORKER.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / "emb"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out), backend]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["path"] == r1["path"] and r0["exists"] and r1["exists"]
+    assert r0["reads"] == 1 + 3 * 2 and r1["reads"] == 1 + 2 * 2  # shards 0, 2, 4 | 1, 3
+    data = FakeDataset(n_wells=5, sites_per_well=2, size=16)
+    single = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one", progress=False)
+    assert pl.read_parquet(r0["path"]).equals(pl.read_parquet(single))
