@@ -218,3 +218,16 @@ def test_missing_files_and_bad_options(tmp_path):
     res = invoke(bad_parquet, meta, tmp_path / "o")
     assert res.exit_code != 0 and "well_id" in res.text
     assert not (tmp_path / "o").exists()
+
+
+def test_in_process_with_a_normalised_well_table_and_determinism():
+    """The pipeline passes a WELL_COLUMNS table: same scores as the RxRx3-core metadata gives,
+    and a second run gives identical numbers (R3)."""
+    from cellbench.maps.labels import wells_from_rxrx3
+
+    md, feats = release(7)
+    ids = md["well_id"].to_list()
+    a = evaluate_arrays(ids, feats, md, seeds=3)
+    b = evaluate_arrays(ids, feats, wells_from_rxrx3(md), seeds=3)
+    assert a["scores"] == b["scores"] and a["map"] == b["map"]
+    assert set(a["scores"]) == {"gene_gene", "compound_gene", "batch"}
