@@ -84,15 +84,18 @@ def apply_plan(images: np.ndarray, plan: list[tuple[int, ...]]) -> np.ndarray:
 
 # --- hashing / cache key ------------------------------------------------------------------
 def data_hash(dataset: Any) -> str:
-    """A stable hash of the dataset's identity: its own ``data_hash`` if it has one, else
-    its name, channels, and the site → well table."""
+    """A stable hash of the dataset's identity: its own ``data_hash`` if it has one, else its
+    name, channels, location, loader cache key (files and sizes) and the site → well table."""
     own = getattr(dataset, "data_hash", None)
     if isinstance(own, str) and own:
         return own
-    if callable(getattr(dataset, "cache_key", None)):  # cellbench.data.dataset.ImageDataset
-        return f"{getattr(dataset, 'name', 'data')}-{dataset.cache_key()}"
     h = hashlib.sha256()
     h.update(repr((getattr(dataset, "name", ""), tuple(dataset.channels))).encode())
+    root = getattr(dataset, "root", None)
+    if root is not None:  # two screens (e.g. two seeds) may share file names and site ids
+        h.update(str(Path(root).resolve()).encode())
+    if callable(getattr(dataset, "cache_key", None)):  # cellbench.data.dataset.ImageDataset
+        h.update(str(dataset.cache_key()).encode())
     sites = dataset.sites
     for column in ("site_id", "well_id"):
         h.update("\n".join(sites[column].cast(str).to_list()).encode())

@@ -287,3 +287,15 @@ def test_torchrun_two_ranks_split_and_merge(tmp_path, backend):
     data = FakeDataset(n_wells=5, sites_per_well=2, size=16)
     single = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one", progress=False)
     assert pl.read_parquet(r0["path"]).equals(pl.read_parquet(single))
+
+
+def test_two_screens_with_the_same_site_ids_get_different_keys(tmp_path):
+    from cellbench.embed import data_hash
+
+    a, b = FakeDataset(seed=0), FakeDataset(seed=1)  # same ids, other pixels
+    a.root, b.root = tmp_path / "seed0", tmp_path / "seed1"
+    assert data_hash(a) != data_hash(b)
+    b.root = a.root
+    assert data_hash(a) == data_hash(b)
+    a.data_hash = "given"
+    assert data_hash(a) == "given"
