@@ -39,7 +39,7 @@ from cellbench.maps.align import ALIGNMENTS
 from cellbench.maps.build import build_map_full
 from cellbench.maps.labels import wells_from_rxrx3
 from cellbench.metrics.annotations import SOURCES, annotation_version, check_sources
-from cellbench.metrics.gene_gene import MIN_ENTITIES, THRESHOLD_PAIRS, gene_gene_recall, recall_key
+from cellbench.metrics.gene_gene import MIN_ENTITIES, THRESHOLD_PAIRS, map_recall, recall_key
 from cellbench.schema import COMPOUND, CRISPR, EMBEDDING_ID_COLUMN, FEATURE_PREFIX, WELL_COLUMNS
 
 TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
@@ -195,14 +195,12 @@ def evaluate_arrays(
         if not is_gene.any():
             skipped["gene_gene"] = "the map has no CRISPR (gene) rows"
         else:
-            rows = np.ones(table.height, bool) if null == "all" else is_gene
-            labels = [p if g else None for p, g in zip(table["perturbation"].to_list(), is_gene, strict=True)]
-            labels = [lab for lab, keep in zip(labels, rows, strict=True) if keep]
-            if rows.sum() < MIN_ENTITIES:
-                skipped["gene_gene"] = f"only {int(rows.sum())} rows in the null (need {MIN_ENTITIES})"
+            n_null = table.height if null == "all" else int(is_gene.sum())
+            if n_null < MIN_ENTITIES:
+                skipped["gene_gene"] = f"only {n_null} rows in the null (need {MIN_ENTITIES})"
             else:
-                scores["gene_gene"] = gene_gene_recall(
-                    map_feats[rows], labels, sources=sources, progress=lambda d, t: progress("gene_gene", d, t)
+                scores["gene_gene"] = map_recall(
+                    table, map_feats, null=null, sources=sources, progress=lambda d, t: progress("gene_gene", d, t)
                 )
         progress("gene_gene", 1, 1)
         timings["gene_gene"] = time.perf_counter() - t0

@@ -164,3 +164,30 @@ def test_bad_inputs():
     X[2, 1] = np.nan
     with pytest.raises(InputError, match="NaN"):
         gene_gene_recall(X, genes)
+
+
+def test_null_scopes_of_a_map(reference):
+    """'all': compounds enter the null (the reference on the whole map, compounds labelled with
+    names no annotation holds); 'genes': the null is the gene rows only."""
+    import polars as pl
+
+    from cellbench.metrics.gene_gene import map_recall
+
+    rng = np.random.default_rng(11)
+    genes = list(rng.choice(POOL[:60], 40, replace=False))
+    table = pl.DataFrame(
+        {
+            "perturbation_type": ["CRISPR"] * 40 + ["COMPOUND"] * 30,
+            "perturbation": genes + [f"cmpd{i // 3}" for i in range(30)],
+            "concentration": [None] * 40 + [0.1, 1.0, 10.0] * 10,
+        }
+    )
+    X = rng.normal(size=(70, 6))
+    whole = map_recall(table, X, null="all")
+    labels = genes + [f"cmpd{i // 3}@{i % 3}" for i in range(30)]
+    ref = reference(Bunch(features=pd.DataFrame(X), metadata=pd.DataFrame({"p": labels})), "p")
+    for _, row in ref.iterrows():
+        assert whole[row.source]["recall_0.05_0.95"] == row["recall_0.05_0.95"]
+    assert map_recall(table, X, null="genes") == gene_gene_recall(X[:40], genes)
+    with pytest.raises(InputError, match="null scope"):
+        map_recall(table, X, null="compounds")

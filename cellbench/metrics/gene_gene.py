@@ -292,3 +292,29 @@ def gene_gene_recall(
             )
         out[s] = {k: (float(v) if k != "n_relationships" else v) for k, v in row.items()}
     return out
+
+
+NULL_SCOPES: tuple[str, ...] = ("all", "genes")
+
+
+def map_recall(
+    table,
+    features: np.ndarray,
+    *,
+    null: str = "all",
+    sources: Sequence[str] = SOURCES,
+    **kwargs,
+) -> dict[str, dict]:
+    """Gene-gene recall of a perturbation map (``cellbench.maps`` table + features).
+
+    ``null="all"``: the null is every pair of map rows (genes and compound-concentrations, the
+    RxRx3-core notebook's whole-map null); ``null="genes"``: only pairs of CRISPR rows (every
+    row of a CRISPR plate, controls included). Queries are always gene rows, matched by their
+    perturbation label.
+    """
+    if null not in NULL_SCOPES:
+        raise InputError(f"unknown null scope '{null}'. Fix: use 'all' (whole map) or 'genes'.")
+    is_gene = (table["perturbation_type"] == "CRISPR").to_numpy()
+    rows = np.ones(len(is_gene), bool) if null == "all" else is_gene
+    labels = [p if g else None for p, g, keep in zip(table["perturbation"].to_list(), is_gene, rows, strict=True) if keep]
+    return gene_gene_recall(np.asarray(features)[rows], labels, sources=sources, **kwargs)
