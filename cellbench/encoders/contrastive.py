@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellbench.train.backbone import build_backbone, pool, tokens
-from cellbench.train.method import Method, SamplerOptions, StepInputs
+from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import random_crops, random_flips, standardize
 
@@ -71,9 +71,6 @@ class InfoNCE(Method):
             nn.Linear(width, config.proj_hidden), nn.GELU(), nn.Linear(config.proj_hidden, config.proj_out)
         )
 
-    @property
-    def sampler_options(self) -> SamplerOptions:
-        return SamplerOptions(cross_well=self.cross_well)
 
     def _project(self, views: torch.Tensor) -> torch.Tensor:
         return self.head(pool(self.backbone, tokens(self.backbone, views), self.pooling))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellbench.train.backbone import build_backbone, num_patches, pool, random_keep, tokens
-from cellbench.train.method import Method, SamplerOptions, StepInputs
+from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import random_crops, random_flips, standardize
 
@@ -77,9 +77,6 @@ class CropMAE(Method):
         self.decoder = nn.TransformerDecoder(layer, config.decoder_depth, norm=nn.LayerNorm(dim))
         self.predict = nn.Linear(dim, self.patch * self.patch * in_chans)
 
-    @property
-    def sampler_options(self) -> SamplerOptions:
-        return SamplerOptions(cross_well=self.cross_well)
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token", "decoder_pos"}

@@ -32,7 +32,7 @@ from torch import nn
 
 from cellbench.train.backbone import build_backbone, num_patches, pool, random_keep, tokens
 from cellbench.train.ema import make_target
-from cellbench.train.method import Method, SamplerOptions, StepInputs
+from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import multi_crop, random_crops, random_flips, standardize
 
@@ -168,9 +168,6 @@ class MSN(Method):
         self.target_backbone = make_target(self.backbone)
         self.target_head = make_target(self.head)
 
-    @property
-    def sampler_options(self) -> SamplerOptions:
-        return SamplerOptions(cross_well=self.cross_well)
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_backbone, self.backbone), (self.target_head, self.head)]

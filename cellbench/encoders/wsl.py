@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellbench.train.backbone import build_backbone, pool, tokens
-from cellbench.train.method import Method, SamplerOptions, StepInputs
+from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import (
     center_crop,
@@ -51,9 +51,6 @@ class WSL(Method):
         self.backbone = build_backbone(config, in_chans)
         self.classifier = nn.Linear(int(self.backbone.embed_dim), n_classes)
 
-    @property
-    def sampler_options(self) -> SamplerOptions:
-        return SamplerOptions(cross_well=False, holdout_fraction=self.config.holdout_fraction)
 
     def logits(self, views: torch.Tensor) -> torch.Tensor:
         return self.classifier(pool(self.backbone, tokens(self.backbone, views), "mean"))

@@ -100,7 +100,7 @@ def frozen_loss_warning(history: dict[str, Sequence[float]], window: int = 20, t
     return None
 
 
-def uniform_collapse_warning(ce_over_log_k: Sequence[float], window: int = 20, tol: float = 0.02):
+def uniform_collapse_warning(ce_over_log_k: Sequence[float], window: int = 20, tol: float = 0.005):
     """A warning when MSN's anchor probabilities sit at the uniform fixed point.
 
     ``ce_over_log_k``: CE / log K per logged step. CE within ``tol`` of log K over the last

@@ -6,7 +6,7 @@ scalars to log; the loop owns everything else (optimiser, schedules, EMA, checkp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,11 +32,11 @@ class SamplerOptions:
     cross_well: bool
     include_controls: bool = False
     holdout_fraction: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class Method(nn.Module):
-    """Base class. Subclasses implement ``forward`` and set ``sampler_options``."""
+    """Base class. Subclasses implement ``forward``; how their pairs are drawn is
+    :func:`cellbench.train.loop.build_method_options`."""
 
     #: the registry name of the encoder this method trains ("cwa-msn", ...)
     name: str = ""
@@ -47,9 +47,6 @@ class Method(nn.Module):
         super().__init__()
         self.config = config
 
-    @property
-    def sampler_options(self) -> SamplerOptions:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def forward(  # pragma: no cover - abstract
         self, inputs: StepInputs, generator: torch.Generator

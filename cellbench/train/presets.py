@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cellbench.errors import CellbenchError, NotFoundError
@@ -80,7 +80,6 @@ class TrainConfig:
     health_every: int = 200
     log_every: int = 10
     time_budget_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
