@@ -54,3 +54,11 @@ def register(app: typer.Typer) -> None:
             overrides=overrides, progress=not quiet, device=device, data_size=size, data_dir=data_dir,
         )
         console.print(f"model written to {path}")
+        import json
+
+        log_path = path.parent / "train_log.json"
+        if log_path.exists():
+            log = json.loads(log_path.read_text())
+            console.print(f"{log['steps_done']}/{log['total_steps']} steps ({log['stopped']})")
+            for warning in log.get("warnings", []):
+                console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
