@@ -40,7 +40,7 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generato
 
     p_gain = np.exp(0.1 * rng.standard_normal((npl, c)))
     p_offset = rng.uniform(0.0, 0.02, (npl, c))
-    p_blur = rng.uniform(0.3, 1.0, npl) * cell_scale
+    p_blur = rng.uniform(0.25, 0.7, npl) * cell_scale  # focus after QC: mild, varies by plate
     p_density = np.exp(0.12 * rng.standard_normal(npl))
     p_pattern = rng.uniform(0.015, 0.04, npl)
     p_vignette = np.zeros(npl)
@@ -53,7 +53,7 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generato
     w_gamma = np.exp(0.06 * rng.standard_normal((nw, c)))
     angle = rng.uniform(0, 2 * np.pi, nw)
     illum = rng.uniform(0.08, 0.3, nw)
-    blur = p_blur[plate_idx] * np.exp(0.25 * rng.standard_normal(nw))
+    blur = p_blur[plate_idx] * np.exp(0.2 * rng.standard_normal(nw))
     density = p_density[plate_idx] * np.exp(0.15 * rng.standard_normal(nw)) * np.where(edge, 0.75, 1.0)
     photons = b_photons[batch_idx] * np.exp(0.2 * rng.standard_normal(nw))
     read = rng.uniform(0.003, 0.012, nw)
