@@ -8,7 +8,9 @@ P6: embedding 10x more sites of the same wells must raise the peak memory (max R
     the pipeline's own: model, batches, per-well sums and the output.
 
 Model: the untrained ``quick``-preset CWA-MSN encoder (the architecture `cellbench run`
-embeds with); data: the first ``--wells`` wells of the synthetic RxRx3-core screen. Both are
+embeds with; cheap, so the worst case for the pipeline's share), then a ViT-S/16 (``random``,
+the paper's backbone) on 1/8 of the wells; data: the first ``--wells`` wells of the synthetic
+RxRx3-core screen. Both are
 timed alternately (``--repeats``), best of each; the pipeline runs with its default decoding
 worker. Fixed costs (worker start, shard and parquet writes) weigh more on small runs.
 
@@ -195,12 +197,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--only", choices=["p2", "p6"], default=None)
+    ap.add_argument("--no-vit-s", action="store_true", help="skip the P2 run with a ViT-S/16 (random)")
     args = ap.parse_args()
     if args.child_memory:
         child_memory(args)
         return
     if args.only in (None, "p2"):
         print(json.dumps(throughput(args)), flush=True)
+        if args.model == "cwa-msn" and not args.no_vit_s:  # also the paper's backbone size
+            vit_s = argparse.Namespace(**{**vars(args), "model": "random", "wells": max(64, args.wells // 8)})
+            print(json.dumps(throughput(vit_s)), flush=True)
     if args.only in (None, "p6"):
         print(json.dumps(memory(args)), flush=True)
 
