@@ -16,6 +16,7 @@ so listing models (and ``cellbench --help``) never imports torch. A factory is c
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
@@ -240,9 +241,15 @@ def metadata(name: str) -> dict[str, Any]:
     card = cards().get(name)
     if card is not None:
         return _flatten(card)
-    if name in _registered_metadata or name in _registered or name in _entry_points():
+    eps = _entry_points()
+    if name in _registered_metadata or name in _registered or name in eps:
         record = dict.fromkeys(REQUIRED_METADATA)
         record.update({"name": name, "display_name": name, "family": "plugin"})
+        if name in eps and name not in _registered:
+            # a plugin's factory may carry its record as a `cellbench_metadata` dict
+            # (importing the plugin only now, when its metadata is asked for)
+            with contextlib.suppress(Exception):
+                record.update(getattr(eps[name].load(), "cellbench_metadata", {}) or {})
         record.update(_registered_metadata.get(name, {}))
         return record
     raise _not_found(name)

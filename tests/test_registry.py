@@ -138,6 +138,7 @@ def test_entry_point_plugin_is_found(tmp_path, monkeypatch):
         "from cellbench.encoders.baselines import create_pixel_stats\n"
         "def make(checkpoint=None, **kw):\n"
         "    return create_pixel_stats(channels=('DNA', 'ER', 'RNA'))\n"
+        "make.cellbench_metadata = {'family': 'toy', 'embed_dim': 33}\n"
     )
     dist = tmp_path / "toy_plugin_pkg-0.1.dist-info"
     dist.mkdir()
@@ -147,7 +148,8 @@ def test_entry_point_plugin_is_found(tmp_path, monkeypatch):
     assert "toy-plugin" in registry.list_models()
     encoder = registry.create("toy-plugin")
     assert encoder.channels == ("DNA", "ER", "RNA") and encoder.embed_dim == 33
-    assert registry.metadata("toy-plugin")["family"] == "plugin"
+    assert registry.metadata("toy-plugin")["family"] == "toy"
+    assert registry.metadata("toy-plugin")["embed_dim"] == 33
 
 
 def test_bad_card_is_a_clear_error(tmp_path, monkeypatch):
