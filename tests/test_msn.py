@@ -167,6 +167,14 @@ def test_paper_preset_is_the_paper_recipe():
     assert (p.proj_hidden, p.proj_out) == (2048, 256)
 
 
+def test_cpu_msn_lr_never_touches_the_paper_recipe():
+    from cellbench.train.methods import method_defaults
+
+    assert method_defaults("cwa-msn", "quick")["lr"] == 4e-3
+    assert "lr" not in method_defaults("cwa-msn", "paper")
+    assert "lr" not in method_defaults("infonce-cross", "quick")
+
+
 def test_overrides_are_typed_and_checked():
     from cellbench.errors import CellbenchError, NotFoundError
 

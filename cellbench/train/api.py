@@ -44,7 +44,7 @@ def train_model(
     from cellbench.train.presets import resolve
 
     check_trainable(name)
-    config = resolve(preset, {**method_defaults(name), **(overrides or {})})
+    config = resolve(preset, {**method_defaults(name, preset), **(overrides or {})})
     dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset")
     if isinstance(dataset, str):
         from cellbench.data import load_dataset
