@@ -102,6 +102,7 @@ class CropMAE(Method):
         keep = random_keep(b, n, cfg.cropmae_mask_ratio, generator)
         if keep is None:
             keep = torch.arange(n).repeat(b, 1)
+        keep = keep.to(ref.device)
         ref_tokens = tokens(self.backbone, ref)  # unmasked reference, CLS + N patches
         kept = tokens(self.backbone, view, keep)  # CLS + kept patches of the masked view
 
@@ -111,7 +112,7 @@ class CropMAE(Method):
         seq = torch.cat([dec[:, :1], full], dim=1) + self.decoder_pos
         out = self.decoder(seq, self.ref_to_dec(ref_tokens))
         pred = self.predict(out[:, 1:])
-        masked = torch.ones(b, n, dtype=torch.bool)
+        masked = torch.ones(b, n, dtype=torch.bool, device=ref.device)
         masked.scatter_(1, keep, False)
         loss = masked_mse(pred, normalized_patches(view, self.patch), masked)
         return loss, {"masked_patches": float(masked.sum(dim=1).float().mean())}

@@ -68,6 +68,8 @@ class WSL(Method):
         """Held-out loss and accuracy on centre crops of uint8 images (no augmentation)."""
         was = self.training
         self.eval()
+        device = self.classifier.weight.device
+        images, labels = images.to(device), labels.to(device)
         x = center_crop(standardize(images), self.config.crop_size)
         logits = self.logits(x)
         self.train(was)

@@ -59,7 +59,7 @@ def tokens(
     if keep is not None:
         n_prefix = vit.num_prefix_tokens
         prefix, patches = x[:, :n_prefix], x[:, n_prefix:]
-        index = keep[:, :, None].expand(-1, -1, patches.shape[-1])
+        index = keep.to(x.device)[:, :, None].expand(-1, -1, patches.shape[-1])
         x = torch.cat([prefix, patches.gather(1, index)], dim=1)
     x = vit.norm_pre(x)
     x = vit.blocks(x)

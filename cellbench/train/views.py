@@ -1,6 +1,6 @@
 """Batched augmentations in torch: multi-crop views for the self-supervised trainers.
 
-All randomness comes from an explicit ``torch.Generator`` (seeded per step by the loop), so a
+All randomness comes from an explicit CPU ``torch.Generator`` (seeded per step by the loop), so a
 step's views are a pure function of (seed, step, rank) - the basis of bit-exact resume.
 
 Choices (spec/methods.md):
@@ -43,11 +43,13 @@ def random_crops(
     b, c, h, w = images.shape
     tops = torch.randint(0, h - size + 1, (n * b,), generator=generator)
     lefts = torch.randint(0, w - size + 1, (n * b,), generator=generator)
-    offsets = torch.arange(size)
+    dev = images.device
+    tops, lefts = tops.to(dev), lefts.to(dev)
+    offsets = torch.arange(size, device=dev)
     rows = (tops[:, None] + offsets)[:, None, :, None]  # (nB, 1, s, 1)
     cols = (lefts[:, None] + offsets)[:, None, None, :]  # (nB, 1, 1, s)
-    src = torch.arange(n * b) % b
-    chans = torch.arange(c)[None, :, None, None]
+    src = torch.arange(n * b, device=dev) % b
+    chans = torch.arange(c, device=dev)[None, :, None, None]
     return images[src[:, None, None, None], chans, rows, cols]
 
 
@@ -61,15 +63,15 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Independent horizontal and vertical flips, each with probability 1/2, per image."""
     n = images.shape[0]
-    hflip = torch.rand(n, generator=generator) < 0.5
-    vflip = torch.rand(n, generator=generator) < 0.5
+    hflip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+    vflip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
     out = torch.where(hflip[:, None, None, None], images.flip(-1), images)
     return torch.where(vflip[:, None, None, None], out.flip(-2), out)
 
 
 def random_rot90(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random multiple of 90 degrees per image (square images)."""
-    k = torch.randint(0, 4, (images.shape[0],), generator=generator)
+    k = torch.randint(0, 4, (images.shape[0],), generator=generator).to(images.device)
     out = images
     for quarter in (1, 2, 3):
         out = torch.where((k == quarter)[:, None, None, None], images.rot90(quarter, (-2, -1)), out)
@@ -83,6 +85,7 @@ def channel_jitter(
     n, c = images.shape[:2]
     scale = 1.0 + contrast * (2 * torch.rand(n, c, 1, 1, generator=generator) - 1)
     shift = brightness * (2 * torch.rand(n, c, 1, 1, generator=generator) - 1)
+    scale, shift = scale.to(images.device), shift.to(images.device)
     return images * scale + shift
 
 
