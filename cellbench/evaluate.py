@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import platform
 import time
 import warnings
@@ -143,7 +144,31 @@ def evaluate_arrays(
     truth: pl.DataFrame | None = None,
 ) -> dict:
     """Score well embeddings in memory. Returns a JSON-serialisable dict with ``config``,
-    ``map``, ``scores`` (per task), ``skipped`` (task -> reason), ``warnings`` and ``timings``."""
+    ``map``, ``scores`` (per task), ``skipped`` (task -> reason), ``warnings`` and ``timings``.
+
+    BLAS runs single-threaded unless ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
+    ``MKL_NUM_THREADS`` is set: on a small shared machine extra BLAS threads mostly contend
+    (measured on the loaded 2-core box, release-sized map stage: 5.7-6.4 s with one thread,
+    8.3-25.8 s with two)."""
+    explicit = any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
+    with threadpool_limits(None if explicit else 1, user_api="blas"):
+        return _evaluate_arrays(
+            well_ids,
+            features,
+            metadata,
+            align=align,
+            null=null,
+            seeds=seeds,
+            tasks=tasks,
+            sources=sources,
+            progress=progress,
+            truth=truth,
+        )
+
+
+def _evaluate_arrays(
+    well_ids, features, metadata, *, align, null, seeds, tasks, sources, progress, truth
+) -> dict:
     progress = progress or _noop
     tasks, sources = tuple(tasks), tuple(sources)
     _check_options(align, null, seeds, tasks, sources)
