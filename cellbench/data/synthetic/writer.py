@@ -55,7 +55,8 @@ ROW_GROUP_SITES = 64  # small row groups: random access reads little
 
 
 def _write_parquet_table(path: Path, table: pa.Table, row_group_rows: int | None = None) -> None:
-    pq.write_table(table, path, compression="zstd", use_dictionary=False, write_statistics=False,
+    # image bytes are already compressed: no parquet compression (it would only cost CPU)
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False,
                    row_group_size=row_group_rows)
 
 
