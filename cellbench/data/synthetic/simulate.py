@@ -8,9 +8,10 @@ fit comfortably in memory) and tests can render a few sites directly.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -92,8 +93,12 @@ class Screen:
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
         return pl.DataFrame(cols)
 
-    def iter_chunks(self, chunk: int | None = None, threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed."""
+    def iter_chunks(self, chunk: int | None = None, threads: int | None = None,
+                    post: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+        """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed.
+
+        ``post(indices, images)``, if given, runs in the worker thread (e.g. image encoding)
+        and its result is yielded instead of the images."""
         cfg = self.config
         h = cfg.image_size
         chunk = chunk or chunk_sites(h)
@@ -110,7 +115,8 @@ class Screen:
             nuis = {key: self.nuisance[key][w] for key in site_keys}
             traits = self.latent[w] + self.nuisance["batch_shift"][w]
             rng = preset_rng(cfg, 1000 + k)  # one stream per chunk: thread-safe
-            return idx, render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+            imgs = render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+            return idx, (post(idx, imgs) if post is not None else imgs)
 
         n_chunks = -(-self.n_sites // chunk)
         workers = max(1, min(threads or default_threads(), n_chunks))

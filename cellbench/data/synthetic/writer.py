@@ -82,12 +82,15 @@ def write_rxrx3(screen: Screen, root: Path) -> None:
         keys.clear()
         blobs.clear()
 
-    for idx, imgs in screen.iter_chunks():
+    def encode(idx: np.ndarray, imgs: np.ndarray) -> list[list[bytes]]:  # runs in the render threads
+        return [[encode_png(imgs[j, c]) for c in range(n_ch)] for j in range(len(idx))]
+
+    for idx, encoded in screen.iter_chunks(post=encode):
         for j, s in enumerate(idx):
             base = f"{prefix[screen.site_well[s]]}_s{screen.site_number[s]}"
             for c in range(n_ch):
                 keys.append(f"{base}_{c + 1}")
-                blobs.append(encode_png(imgs[j, c]))
+                blobs.append(encoded[j][c])
             if len(keys) == SHARD_SITES * n_ch:
                 flush()
                 k += 1
@@ -130,7 +133,10 @@ def write_bray(screen: Screen, root: Path) -> None:
     order = [screen.config.channels.index(c) for c in BRAY_NPZ_ORDER]
     (root / "images").mkdir()
     files = meta["file"].to_list()
-    for idx, imgs in screen.iter_chunks():
+    def encode(idx: np.ndarray, imgs: np.ndarray) -> list[bytes]:  # runs in the render threads
         hwc = np.ascontiguousarray(imgs[:, order].transpose(0, 2, 3, 1))
+        return [_npz_bytes(hwc[j]) for j in range(len(idx))]
+
+    for idx, blobs in screen.iter_chunks(post=encode):
         for j, s in enumerate(idx):
-            (root / files[s]).write_bytes(_npz_bytes(hwc[j]))
+            (root / files[s]).write_bytes(blobs[j])
