@@ -173,6 +173,17 @@ def test_bray_loader_reads_cloome_npz_by_channel_name(tmp_path):
     assert ds.sites["well_index"].to_list() == [0, 0, 1]
 
 
+def test_bray_index_with_only_sample_keys_and_inchikeys(tmp_path):
+    root = tmp_path / "c"
+    samples = _bray_fixture(root, np.random.default_rng(5))
+    pl.DataFrame({"SAMPLE_KEY": ["24277-A01-1", "24277-A01-2", "24277-B03-1"],
+                  "INCHIKEY": ["AAAA-BBBB", "AAAA-BBBB", "CCCC-DDDD"]}).write_csv(root / "index.csv")
+    ds = BrayDataset(root, metadata=str(root / "index.csv"))
+    assert ds.wells["perturbation"].to_list() == ["AAAA-BBBB", "CCCC-DDDD"]
+    assert ds.sites["site"].to_list() == [1, 2, 1]
+    np.testing.assert_array_equal(ds.read_sites([1])[0, 3], samples[1, :, :, 3])  # AGP
+
+
 def test_bray_synthetic_and_corrupt_npz(tmp_path):
     root = generate_screen("synthetic-bray", "tiny", 0, tmp_path / "sb")
     ds = load_dataset("synthetic-bray", data_dir=root)

@@ -23,7 +23,9 @@ from cellbench.schema import COMPOUND
 METADATA = "metadata_bray.csv"
 NPZ_ORDER: tuple[str, ...] = ("Mito", "ER", "RNA", "AGP", "DNA")
 CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
-REQUIRED = ("SAMPLE_KEY", "plate", "well", "site", "compound")
+REQUIRED = ("SAMPLE_KEY",)
+#: the first of these columns present names the perturbation (CLOOME's index has INCHIKEY/SMILES)
+PERTURBATION_COLUMNS = ("compound", "perturbation", "INCHIKEY", "SMILES")
 
 
 class BrayDataset(ImageDataset):
@@ -35,9 +37,20 @@ class BrayDataset(ImageDataset):
                 f"no Bray metadata table at {path}; it needs one row per site with columns "
                 f"{list(REQUIRED)} (+ batch, concentration, is_control, file)")
         meta = pl.read_csv(path, infer_schema_length=None, schema_overrides={"SMILES": pl.Utf8})
-        missing = [c for c in REQUIRED if c not in meta.columns]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {missing}; required: {list(REQUIRED)}")
+        pert_col = next((c for c in PERTURBATION_COLUMNS if c in meta.columns), None)
+        if "SAMPLE_KEY" not in meta.columns or pert_col is None:
+            raise InputError(f"{path}: needs SAMPLE_KEY ('{{plate}}-{{well}}-{{site}}') and one of "
+                             f"{list(PERTURBATION_COLUMNS)}; it has {meta.columns[:8]}")
+        if pert_col != "compound":
+            meta = meta.with_columns(pl.col(pert_col).cast(pl.Utf8).alias("compound"))
+        parts = meta["SAMPLE_KEY"].cast(pl.Utf8).str.extract_groups(
+            r"^(?P<_plate>[^-]+)-(?P<_well>[^-]+)-(?P<_site>\d+)$").struct.unnest()
+        for col in ("plate", "well", "site"):  # parse what the table lacks from SAMPLE_KEY
+            if col not in meta.columns:
+                if parts[f"_{col}"].null_count():
+                    raise InputError(f"{path}: SAMPLE_KEY values must look like '{{plate}}-{{well}}-{{site}}' "
+                                     f"when there is no '{col}' column")
+                meta = meta.with_columns(parts[f"_{col}"].alias(col))
         meta = meta.with_columns(pl.col("plate").cast(pl.Utf8), pl.col("well").cast(pl.Utf8))
         if "file" not in meta.columns:
             meta = meta.with_columns(("images/" + pl.col("SAMPLE_KEY") + ".npz").alias("file"))
