@@ -90,14 +90,13 @@ class RxRx3Dataset(ImageDataset):
             pl.col("ch").map_elements(self._channel_position, return_dtype=pl.Int64).alias("channel"))
         known = set(wells["well_id"].to_list())
         index = index.filter(pl.col("well_id").is_in(known))
-        sites = (index.group_by(["well_id", "site"]).agg(pl.len().alias("n"))
-                 .sort(["well_id", "site"]))
+        # sites follow the storage order of the shards (the first image of each site), so
+        # reading sites in order streams through consecutive row groups
+        sites = (index.with_columns((pl.col("shard").cast(pl.Int64) * (1 << 40) + pl.col("row")).alias("_pos"))
+                 .group_by(["well_id", "site"]).agg(pl.col("_pos").min())
+                 .sort(["_pos", "well_id", "site"]).drop("_pos"))
         sites = sites.with_columns((pl.col("well_id") + "_s" + pl.col("site").cast(pl.Utf8)).alias("site_id"))
-        # well order follows the metadata; sites ordered by well then site number
-        order = {w: i for i, w in enumerate(wells["well_id"].to_list())}
-        sites = sites.with_columns(pl.col("well_id").replace_strict(order, return_dtype=pl.Int64).alias("_o")
-                                   ).sort(["_o", "site"]).drop("_o")
-        super().__init__(name, root, CHANNELS, wells, sites.drop("n"))
+        super().__init__(name, root, CHANNELS, wells, sites)
         site_pos = {s: i for i, s in enumerate(self.sites["site_id"].to_list())}
         index = index.with_columns(
             (pl.col("well_id") + "_s" + pl.col("site").cast(pl.Utf8))
