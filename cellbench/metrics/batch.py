@@ -7,7 +7,10 @@ Two questions about the *aligned* well embeddings:
    stratified k-fold cross-validated accuracy of a multinomial logistic regression
    (scikit-learn) next to chance (the most frequent batch's share). Lower is better; equal to
    chance is ideal. Controls are subsampled (at most ``max_wells``, stratified by batch) to keep
-   the cost bounded on release-sized data.
+   the cost bounded on release-sized data. Caveat: the alignment was fitted on these same
+   controls, so each batch's controls are centred exactly; a held-out fold then sits opposite its
+   training fold and accuracy can fall *below* chance. Read values at or below chance as "no
+   batch signal detectable in the controls".
 2. **Replicate consistency across batches** - is a perturbation's profile in one batch closer
    to the same perturbation's profile in another batch than to other perturbations measured in
    other batches? Per ``(perturbation, concentration, batch)`` the wells are averaged; for every
