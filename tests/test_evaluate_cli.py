@@ -231,3 +231,18 @@ def test_in_process_with_a_normalised_well_table_and_determinism():
     b = evaluate_arrays(ids, feats, wells_from_rxrx3(md), seeds=3)
     assert a["scores"] == b["scores"] and a["map"] == b["map"]
     assert set(a["scores"]) == {"gene_gene", "compound_gene", "batch"}
+
+
+def test_float64_embeddings_and_non_numeric_features(tmp_path):
+    from cellbench.evaluate import read_embeddings
+
+    md, feats = release(8)
+    emb, meta = write_release(tmp_path, md, feats.astype(np.float64))
+    ids, X = read_embeddings(emb)
+    assert X.dtype == np.float64 and X.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(X, feats.astype(np.float64))
+    assert ids.to_list() == md["well_id"].to_list()
+    bad = pl.read_parquet(emb).with_columns(pl.col("feature_2").cast(pl.Utf8))
+    bad.write_parquet(emb)
+    res = invoke(emb, meta, tmp_path / "o")
+    assert res.exit_code != 0 and "not numeric" in res.text and not (tmp_path / "o").exists()
