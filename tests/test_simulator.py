@@ -201,3 +201,14 @@ def test_rendering_does_not_depend_on_threads():
     two = np.concatenate([im for _, im in screen.iter_chunks(chunk=40, threads=2)])
     np.testing.assert_array_equal(one, two)
     assert one.shape == (screen.n_sites, 6, 32, 32) and one.std() > 5
+
+
+def test_training_and_evaluation_presets_share_biology_not_nuisance():
+    rx = simulate(make_config("synthetic-rxrx3-core", "tiny", 0))
+    bray = simulate(make_config("synthetic-bray", "tiny", 0))
+    assert not np.allclose(rx.nuisance["gain"][0, :2], bray.nuisance["gain"][0, :2])
+    assert not set(rx.layout["batch"].to_list()) & set(bray.layout["batch"].to_list())
+    # the same seed gives both presets the same gene programs (training transfers)
+    assert B.make_biology(0) is B.make_biology(0)
+    comp = B.bray_compounds(0, 16)
+    assert set(comp.target_gene.tolist()) <= set(range(len(B.make_biology(0).genes)))
