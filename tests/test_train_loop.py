@@ -137,3 +137,11 @@ def test_cli_train_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "cwa-msn" in bad.output
     bad = runner.invoke(app, args[:-1] + ["max_step=3"])
     assert bad.exit_code == 2 and "max_steps" in bad.output
+
+
+def test_crop_larger_than_images_is_a_clear_error_and_writes_nothing(dataset, tmp_path):
+    from cellbench.errors import CellbenchError
+
+    with pytest.raises(CellbenchError, match="crop_size"):
+        _run(dataset, tmp_path / "run", crop_size=64)
+    assert not (tmp_path / "run").exists()

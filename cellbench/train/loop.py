@@ -290,7 +290,7 @@ def train(
             if not torch.isfinite(loss):
                 raise CellbenchError(
                     f"{model_name}: the loss became {float(loss)} at step {step}; lower the "
-                    "learning rate (--override lr=...) or check the input images for NaN."
+                    "learning rate (--set lr=...) or check the input images for NaN."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -31,7 +31,7 @@ def check_size(images: torch.Tensor, size: int) -> None:
     if size > min(height, width):
         raise CellbenchError(
             f"crop size {size} px is larger than the images ({height}x{width} px); "
-            f"set a smaller crop_size/focal_size (e.g. --override crop_size={min(height, width)})."
+            f"set a smaller crop_size/focal_size (e.g. --set crop_size={min(height, width)})."
         )
 
 
