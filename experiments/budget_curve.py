@@ -136,20 +136,23 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=20)
     parser.add_argument("--out", default="leaderboard/budget_curve")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--skip-references", action="store_true", help="another process scores them")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from cellbench.pipeline import DATA_SIZE, dataset_id, run_pipeline
 
     dataset = dataset_id("synthetic", DATA_SIZE[args.preset])
     if not args.plot_only:
-        for name in REFERENCES:
-            run_pipeline(name, preset=args.preset, eval_seeds=args.eval_seeds)
+        for name in () if args.skip_references else REFERENCES:
+            run_pipeline(name, preset=args.preset, eval_seeds=args.eval_seeds, progress=False)
         for seed in args.seeds:
             for steps in args.steps:
                 # step 0 is the untrained network, identical for every model: score it once
                 for model in args.models[:1] if steps == 0 else args.models:
-                    run_pipeline(model, preset=args.preset, seed=seed, steps=steps, eval_seeds=args.eval_seeds)
+                    run_pipeline(model, preset=args.preset, seed=seed, steps=steps,
+                                 eval_seeds=args.eval_seeds, progress=False)
+                    print(f"done {model} steps={steps} seed={seed}", flush=True)
     rows = collect(args.preset, dataset)
     plot(rows, Path(args.out))
     for r in rows:
