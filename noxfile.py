@@ -40,21 +40,42 @@ def bench(session: nox.Session) -> None:
 def paper(session: nox.Session) -> None:
     """Regenerate the paper's tables and figures (reported + measured) into leaderboard/."""
     session.install("-e", ".")
-    session.run("cellbench", "paper", "--out", "leaderboard")
+    session.run("cellbench", "paper", "--results", "leaderboard/results", "--out", "leaderboard")
 
 
 @nox.session
 def leaderboard(session: nox.Session) -> None:
-    """Measure every model on the synthetic screen (quick preset, 3 seeds) and rebuild leaderboard/.
+    """Measure models on the synthetic screen (quick preset) and rebuild leaderboard/.
 
-    Long: about 10 minutes per trained model and seed on 2 CPU cores.
+    Long: about 5-10 minutes per trained model and seed on 2 CPU cores. Pass model names
+    to restrict it, e.g. ``nox -s leaderboard -- cwa-msn single-well-msn``. Results go to the
+    store in $CELLBENCH_HOME and are copied to leaderboard/results/ (committed).
     """
     session.install("-e", ".")
-    seeds = session.posargs or ["0", "1", "2"]
-    models = ["random", "pixel-stats", "oracle", "nuisance-only", "cwa-msn", "single-well-msn",
-              "infonce-cross", "cropmae-cross", "cropmae-single", "vit-wsl"]
+    models = session.posargs or ["random", "pixel-stats", "oracle", "nuisance-only", "cwa-msn",
+                                 "single-well-msn", "infonce-cross", "cropmae-cross",
+                                 "cropmae-single", "vit-wsl"]
+    seeded = {"cwa-msn", "single-well-msn", "infonce-cross", "random"}
     for model in models:
-        for seed in seeds:
-            session.run("cellbench", "run", "--model", model, "--seed", seed, "--quiet")
-    session.run("cellbench", "leaderboard", "--out", "leaderboard")
-    session.run("cellbench", "paper", "--out", "leaderboard")
+        for seed in (["0", "1", "2"] if model in seeded else ["0"]):
+            session.run("cellbench", "run", "--model", model, "--seed", seed, "--eval-seeds", "20",
+                        "--no-floors", "--quiet")
+    _publish(session)
+
+
+@nox.session
+def budget(session: nox.Session) -> None:
+    """Issue 6: CORUM recall and health vs training budget (CPU), written to leaderboard/."""
+    session.install("-e", ".")
+    session.run("python", "experiments/budget_curve.py", "--steps", "0", "600", "--seeds", "0", "1", "2")
+    session.run("python", "experiments/budget_curve.py", "--steps", "2400", "--seeds", "0",
+                "--skip-references")
+    _publish(session)
+
+
+def _publish(session: nox.Session) -> None:
+    """Copy the results store into leaderboard/results and rebuild tables and figures from it."""
+    session.run("python", "-c", "import shutil, cellbench.paths as p; "
+                "shutil.copytree(p.results_dir(), 'leaderboard/results', dirs_exist_ok=True)")
+    session.run("cellbench", "leaderboard", "--results", "leaderboard/results", "--out", "leaderboard")
+    session.run("cellbench", "paper", "--results", "leaderboard/results", "--out", "leaderboard")
