@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cellbench.encoders.base import Encoder, TorchEncoder, build_vit
-from cellbench.errors import InputError, NotFoundError
+from cellbench.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -81,40 +81,20 @@ def create_random(
 
 
 # --- vit-imagenet ---------------------------------------------------------------------------
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def imagenet_weights_path(checkpoint: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Local path of the ImageNet ViT-S/16 weights: ``checkpoint``, the HF cache, or the hub.
 
     Raises :class:`NotFoundError` with the exact command to fetch them when they are absent.
     """
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / IMAGENET_FILE
-        if not path.is_file():
-            raise NotFoundError(f"ImageNet weights {path} do not exist; pass the .safetensors file")
-        return path
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from cellbench.encoders.hub import hub_file
 
-    cached = try_to_load_from_cache(IMAGENET_HUB_ID, IMAGENET_FILE)
-    if isinstance(cached, str):
-        return Path(cached)
     fix = (
         f"download them once with `hf download {IMAGENET_HUB_ID} {IMAGENET_FILE}` "
         f"(or `huggingface-cli download {IMAGENET_HUB_ID} {IMAGENET_FILE}`) on a machine "
         "with internet, or pass --checkpoint /path/to/model.safetensors"
     )
-    if not download or _offline():
-        raise NotFoundError(f"the ImageNet ViT-S/16 weights are not in the Hugging Face cache; {fix}")
-    try:
-        return Path(hf_hub_download(IMAGENET_HUB_ID, IMAGENET_FILE))
-    except Exception as exc:  # network errors come in many types
-        raise NotFoundError(
-            f"could not download the ImageNet ViT-S/16 weights ({type(exc).__name__}); {fix}"
-        ) from None
+    return hub_file(IMAGENET_HUB_ID, IMAGENET_FILE, what="ImageNet ViT-S/16 weights", fix=fix,
+                    checkpoint=checkpoint, download=download)
 
 
 class PerChannelEncoder(Encoder):

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cellbench.encoders.base import Encoder, standardize
-from cellbench.errors import CellbenchError, NotFoundError
+from cellbench.errors import CellbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -225,40 +225,18 @@ def _max_in_chans(directory: Path) -> int:
     return MAX_IN_CHANS
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def weights_path(checkpoint: str | os.PathLike | None = None, download: bool = True) -> Path:
     """The release file: ``checkpoint`` (file or directory), the HF cache, or the hub."""
+    from cellbench.encoders.hub import hub_file
+
     fix = (
         f"get them with `hf download {HUB_ID} {WEIGHTS_FILE} {CONFIG_FILE} --local-dir DIR` "
         f"(or `huggingface-cli download {HUB_ID} --local-dir DIR`) on a machine with internet "
         f"and pass --checkpoint DIR; note: {LICENSE_NOTE}"
     )
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / WEIGHTS_FILE
-        if not path.is_file():
-            raise NotFoundError(f"OpenPhenom weights {path} do not exist; {fix}")
-        return path
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(HUB_ID, WEIGHTS_FILE)
-    if isinstance(cached, str):
-        return Path(cached)
-    if not download or _offline():
-        raise NotFoundError(f"the OpenPhenom weights are not in the Hugging Face cache; {fix}")
-    try:
-        path = Path(hf_hub_download(HUB_ID, WEIGHTS_FILE))
-        try:  # the config names max_in_chans; small, and optional
-            hf_hub_download(HUB_ID, CONFIG_FILE)
-        except Exception:
-            pass
-        return path
-    except Exception as exc:  # network errors come in many types
-        raise NotFoundError(f"could not download the OpenPhenom weights ({type(exc).__name__}); {fix}") from None
+    # the config names max_in_chans; small and optional
+    return hub_file(HUB_ID, WEIGHTS_FILE, what="OpenPhenom weights", fix=fix, checkpoint=checkpoint,
+                    download=download, companions=(CONFIG_FILE,))
 
 
 # --- the encoder ----------------------------------------------------------------------------
