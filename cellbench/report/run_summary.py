@@ -35,9 +35,13 @@ def verdict(frame: pl.DataFrame, model: str) -> str | None:
         word = "above but not clearly"
     else:
         word = "NOT above"
-    return (f"{model}: CORUM recall {mm:.3f} vs untrained ViT (random) {rm:.3f} -> {word} the "
+    line = (f"{model}: CORUM recall {mm:.3f} vs untrained ViT (random) {rm:.3f} -> {word} the "
             f"untrained ViT ({how}). Synthetic screen; compare with the reported rows only in "
             "direction, never in value.")
+    if word != "ABOVE":
+        line += (" The budget curve in leaderboard/README.md shows what longer CPU training and "
+                 "the contrastive positive control reach.")
+    return line
 
 
 def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFrame:
