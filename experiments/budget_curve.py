@@ -117,7 +117,8 @@ def plot(rows: list[dict], out: Path) -> None:
     ax.set_ylabel("CORUM recall at (0.05, 0.95)")
     ax.set_title("Budget curve on the synthetic RxRx3-core screen (measured, synthetic)\n"
                  "mean and 95 % t-interval over seeds; step 0 = same network untrained", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center right")
+    ax.margins(x=0.08)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
