@@ -411,16 +411,14 @@ def _render_figure3(d: pl.DataFrame, ds: str):
         if row == 1:
             ax.set_xlabel("compound concentration (µM, log scale)")
             axm.set_xlabel("max over\nconcentrations")
-        else:
-            axm.set_title("max", fontsize=10)
-            ax.set_title(f"Figure 3 — compound–gene benchmark over concentration ({ds}, measured)",
-                         loc="left", fontsize=11)
+    fig.suptitle(f"Figure 3 — compound–gene benchmark over concentration ({ds}, measured)",
+                 fontsize=11, x=0.02, ha="left")
     err_kinds = set(d["err_kind"].to_list())
     note = ("error bars: std over training seeds" if err_kinds == {"seeds"} else
-            "error bars: std over training seeds (≥ 2 seeds) or over the benchmark's "
+            "error bars: std over training seeds (≥ 2 seeds)\nor over the benchmark's "
             "negative-sampling seeds (1 seed)")
     handles, lbls = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, lbls, loc="outside right upper", fontsize=8.5, frameon=False,
+    fig.legend(handles, lbls, loc="outside right center", fontsize=8.5, frameon=False,
                title=note.replace(": ", ":\n", 1), title_fontsize=7.5)
     return fig
 
