@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cellbench.encoders.base import Encoder
 
 #: Bump when the embedding procedure changes so old caches are not reused.
-EMBED_FORMAT = 1
+EMBED_FORMAT = 2  # 2: sites are standardised before tiling (1: each tile on its own)
 META_PREFIX = "cellbench."
 #: Wells per shard: the unit of resumption and of work split across ranks.
 DEFAULT_SHARD_WELLS = 256
@@ -223,8 +223,12 @@ class _TileBatches:
                 "a dataset must return uint8 (N, C, H, W): fix the loader"
             )
         x = torch.from_numpy(apply_plan(images, self.plan))
-        tiles, t = tile(x, self.encoder.input_size, self.max_tiles)
-        tiles = _fit_input(self.encoder, self.encoder.preprocess(tiles))
+        if self.encoder.preprocess_whole_sites:  # standardise the site, then tile (as training)
+            tiles, t = tile(self.encoder.preprocess(x), self.encoder.input_size, self.max_tiles)
+        else:  # the model normalises each input crop itself
+            tiles, t = tile(x, self.encoder.input_size, self.max_tiles)
+            tiles = self.encoder.preprocess(tiles)
+        tiles = _fit_input(self.encoder, tiles)
         return i, tiles.contiguous(), t
 
 
@@ -410,6 +414,7 @@ def embed_dataset(
         "data_hash": dhash,
         "tile": encoder.input_size,
         "max_tiles": max_tiles,
+        "preprocess_whole_sites": bool(encoder.preprocess_whole_sites),
         "embed_dim": encoder.embed_dim,
     }
     key = config_hash(settings, length=16)

@@ -25,6 +25,9 @@ def _expected_well_means(encoder, data, channel_idx, tile_size=None):
         site_vecs = []
         for i in idx:
             img = torch.from_numpy(data.site_image(i)[channel_idx])[None]
+            whole = encoder.preprocess_whole_sites  # standardise the site, then cut tiles
+            if whole:
+                img = encoder.preprocess(img)
             if tile_size is None:
                 tiles = img
             else:
@@ -32,7 +35,9 @@ def _expected_well_means(encoder, data, channel_idx, tile_size=None):
                 tiles = torch.cat(
                     [img[..., y : y + s, x : x + s] for y in range(0, img.shape[-2] - s + 1, s) for x in range(0, img.shape[-1] - s + 1, s)]
                 )
-            site_vecs.append(encoder.embed(encoder.preprocess(tiles)).double().mean(0))
+            if not whole:
+                tiles = encoder.preprocess(tiles)
+            site_vecs.append(encoder.embed(tiles).double().mean(0))
         out[well] = torch.stack(site_vecs).mean(0).numpy()
     return out
 
@@ -65,6 +70,24 @@ def test_tiles_are_embedded_and_averaged(tmp_path):
     expected = _expected_well_means(enc, data, list(range(5)), tile_size=16)
     for row in table.iter_rows():
         np.testing.assert_allclose(np.array(row[1:]), expected[row[0]], rtol=1e-4, atol=1e-4)
+
+
+def test_sites_are_standardised_before_tiling_as_in_training(tmp_path):
+    """A site whose halves differ in brightness: standardising the whole site (as the trainer
+    does before cropping) keeps the halves apart; standardising each tile would erase it."""
+    gen = torch.Generator().manual_seed(0)
+    img = 40 + 10 * torch.rand(5, 32, 32, generator=gen)
+    img[:, :, :16] += 100  # left half brighter
+    enc = registry.create("random", channels=("DNA", "ER", "RNA", "AGP", "Mito"), input_size=16, patch_size=8)
+    assert enc.preprocess_whole_sites
+    x = enc.preprocess(img[None])
+    tiles, t = tile(x, 16)
+    per_tile = enc.preprocess(tile(img[None], 16)[0])
+    assert t == 4
+    # whole-site standardisation: tiles keep their own means; per-tile: every tile has mean 0
+    assert per_tile.mean(dim=(-2, -1)).abs().max() < 1e-5
+    means = tiles.mean(dim=(-2, -1))  # tiles in row-major order: 0, 2 left; 1, 3 right
+    assert (means[[0, 2]] > 0.5).all() and (means[[1, 3]] < -0.5).all()
 
 
 def test_tile_shapes():

@@ -12,8 +12,9 @@ Contract (docs/architecture.md, "Encoders"):
 * ``embed_dim``  – length of one embedding vector;
 * ``input_size`` – the square crop/tile size it embeds (``None``: whole sites);
 * ``preprocess(uint8 (N, C, H, W)) -> float`` – by default self-standardisation per image
-  and channel (methods.md "Common backbone"); a card may say otherwise (pixel-stats and
-  CellProfiler see intensities scaled to [0, 1]);
+  and channel (methods.md "Common backbone"), applied to the whole site before it is cut
+  into tiles, as in training (``preprocess_whole_sites``); a card may say otherwise
+  (pixel-stats and CellProfiler see intensities scaled to [0, 1]);
 * ``embed(float (N, C, H, W)) -> (N, D)`` – on preprocessed images, in eval mode,
   deterministic.
 
@@ -58,6 +59,10 @@ class Encoder:
     weights_sha256: str | None = None
     #: True for reference encoders that embed wells from the ground truth, not images.
     embeds_wells: bool = False
+    #: True: ``preprocess`` sees whole sites, which are then cut into tiles - the same order as
+    #: training (standardise the site, then crop). False: each tile is preprocessed on its own
+    #: (a released model whose network normalises every input crop, e.g. OpenPhenom).
+    preprocess_whole_sites: bool = True
 
     def __init__(self) -> None:
         self.metadata: dict[str, Any] = {}

@@ -244,6 +244,7 @@ class OpenPhenomEncoder(Encoder):
     """Channel-agnostic: embeds whatever channels it is given (at most ``max_in_chans``)."""
 
     fixed_size = True  # the position table is for img_size: smaller tiles are resized up
+    preprocess_whole_sites = False  # the release instance-normalises each input crop
 
     def __init__(
         self,
