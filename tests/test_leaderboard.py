@@ -203,3 +203,21 @@ def test_nan_scores_are_missing_not_zero(tmp_path):
     row = tables.leaderboard_frame(load_results(tmp_path)).row(0, named=True)
     assert row["ap_max_mean"] == pytest.approx(0.3) and row["auc_max_z_mean"] == pytest.approx(1.5)
     assert row["ap_max_z_mean"] is None and row["ap_max_z_n"] == 0
+
+
+def test_run_verdict_reads_the_runs_own_variant():
+    """A model with several stored variants: the verdict compares the run's own row."""
+    from cellbench.report.run_summary import verdict
+
+    frame = pl.DataFrame({
+        "model": ["cwa-msn", "cwa-msn", "random"],
+        "variant": ["quick-steps600", "quick-steps2400", "seed"],
+        "corum_mean": [0.30, 0.10, 0.12],
+        "corum_ci_low": [0.25, 0.05, 0.11],
+        "corum_ci_high": [0.35, 0.15, 0.13],
+    })
+    above = verdict(frame, "cwa-msn", "quick-steps600")
+    below = verdict(frame, "cwa-msn", "quick-steps2400")
+    assert "0.300" in above and "-> ABOVE" in above
+    assert "0.100" in below and "NOT above" in below
+    assert verdict(frame, "cwa-msn") is None  # ambiguous without the variant: no claim

@@ -10,14 +10,25 @@ import polars as pl
 ROW_MODELS = ("oracle", "random", "pixel-stats", "nuisance-only")
 
 
-def verdict(frame: pl.DataFrame, model: str) -> str | None:
-    """One sentence comparing the model's CORUM recall with the untrained ViT (``random``)."""
+def _row(frame: pl.DataFrame, model: str, variant: str | None) -> dict | None:
+    """The row of ``model`` (and ``variant`` when given; else its only row)."""
+    rows = [r for r in frame.iter_rows(named=True) if r["model"] == model]
+    if variant is not None:
+        rows = [r for r in rows if r.get("variant") == variant]
+    return rows[0] if len(rows) == 1 else None
+
+
+def verdict(frame: pl.DataFrame, model: str, variant: str | None = None) -> str | None:
+    """One sentence comparing the model's CORUM recall with the untrained ViT (``random``).
+
+    ``variant`` names the run's row (its checkpoint without the seed) when the model has
+    several (trained for different budgets, a custom checkpoint...).
+    """
     if model in ROW_MODELS:
         return None
-    rows = {r["model"]: r for r in frame.iter_rows(named=True)}
-    if model not in rows or "random" not in rows:
+    m, r = _row(frame, model, variant), _row(frame, "random", None)
+    if m is None or r is None:
         return None
-    m, r = rows[model], rows["random"]
     mm, rm = m.get("corum_mean"), r.get("corum_mean")
     if mm is None or rm is None:
         return None
@@ -46,16 +57,17 @@ def verdict(frame: pl.DataFrame, model: str) -> str | None:
 
 def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFrame:
     """Print the measured rows of this dataset for the model and its references."""
+    from cellbench.paths import results_dir
+    from cellbench.report.store import load_results, variant_of
     from cellbench.report.tables import (
         leaderboard_frame,
         markdown_measured,
         markdown_reported,
         reported_frame,
     )
-    from cellbench.results import ResultsStore
 
     wanted = {result.model, *ROW_MODELS}
-    records = [r for r in ResultsStore().iter_results()
+    records = [r for r in load_results(results_dir())
                if r.get("dataset") == result.dataset and r.get("model") in wanted]
     frame = leaderboard_frame(records)
     label = "synthetic (measured)" if result.dataset.startswith("synthetic") else "measured"
@@ -65,7 +77,7 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     if rep.height:
         console.print("\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n")
         console.print(markdown_reported(rep), highlight=False, markup=False, soft_wrap=True)
-    line = verdict(frame, result.model)
+    line = verdict(frame, result.model, variant_of(result.checkpoint))
     if line:
         console.print("\n" + line, highlight=False, markup=False, soft_wrap=True)
     return frame

@@ -92,9 +92,14 @@ def load_results(root: str | Path) -> list[dict[str, Any]]:
         if seed is None and m:
             seed = int(m.group(1))
         rec["seed"] = seed
-        rec["variant"] = _SEED_TOKEN.sub("", ckpt).strip("-_.") or "default"
+        rec["variant"] = variant_of(ckpt)
         rec["synthetic"] = bool(rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic")))
     return records
+
+
+def variant_of(checkpoint: str) -> str:
+    """A checkpoint name without its seed token: what results differing only by seed share."""
+    return _SEED_TOKEN.sub("", str(checkpoint)).strip("-_.") or "default"
 
 
 def find_key(obj: Any, key: str) -> Any:
