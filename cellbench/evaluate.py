@@ -265,7 +265,7 @@ def _evaluate_arrays(
         t0 = time.perf_counter()
         progress("batch", 0, 1)
         with threadpool_limits(1):  # small logistic regressions: extra BLAS threads only contend
-            scores["batch"] = batch_diagnostics(built.aligned_wells, wells)
+            scores["batch"] = batch_diagnostics(built.aligned_wells, wells, features=features, align=align)
         progress("batch", 1, 1)
         timings["batch"] = time.perf_counter() - t0
 

@@ -52,3 +52,33 @@ def test_single_batch_is_skipped_with_a_reason():
     wells, X = _screen(n_batches=1)
     out = batch_diagnostics(X, wells)
     assert "skipped" in out["batch_predictability"] and "skipped" in out["replicate_consistency"]
+
+
+def test_cross_fitted_predictability_is_not_pushed_below_chance():
+    """Scoring the controls the alignment was fitted on is circular (below chance); the
+    cross-fitted score is not, and it still sees a batch effect left unaligned."""
+    from cellbench.maps.build import align_wells
+
+    in_sample, cross = [], []
+    for seed in range(4):
+        wells, X = _screen(seed=seed, batch_shift=3.0, n_ctrl=16)
+        aligned = align_wells(X, wells, "centerscale")
+        a = batch_diagnostics(aligned, wells)["batch_predictability"]
+        b = batch_diagnostics(aligned, wells, features=X, align="centerscale")["batch_predictability"]
+        assert a["fit"] == "in-sample" and b["fit"].startswith("cross-fitted")
+        assert b["n_control_wells"] == 4 * 16 and len(b["batch_accuracy_halves"]) == 2
+        in_sample.append(a["batch_accuracy"])
+        cross.append(b["batch_accuracy"])
+        chance = b["batch_chance"]
+    assert np.mean(in_sample) < chance - 0.15  # the circular reading's artefact
+    assert np.mean(cross) > chance - 0.05
+    # without alignment the same batch shift is found almost perfectly
+    wells, X = _screen(seed=0, batch_shift=3.0, n_ctrl=16)
+    raw = batch_diagnostics(X, wells, features=X, align="none")["batch_predictability"]
+    assert raw["fit"] == "no alignment" and raw["batch_accuracy"] > 0.9
+
+
+def test_cross_fitting_needs_enough_controls_per_batch():
+    wells, X = _screen(n_ctrl=3)
+    out = batch_diagnostics(X, wells, features=X, align="centerscale")["batch_predictability"]
+    assert "skipped" in out and "at least 4" in out["skipped"]
