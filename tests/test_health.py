@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cellbench.metrics.health import (
+    pair_identification,
     effective_rank,
     frozen,
     frozen_loss_warning,
@@ -91,3 +92,19 @@ def test_uniform_collapse_detection():
     assert uniform_collapse_warning([0.999] * 24 + [0.9]) is None  # left the uniform point
     assert uniform_collapse_warning([0.999] * 5) is None  # too early to tell
     assert uniform_collapse_warning([1.2] * 25) is None  # CE above log K: wrong, not uniform
+
+
+def test_pair_identification_hand_built_and_chance():
+    # hand-built: 3 pairs, partner 0 and 1 found, anchor 2 lies nearest target 1
+    anchor = np.array([[0.0, 0.0], [10.0, 0.0], [9.0, 1.0]])
+    target = np.array([[0.5, 0.0], [9.5, 0.5], [0.0, 9.0]])
+    assert pair_identification(anchor, target, standardize=False) == pytest.approx(2 / 3)
+    # identical partners are always found; independent ones at chance (1/64) on average
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8))
+    assert pair_identification(x, x) == 1.0
+    acc = np.mean([pair_identification(rng.normal(size=(64, 8)), rng.normal(size=(64, 8)))
+                   for _ in range(200)])
+    assert abs(acc - 1 / 64) < 0.01
+    with pytest.raises(ValueError):
+        pair_identification(x, x[:10])

@@ -10,6 +10,9 @@ recognise wells. These cheap diagnostics are logged during training and stored w
   the normalised singular values of the centred embeddings (1 = collapsed to a line);
 * :func:`prototype_usage` - how many prototypes are the argmax of some sample, and the entropy
   of the mean assignment;
+* :func:`pair_identification` - top-1 accuracy of matching each anchor view to its own
+  partner among a batch of pairs (the task a pair objective trains on; chance = 1 / batch):
+  how much per-view signal a training screen offers, before any training;
 * :func:`frozen` - a loss component that has stopped moving over a window;
 * :func:`uniform_collapse_warning` - MSN's CE stuck at log K (uniform assignments).
 """
@@ -76,6 +79,25 @@ def prototype_usage(probs) -> dict[str, float]:
         "usage_entropy": float(-(mean * np.log(mean)).sum()),
         "max_entropy": math.log(k),
     }
+
+
+def pair_identification(anchor, target, standardize: bool = True) -> float:
+    """Fraction of anchors whose nearest target (Euclidean, after z-scoring each feature over
+    the batch) is their own partner (row ``i`` of ``target``). Chance is ``1 / len(anchor)``.
+
+    Applied to hand-crafted features of the pairs a trainer draws, it measures whether a batch
+    of cross-well pairs carries any per-view signal to learn from (issue 6).
+    """
+    a, t = _numpy(anchor).astype(np.float64), _numpy(target).astype(np.float64)
+    if a.shape != t.shape or a.ndim != 2 or len(a) < 2:
+        raise ValueError("anchor and target must be (n >= 2, d) arrays of the same shape")
+    if standardize:
+        both = np.concatenate([a, t])
+        mu, sd = both.mean(0), both.std(0)
+        sd[sd == 0] = 1.0
+        a, t = (a - mu) / sd, (t - mu) / sd
+    d2 = (a * a).sum(1)[:, None] - 2 * a @ t.T + (t * t).sum(1)[None, :]
+    return float(np.mean(np.argmin(d2, axis=1) == np.arange(len(a))))
 
 
 def frozen(values: Sequence[float], window: int = 20, tol: float = 1e-4) -> bool:
