@@ -145,3 +145,17 @@ def test_crop_larger_than_images_is_a_clear_error_and_writes_nothing(dataset, tm
     with pytest.raises(CellbenchError, match="crop_size"):
         _run(dataset, tmp_path / "run", crop_size=64)
     assert not (tmp_path / "run").exists()
+
+
+def test_zero_step_run_can_be_reused(dataset, tmp_path):
+    """The untrained same-architecture network (`--steps 0`) writes a checkpoint too, so a
+    second resume-run of the same directory reuses it instead of failing."""
+    from cellbench.train.api import train_model
+
+    first = train_model("cwa-msn", dataset, preset="tiny", out_dir=tmp_path, resume=True,
+                        overrides={"max_steps": 0, "warmup_steps": 0}, progress=False)
+    assert (tmp_path / "checkpoint.pt").exists()
+    again = train_model("cwa-msn", dataset, preset="tiny", out_dir=tmp_path, resume=True,
+                        overrides={"max_steps": 0, "warmup_steps": 0}, progress=False)
+    assert again == first
+    _assert_same(_weights(first), _weights(again))

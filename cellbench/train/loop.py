@@ -352,7 +352,7 @@ def train(
         }
         model_path = None
         if stopped != "stop_at":
-            if step != last_ckpt:
+            if step != last_ckpt or not ckpt_path.exists():  # (a 0-step run has none yet)
                 save()
             if main:
                 model_path = out_dir / MODEL
