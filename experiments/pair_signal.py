@@ -54,7 +54,8 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
     side = int(dataset.load_all().shape[-1])
     pixel = PixelStatsEncoder(tuple(dataset.channels))
     truth = {name: _oracle_rows(dataset, name) for name in ("oracle", "nuisance-only")}
-    for cross in (True, False):
+    multi_site = int(dataset.sites.group_by("well_id").len()["len"].max()) > 1
+    for cross in (True, False) if multi_site else (True,):  # single-well needs 2 sites a well
         sampler = PairSampler(dataset, cross_well=cross, batch_size=BATCH, seed=0)
         pairing = "cross-well" if cross else "single-well"
         results: dict[tuple[str, int | None], list[float]] = {}

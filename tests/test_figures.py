@@ -150,3 +150,13 @@ def test_no_measured_data_writes_no_measured_figures(tmp_path):
     assert figures.figure_single_vs_cross([], tmp_path) == []
     assert figures.figure_prototypes([], tmp_path) == []
     assert not list(tmp_path.iterdir())
+
+
+def test_many_curves_never_share_colour_and_style():
+    from cellbench.report.figures import _colors, _linestyles
+
+    keys = [(f"model{i}", "quick") for i in range(30)] + [("cwa-msn", "quick")]
+    colors = _colors(keys)
+    styles = _linestyles(keys, colors)
+    pairs = [(tuple(colors[k]) if not isinstance(colors[k], str) else colors[k], styles[k]) for k in keys]
+    assert len(set(pairs)) == len(keys)

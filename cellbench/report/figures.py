@@ -319,6 +319,22 @@ def _labels(df: pl.DataFrame) -> dict[tuple[str, str], str]:
             for m, vs in variants.items() for v in vs}
 
 
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _linestyles(keys: list[tuple[str, str]], colors: dict) -> dict[tuple[str, str], str]:
+    """A line style per key, changing each time the 9 non-red tab10 colours come round again,
+    so no two curves share both colour and style (up to 36 curves)."""
+    out, i = {}, 0
+    for k in keys:
+        if colors[k] == HIGHLIGHT:
+            out[k] = "-"
+        else:
+            out[k] = _LINESTYLES[(i // 9) % len(_LINESTYLES)]
+            i += 1
+    return out
+
+
 def _colors(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     plt = _pyplot()
     cmap = plt.get_cmap("tab10")
@@ -360,6 +376,7 @@ def _render_figure3(d: pl.DataFrame, ds: str):
     keys = list(dict.fromkeys(zip(at_max["model"], at_max["variant"], strict=True)))
     keys += [k for k in dict.fromkeys(zip(d["model"], d["variant"], strict=True)) if k not in keys]
     colors = _colors(keys)
+    styles = _linestyles(keys, colors)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row",
                              gridspec_kw={"width_ratios": [5, 1], "wspace": 0.05},
                              constrained_layout=True)
@@ -389,7 +406,7 @@ def _render_figure3(d: pl.DataFrame, ds: str):
                 ax.errorbar(g["concentration_um"].to_list(), g[f"{metric}_mean"].to_list(),
                             yerr=g[f"{metric}_err"].fill_null(0.0).to_list(), color=colors[key],
                             marker="o", ms=4 if not hl else 5, lw=2.2 if hl else 1.3, capsize=2,
-                            label=labels[key], zorder=3 if hl else 2)
+                            ls=styles[key], label=labels[key], zorder=3 if hl else 2)
             gm = bmax.filter((pl.col("model") == key[0]) & (pl.col("variant") == key[1]))
             if gm.height and gm[f"{metric}_mean"][0] is not None:
                 xj = (j - (len(keys) - 1) / 2) * 0.6 / max(len(keys), 1)
