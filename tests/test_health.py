@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from cellbench.metrics.health import (
-    pair_identification,
     effective_rank,
     frozen,
     frozen_loss_warning,
+    pair_identification,
     prototype_usage,
     uniform_collapse_warning,
     well_shortcut_rate,
