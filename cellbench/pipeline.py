@@ -125,7 +125,8 @@ def run_pipeline(
             overrides["warmup_steps"] = steps // 10  # the presets warm up over a tenth of training
         cpu0 = time.process_time()
         checkpoint = str(train_model(model, train_ds, preset=preset, seed=seed, resume=True,
-                                     overrides=overrides or None, progress=progress, device=device))
+                                     overrides=overrides or None, progress=progress, device=device,
+                                     probe=True))
         result.timings["train"] = time.perf_counter() - t0
         result.timings["train_cpu"] = time.process_time() - cpu0
         log_path = Path(checkpoint).parent / "train_log.json"

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", help="Run directory (default: under $CELLBENCH_HOME/runs)."),
         time_budget: float | None = typer.Option(None, "--time-budget", help="Stop after this many seconds."),
         set_: list[str] = typer.Option([], "--set", help="Override a preset field: KEY=VALUE (repeatable)."),
+        probe: bool = typer.Option(True, "--probe/--no-probe", help="Score CORUM recall on the small synthetic probe screen at every health check."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train an encoder; writes checkpoint.pt, model.pt and train_log.json."""
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         path = train_model(
             model, data, preset=preset, seed=seed, out_dir=out, resume=resume,
             overrides=overrides, progress=not quiet, device=device, data_size=size, data_dir=data_dir,
+            probe=probe,
         )
         console.print(f"model written to {path}")
         import json
@@ -60,5 +62,9 @@ def register(app: typer.Typer) -> None:
         if log_path.exists():
             log = json.loads(log_path.read_text())
             console.print(f"{log['steps_done']}/{log['total_steps']} steps ({log['stopped']})")
+            recalls = [(h["step"], h["probe_recall"]) for h in log.get("health", []) if "probe_recall" in h]
+            if recalls:
+                trace = ", ".join(f"{r:.3f} @ {s}" for s, r in recalls)
+                console.print(f"probe-screen CORUM recall (synthetic): {trace}")
             for warning in log.get("warnings", []):
                 console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)

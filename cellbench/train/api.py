@@ -30,6 +30,7 @@ def train_model(
     callback=None,
     data_size: str = "quick",
     data_dir: str | Path | None = None,
+    probe: bool = False,
 ) -> Path:
     """Train encoder ``name`` on ``dataset`` (an ImageDataset or a dataset name) and return the
     path of its ``model.pt`` (load it with ``cellbench.registry.create(name, checkpoint=...)``).
@@ -37,6 +38,8 @@ def train_model(
     A finished run in ``out_dir`` is reused as it is when ``resume`` is set; an interrupted one
     is continued from its last checkpoint. ``overrides`` replace preset fields by name.
     ``data_size``/``data_dir`` are passed to :func:`cellbench.data.load_dataset` for a name.
+    ``probe`` scores CORUM recall on the small synthetic probe screen at every health check
+    (:mod:`cellbench.train.probe`; skipped for crops larger than its 64 px sites).
     """
     from cellbench.errors import CellbenchError
     from cellbench.train.loop import MODEL, train
@@ -57,9 +60,14 @@ def train_model(
         raise CellbenchError(
             f"{out} has a model.pt but no checkpoint.pt to resume from; delete {out} to retrain."
         )
+    recall_probe = None
+    if probe and config.crop_size <= 64:
+        from cellbench.train.probe import synthetic_probe
+
+        recall_probe = synthetic_probe(tuple(dataset.channels), config.crop_size)
     result = train(
         name, dataset, config, seed=seed, out_dir=out, resume=resume, progress=progress,
-        device=device, callback=callback,
+        device=device, callback=callback, recall_probe=recall_probe,
     )
     if result.model_path is None:  # pragma: no cover - only with stop_at
         raise CellbenchError(f"training of {name} stopped before writing a model in {out}")

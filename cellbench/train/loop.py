@@ -198,6 +198,7 @@ def train(
     health: bool = True,
     sampler: Any | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
+    recall_probe: Callable[[Any], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on ``dataset`` with ``config``; see the module docstring.
 
@@ -206,6 +207,8 @@ def train(
     called on rank 0 with each logged record (e.g. a probe-screen recall, issue 6).
     ``sampler`` replaces the default ``PairSampler`` (anything with ``batch_at(step)`` and
     ``n_perturbations``; it must be a pure function of the step for resume to hold).
+    ``recall_probe(method) -> {"probe_recall": ...}`` (:mod:`cellbench.train.probe`) is scored
+    at step 0 and at every health check, on rank 0.
     """
     from cellbench.train.methods import build_method, check_trainable
 
@@ -278,6 +281,11 @@ def train(
                     history, health_log, warnings, elapsed, dataset, sampler,
                 )
 
+        if main and recall_probe is not None and start == 0:
+            rec0: dict[str, Any] = {"step": 0, **recall_probe(method)}
+            if probe is not None:
+                rec0.update(probe(method))
+            health_log.append(rec0)
         while step < n_total:
             lr = schedules.warmup_cosine(step, n_total, config.lr, n_warm, config.min_lr)
             wd = schedules.cosine(step, n_total, config.weight_decay, config.final_weight_decay)
@@ -320,6 +328,8 @@ def train(
                     rec.update(probe(method))
                 if heldout is not None:
                     rec.update(method.validate(*heldout))
+                if recall_probe is not None:
+                    rec.update(recall_probe(method))
                 for key in ("proto_used", "proto_entropy", "ce", "me_max"):
                     if key in logs:
                         rec[key] = logs[key]

@@ -3,7 +3,7 @@
 A :class:`ScreenConfig` is plain data: it is hashed to name the on-disk cache, so every
 field that changes the output bytes lives here. Sizes follow simulator.md: ``tiny`` for
 unit tests (seconds), ``quick`` for the default run (<= 60 s on 2 cores), ``full`` closer to
-the real screens.
+the real screens, ``probe`` (RxRx3-core only) for recall measured during training.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ BRAY_CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
 BRAY_NPZ_ORDER: tuple[str, ...] = ("Mito", "ER", "RNA", "AGP", "DNA")
 
 PRESETS: tuple[str, ...] = ("synthetic-rxrx3-core", "synthetic-bray")
-SIZES: tuple[str, ...] = ("tiny", "quick", "full")
+SIZES: tuple[str, ...] = ("tiny", "quick", "full", "probe")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ _RXRX3 = {
     "full": dict(n_genes=None, guides_per_gene=6, n_compounds=None, image_size=128,
                  sites_per_well=1, plate_rows=16, plate_cols=24, plates_per_batch=4,
                  controls_per_plate=32, crispr_controls_per_plate=8, cell_scale=1.5),
+    # a small held-out screen scored during training (cellbench.train.probe): quick's
+    # imaging on one plate of a dense CORUM gene subset
+    "probe": dict(n_genes=150, guides_per_gene=2, n_compounds=12, image_size=64,
+                  sites_per_well=1, plate_rows=16, plate_cols=24, plates_per_batch=1,
+                  controls_per_plate=24, crispr_controls_per_plate=8, cell_scale=1.0),
 }
 _BRAY = {
     "tiny": dict(n_compounds=16, wells_per_compound_dose=3, image_size=32, sites_per_well=2,
@@ -92,6 +97,8 @@ def make_config(name: str, size: str = "quick", seed: int = 0) -> ScreenConfig:
         )
     if size not in SIZES:
         raise NotFoundError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if size not in (_RXRX3 if name == "synthetic-rxrx3-core" else _BRAY):
+        raise NotFoundError(f"size {size!r} exists for synthetic-rxrx3-core only; choose tiny, quick or full")
     if name == "synthetic-rxrx3-core":
         return ScreenConfig(name=name, size=size, seed=int(seed), kind="rxrx3",
                             channels=RXRX3_CHANNELS, **_RXRX3[size])
