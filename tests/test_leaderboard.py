@@ -221,3 +221,13 @@ def test_run_verdict_reads_the_runs_own_variant():
     assert "0.300" in above and "-> ABOVE" in above
     assert "0.100" in below and "NOT above" in below
     assert verdict(frame, "cwa-msn") is None  # ambiguous without the variant: no claim
+
+
+def test_probe_trace_line():
+    from cellbench.report.run_summary import probe_trace
+
+    health = {"scores": {"history": [{"step": 0, "probe_recall": 0.1}, {"step": 100},
+                                     {"step": 200, "probe_recall": 0.25}]}}
+    line = probe_trace(health)
+    assert "0.100 @ step 0" in line and "0.250 @ step 200" in line
+    assert probe_trace(None) is None and probe_trace({"scores": {"history": [{"step": 5}]}}) is None

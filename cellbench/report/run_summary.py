@@ -77,7 +77,21 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     if rep.height:
         console.print("\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n")
         console.print(markdown_reported(rep), highlight=False, markup=False, soft_wrap=True)
+    trace = probe_trace(result.records.get("health"))
+    if trace:
+        console.print("\n" + trace, highlight=False, markup=False, soft_wrap=True)
     line = verdict(frame, result.model, variant_of(result.checkpoint))
     if line:
         console.print("\n" + line, highlight=False, markup=False, soft_wrap=True)
     return frame
+
+
+def probe_trace(health: dict | None) -> str | None:
+    """One line: the probe-screen CORUM recall at each health check of the training run."""
+    history = ((health or {}).get("scores") or {}).get("history") or []
+    points = [(h["step"], h["probe_recall"]) for h in history if h.get("probe_recall") is not None]
+    if not points:
+        return None
+    shown = ", ".join(f"{r:.3f} @ step {s}" for s, r in points)
+    return (f"While training, CORUM recall on the small synthetic probe screen was {shown} "
+            "(step 0 = the untrained network; noisy: 150 genes).")
