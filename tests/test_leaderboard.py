@@ -231,3 +231,16 @@ def test_probe_trace_line():
     line = probe_trace(health)
     assert "0.100 @ step 0" in line and "0.250 @ step 200" in line
     assert probe_trace(None) is None and probe_trace({"scores": {"history": [{"step": 5}]}}) is None
+
+
+def test_cross_vs_single_lower_is_better_flips_the_verdict():
+    rows = []
+    for model, values in (("cwa-msn", [0.02, 0.03, 0.025]), ("single-well-msn", [0.30, 0.35, 0.32])):
+        for seed, v in enumerate(values):
+            rows.append({"dataset": "d", "model": model, "variant": "quick", "seed": seed,
+                         "metric": "well_shortcut_rate", "value": v})
+    long = pl.DataFrame(rows)
+    low = tables.cross_vs_single(long, "well_shortcut_rate", lower_is_better=True).row(0, named=True)
+    high = tables.cross_vs_single(long, "well_shortcut_rate").row(0, named=True)
+    assert low["difference"] < 0 and low["verdict"] == "cross-well better"
+    assert high["verdict"] == "single-well better"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,10 +344,11 @@ def markdown_reported(rep: pl.DataFrame) -> str:
     return to_markdown(headers, rows, notes=notes)
 
 
-def cross_vs_single(long: pl.DataFrame, metric: str = "corum") -> pl.DataFrame:
+def cross_vs_single(long: pl.DataFrame, metric: str = "corum", *, lower_is_better: bool = False) -> pl.DataFrame:
     """Does cross-well beat single-well (MSN: cwa-msn vs single-well-msn; CropMAE:
     cropmae-cross vs cropmae-single)? Welch difference of means over seeds with a 95 %
-    interval, per dataset and variant. A verdict needs ≥ 2 seeds on each side."""
+    interval, per dataset and variant. A verdict needs ≥ 2 seeds on each side.
+    ``lower_is_better`` for metrics such as the well-shortcut rate."""
     from scipy import stats
 
     pairs = (("MSN", "cwa-msn", "single-well-msn"), ("CropMAE", "cropmae-cross", "cropmae-single"))
@@ -365,8 +367,8 @@ def cross_vs_single(long: pl.DataFrame, metric: str = "corum") -> pl.DataFrame:
             lo = hi = None
             verdict = "not enough seeds (need ≥ 2 per model)"
             if len(a) >= 2 and len(b) >= 2:
-                va = stats.tvar(a) / len(a)
-                vb = stats.tvar(b) / len(b)
+                va = statistics.variance(a) / len(a)
+                vb = statistics.variance(b) / len(b)
                 se = math.sqrt(va + vb)
                 if se > 0:
                     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
@@ -374,7 +376,10 @@ def cross_vs_single(long: pl.DataFrame, metric: str = "corum") -> pl.DataFrame:
                 else:
                     half = 0.0
                 lo, hi = diff - half, diff + half
-                verdict = ("cross-well better" if lo > 0 else "single-well better" if hi < 0
+                cross_higher, cross_lower = lo > 0, hi < 0
+                if lower_is_better:
+                    cross_higher, cross_lower = cross_lower, cross_higher
+                verdict = ("cross-well better" if cross_higher else "single-well better" if cross_lower
                            else "no clear difference")
             rows.append({"dataset": dataset, "variant": variant, "family": family, "metric": metric, "cross": cross,
                          "single": single, "n_cross": len(a), "n_single": len(b),
@@ -407,11 +412,15 @@ def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | Non
     if comparisons is not None and comparisons.height:
         c = comparisons.filter(pl.col("dataset") == dataset)
         if c.height:
-            parts.append("### cross-well vs single-well (CORUM recall, Welch 95 % interval)")
+            parts.append("### cross-well vs single-well (Welch 95 % interval over seeds)")
             parts.append("")
+            parts.append("CORUM recall: higher is better. Well-shortcut rate (training probe sites whose "
+                         "nearest neighbour is a site of the same well): lower is better.")
+            parts.append("")
+            names = {"corum": "CORUM recall", "well_shortcut_rate": "well-shortcut rate"}
             parts.append(to_markdown(
-                ["family", "variant", "cross − single", "95 % interval", "seeds (cross/single)", "verdict"],
-                [[r["family"], r["variant"], f"{r['difference']:+.3f}",
+                ["metric", "family", "variant", "cross − single", "95 % interval", "seeds (cross/single)", "verdict"],
+                [[names.get(r["metric"], r["metric"]), r["family"], r["variant"], f"{r['difference']:+.3f}",
                   "–" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
                   f"{r['n_cross']}/{r['n_single']}", r["verdict"]] for r in c.iter_rows(named=True)]))
     if rep is not None:
@@ -433,7 +442,9 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
     out = Path(out_dir)
     df = leaderboard_frame(records)
     long = long_results(records)
-    comparisons = cross_vs_single(long)
+    comparisons = pl.concat([cross_vs_single(long),
+                             cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
+                            how="diagonal_relaxed")
     rep = reported_frame() if include_reported else None
     if rep is not None:
         write_csv_atomic(rep, out / "leaderboard_reported.csv")
