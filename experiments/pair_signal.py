@@ -9,7 +9,9 @@ scoring the same task with fixed features on the pairs the trainer's ``PairSampl
 * ``nuisance-only`` - the true technical signature of each well (what a shortcut could use);
 * ``pixel-stats``   - per-channel intensity quantiles and texture of one view, after the same
                       per-image standardisation and random crop the trainer applies, at several
-                      view sizes (the best hand-crafted features cellbench has).
+                      view sizes (the best hand-crafted features cellbench has); and the same
+                      statistics averaged over all sites of each well (does averaging cells
+                      help, or is the noise a property of the well?).
 
 Score: top-1 pair identification among B = 64 pairs (chance 1/64), mean over batches with a
 95 % normal interval. Cross-well pairs (two wells of a perturbation) are what CWA-MSN trains on;
@@ -41,6 +43,23 @@ def _oracle_rows(dataset, name: str):
     return np.asarray(feats)[[pos[w] for w in dataset.wells["well_id"].to_list()]]
 
 
+def _pixel_well_means(dataset, pixel) -> "np.ndarray":
+    """Pixel statistics of every standardised whole site, averaged per well: (n_wells, d)."""
+    import numpy as np
+    import torch
+
+    from cellbench.train.views import standardize
+
+    images = dataset.load_all()
+    feats = np.concatenate([pixel.embed(standardize(torch.as_tensor(images[i : i + 512]))).numpy()
+                            for i in range(0, len(images), 512)])
+    site_well = dataset.sites["well_index"].to_numpy()
+    n = dataset.wells.height
+    sums = np.zeros((n, feats.shape[1]))
+    np.add.at(sums, site_well, feats)
+    return sums / np.maximum(np.bincount(site_well, minlength=n), 1)[:, None]
+
+
 def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[dict]:
     import numpy as np
     import torch
@@ -54,6 +73,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
     side = int(dataset.load_all().shape[-1])
     pixel = PixelStatsEncoder(tuple(dataset.channels))
     truth = {name: _oracle_rows(dataset, name) for name in ("oracle", "nuisance-only")}
+    truth["pixel-stats, well mean of all sites"] = _pixel_well_means(dataset, pixel)
     multi_site = int(dataset.sites.group_by("well_id").len()["len"].max()) > 1
     for cross in (True, False) if multi_site else (True,):  # single-well needs 2 sites a well
         sampler = PairSampler(dataset, cross_well=cross, batch_size=BATCH, seed=0)

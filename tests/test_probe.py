@@ -43,6 +43,20 @@ def test_probe_embeds_like_the_pipeline(screen, tmp_path):
     assert 0.0 <= recall <= 1.0
 
 
+def test_probe_screen_scores_an_untrained_network_near_chance():
+    """On the real probe screen an untrained network's map is random-like (recall about 0.1);
+    an exact 0 would mean a degenerate map (e.g. an alignment blown up by too few controls)."""
+    from cellbench.train.probe import synthetic_probe
+
+    probe = synthetic_probe(BRAY, crop=32)
+    recalls = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        method = build_method("cwa-msn", resolve("quick", {}), len(BRAY)).eval()
+        recalls.append(probe(method)["probe_recall"])
+    assert all(0.04 < r < 0.2 for r in recalls), recalls
+
+
 def test_probe_recall_is_logged_during_training(screen, tmp_path):
     from _train_fakes import FakeDataset
 
