@@ -43,7 +43,7 @@ def _oracle_rows(dataset, name: str):
     return np.asarray(feats)[[pos[w] for w in dataset.wells["well_id"].to_list()]]
 
 
-def _pixel_well_means(dataset, pixel) -> np.ndarray:
+def _pixel_well_means(dataset, pixel):
     """Pixel statistics of every standardised whole site, averaged per well: (n_wells, d)."""
     import numpy as np
     import torch
