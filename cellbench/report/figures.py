@@ -315,8 +315,12 @@ def _labels(df: pl.DataFrame) -> dict[tuple[str, str], str]:
     variants: dict[str, set[str]] = {}
     for m, v in zip(df["model"], df["variant"], strict=True):
         variants.setdefault(m, set()).add(v)
-    return {(m, v): (_display(m) if len(vs) == 1 else f"{_display(m)} ({v})")
-            for m, vs in variants.items() for v in vs}
+    def label(m: str, v: str, many: bool) -> str:
+        if v.endswith("-steps0"):  # `cellbench run --steps 0`: the network before training
+            return f"untrained {v.removesuffix('-steps0')} ViT ({_display(m)} architecture)"
+        return f"{_display(m)} ({v})" if many else _display(m)
+
+    return {(m, v): label(m, v, len(vs) > 1) for m, vs in variants.items() for v in vs}
 
 
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -340,7 +344,7 @@ def _colors(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     cmap = plt.get_cmap("tab10")
     out, i = {}, 0
     for k in keys:
-        if k[0] == "cwa-msn" and HIGHLIGHT not in out.values():
+        if k[0] == "cwa-msn" and not k[1].endswith("-steps0") and HIGHLIGHT not in out.values():
             out[k] = HIGHLIGHT
         else:
             c = cmap(i % 10)
