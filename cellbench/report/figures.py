@@ -111,6 +111,9 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
             par_ok = par is not None and par > 0
             img_t = _count_text(round(img, 4), "M") if img_ok else ""
             par_t = _count_text(round(par, 4), "B") if par_ok else ""
+            floor = rec.get("floor_corum")
+            floor_ratio = {"a": 1.0, "b": 1 / img if img_ok else None, "c": 1 / par if par_ok else None,
+                           "d": 1 / (img * par) if img_ok and par_ok else None}
             values = {
                 "a": (corum, "", True),
                 "b": (corum / img if img_ok else None, f"{img_t} images", img_ok),
@@ -131,12 +134,15 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
                     "method": f"{rec['method']} (measured, n={rec.get('n_seeds', 1)})",
                     "model": rec["model"], "kind": "measured", "dataset": rec["dataset"],
                     "value": float(value), "error": err, "bound": "exact", "annotation": ann,
+                    "untrained_floor": (float(floor) * floor_ratio[panel]
+                                        if floor is not None and floor_ratio[panel] else None),
                     "highlight": rec["model"] == "cwa-msn", "provenance": "measured",
                     "source": "cellbench results store",
                 })
-    return pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        pl.col("error").cast(pl.Float64)
-    )
+    out = pl.DataFrame(rows, infer_schema_length=None)
+    if "untrained_floor" not in out.columns:
+        out = out.with_columns(untrained_floor=pl.lit(None))
+    return out.with_columns(pl.col("error").cast(pl.Float64), pl.col("untrained_floor").cast(pl.Float64))
 
 
 def render_figure1(plotted: pl.DataFrame, *, title: str):
@@ -169,6 +175,10 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
             if bound == "upper":
                 bar.set_hatch("..")
                 bar.set_edgecolor("white")
+        floors = d["untrained_floor"].to_list()
+        fy = [i for i, f in enumerate(floors) if f is not None]
+        if fy:  # where a measured model of the same size that learned nothing would sit
+            ax.scatter([floors[i] for i in fy], fy, marker="|", s=260, color="black", lw=2, zorder=4)
         ax.set_yticks(y)
         ax.set_yticklabels(d["method"].to_list(), fontsize=8.5)
         for tick, hl in zip(ax.get_yticklabels(), d["highlight"], strict=True):
@@ -212,6 +222,12 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
     if meas.filter(~pl.col("highlight")).height:
         handles.append(Patch(facecolor=MEASURED, hatch="//", edgecolor="white",
                              label="other models (measured by cellbench, mean ± std over seeds)"))
+    if meas.height and meas["untrained_floor"].is_not_null().any():
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="|", color="black", lw=0, markersize=14, mew=2,
+                              label="measured: the untrained ViT's recall at the same size "
+                                    "(a model that learned nothing)"))
     leg = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3),
                      fontsize=8.5, frameon=False)
     leg.set_title("*: values from Lu et al. (2025)   **: not publicly available   "

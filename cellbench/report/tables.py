@@ -584,6 +584,10 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     model card; training images only from the run's config (they are per run)."""
     d = frame.filter((pl.col("dataset") == dataset) & (pl.col("role") == "model")
                      & pl.col("corum_mean").is_not_null())
+    # the untrained ViT's recall: what a model of the same size that learned nothing would score
+    floor = frame.filter((pl.col("dataset") == dataset) & (pl.col("model") == "random")
+                         & pl.col("corum_mean").is_not_null())["corum_mean"]
+    floor_corum = float(floor.mean()) if len(floor) else None
     rows = []
     for r in main_variants(d).iter_rows(named=True):
         model = r["model"]
@@ -599,9 +603,9 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
         imgs = r.get("training_images")
         rows.append({"method": r["display"], "model": model, "dataset": dataset,
                      "corum": r["corum_mean"], "corum_std": r.get("corum_std"),
-                     "n_seeds": r["n_seeds"],
+                     "n_seeds": r["n_seeds"], "floor_corum": floor_corum,
                      "images_millions": imgs / 1e6 if imgs else None,
                      "parameters_billions": params / 1e9 if params else None})
     return pl.DataFrame(rows, schema={"method": pl.String, "model": pl.String, "dataset": pl.String,
                                       "corum": pl.Float64, "corum_std": pl.Float64, "n_seeds": pl.Int64,
-                                      "images_millions": pl.Float64, "parameters_billions": pl.Float64})
+                                      "floor_corum": pl.Float64, "images_millions": pl.Float64, "parameters_billions": pl.Float64})
