@@ -244,3 +244,15 @@ def test_cross_vs_single_lower_is_better_flips_the_verdict():
     high = tables.cross_vs_single(long, "well_shortcut_rate").row(0, named=True)
     assert low["difference"] < 0 and low["verdict"] == "cross-well better"
     assert high["verdict"] == "single-well better"
+
+
+def test_training_hours_come_from_the_training_log_when_a_run_was_reused():
+    base = {"dataset": "d", "model": "cwa-msn", "checkpoint": "quick-seed0", "seed": 0,
+            "synthetic": True, "provenance": "measured", "config": {}}
+    records = [
+        {**base, "task": "gene_gene", "timings": {"train": 0.1},
+         "scores": {"CORUM": {"recall_0.05_0.95": 0.2, "n_relationships": 10}}},
+        {**base, "task": "health", "timings": {"train": 0.1}, "scores": {"elapsed_s": 7200.0}},
+    ]
+    row = tables.leaderboard_frame(records).row(0, named=True)
+    assert row["train_hours"] == pytest.approx(2.0)
