@@ -256,3 +256,13 @@ def test_training_hours_come_from_the_training_log_when_a_run_was_reused():
     ]
     row = tables.leaderboard_frame(records).row(0, named=True)
     assert row["train_hours"] == pytest.approx(2.0)
+
+
+def test_run_verdict_never_claims_on_one_seed():
+    from cellbench.report.run_summary import verdict
+
+    frame = pl.DataFrame({"model": ["cwa-msn", "random"], "variant": ["quick", "seed"],
+                          "corum_mean": [0.20, 0.12], "corum_ci_low": [None, 0.11],
+                          "corum_ci_high": [None, 0.13]})
+    line = verdict(frame, "cwa-msn", "quick")
+    assert "ABOVE" not in line and "one seed only" in line

@@ -39,9 +39,11 @@ def verdict(frame: pl.DataFrame, model: str, variant: str | None = None) -> str 
         how = "its 95 % interval lies above" if clear else "its 95 % interval overlaps or lies below"
     else:
         clear = None
-        how = "single seed, no interval"
-    if mm > rm and clear is not False:
+        how = "one seed only, which is not evidence; run --seed 1 and --seed 2 for an interval"
+    if mm > rm and clear:
         word = "ABOVE"
+    elif mm > rm and clear is None:
+        word = "above"
     elif mm > rm:
         word = "above but not clearly"
     else:
