@@ -160,3 +160,16 @@ def test_many_curves_never_share_colour_and_style():
     styles = _linestyles(keys, colors)
     pairs = [(tuple(colors[k]) if not isinstance(colors[k], str) else colors[k], styles[k]) for k in keys]
     assert len(set(pairs)) == len(keys)
+
+
+def test_prototype_sweep_ignores_runs_of_another_budget(tmp_path):
+    root = tmp_path / "r"
+    write_model(root, "cwa-msn", [0.10, 0.12], variant="quick", config={"model": {"prototypes": 64}},
+                tasks=("gene_gene",))
+    write_model(root, "cwa-msn", [0.50, 0.52], variant="quick-steps4800",
+                config={"model": {"prototypes": 64}}, tasks=("gene_gene",))
+    write_model(root, "cwa-msn", [0.20, 0.22], variant="quick-proto256",
+                config={"model": {"prototypes": 256}}, tasks=("gene_gene",))
+    data = figures.prototype_sweep_data(load_results(root))
+    m = data.filter((pl.col("block") == "measured") & (pl.col("kind") == "mean") & (pl.col("source") == "corum"))
+    assert dict(zip(m["prototypes"], m["value"], strict=True)) == pytest.approx({64: 0.11, 256: 0.21})

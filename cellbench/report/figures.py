@@ -617,7 +617,16 @@ def prototype_sweep_data(records) -> pl.DataFrame:
     long = _gene_long(records)
     rows: list[dict] = []
     if long.height:
-        msn = long.filter(pl.col("model") == "cwa-msn")
+        msn = long.filter(pl.col("model") == "cwa-msn").with_columns(
+            base=pl.col("variant").str.replace(r"-proto\d+", ""))
+        # the sweep: the runs that differ only in their prototype count, i.e. share a base
+        # variant (e.g. "quick" and "quick-proto256"), taking per dataset the base with the
+        # most prototype counts - never a run trained for another budget
+        swept = msn.filter(pl.col("variant").str.contains(r"-proto\d+"))
+        if swept.height:
+            best = (swept.group_by("dataset", "base").agg(pl.col("variant").n_unique().alias("k"))
+                    .sort(["dataset", "k"], descending=[False, True]).unique("dataset", keep="first"))
+            msn = msn.join(best.select("dataset", "base"), on=["dataset", "base"], how="inner")
         protos = msn.filter(pl.col("metric") == "fact_prototypes").select(
             "dataset", "variant", "seed", pl.col("value").alias("prototypes"))
         gene = msn.filter(pl.col("metric").is_in(list(SOURCE_LABELS))).join(
