@@ -355,12 +355,20 @@ def _linestyles(keys: list[tuple[str, str]], colors: dict) -> dict[tuple[str, st
     return out
 
 
+def _highlight_key(keys: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The CWA-MSN curve to highlight: the default run's ("quick"), else the first trained one."""
+    msn = [k for k in keys if k[0] == "cwa-msn" and not k[1].endswith("-steps0")]
+    preferred = [k for k in msn if k[1] in ("quick", "default")]
+    return (preferred or msn or [None])[0]
+
+
 def _colors(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     plt = _pyplot()
     cmap = plt.get_cmap("tab10")
     out, i = {}, 0
+    chosen = _highlight_key(keys)
     for k in keys:
-        if k[0] == "cwa-msn" and not k[1].endswith("-steps0") and HIGHLIGHT not in out.values():
+        if k == chosen:
             out[k] = HIGHLIGHT
         else:
             c = cmap(i % 10)
