@@ -24,10 +24,7 @@ Numbers are synthetic (measured on cellbench's simulator), never comparable with
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import os
-from pathlib import Path
 
 BATCH = 64
 
@@ -99,7 +96,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
             half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
             rows.append({
                 "screen": screen, "pairing": pairing, "features": features,
-                "view_px": size if size is not None else "well",
+                "view_px": str(size) if size is not None else "well",
                 "site_px": side, "accuracy": round(mean, 4), "ci_low": round(mean - half, 4),
                 "ci_high": round(mean + half, 4), "chance": round(1 / BATCH, 4), "batches": len(values),
                 "provenance": "measured, synthetic",
@@ -126,14 +123,11 @@ def main() -> None:
         name, size = item.split(":")
         dataset = load_dataset(name, size=size, seed=0)
         rows += score_screen(dataset, f"{name}-{size}", args.sizes, args.batches)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out)
+    import polars as pl
+
+    from cellbench.report.paper import write_csv_atomic
+
+    write_csv_atomic(pl.DataFrame(rows, infer_schema_length=None), args.out)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ All numbers are synthetic (``cellbench-sim`` screen), never comparable with the 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -87,14 +85,11 @@ def main() -> None:
                          "seconds": round(time.perf_counter() - t0, 1),
                          "provenance": "measured, synthetic", "dataset": "synthetic-rxrx3-core-quick"})
             print(f"{recall:.3f}  {name}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".tmp")
-    with open(tmp_out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp_out, out)
+    import polars as pl
+
+    from cellbench.report.paper import write_csv_atomic
+
+    write_csv_atomic(pl.DataFrame(rows, infer_schema_length=None), args.out)
 
 
 if __name__ == "__main__":
