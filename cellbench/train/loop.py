@@ -281,11 +281,17 @@ def train(
                     history, health_log, warnings, elapsed, dataset, sampler,
                 )
 
-        if main and recall_probe is not None and start == 0:
-            rec0: dict[str, Any] = {"step": 0, **recall_probe(method)}
+        def representation_health(at: int) -> dict[str, Any]:
+            """The probe-set health metrics and the probe-screen recall of the current weights."""
+            rec: dict[str, Any] = {"step": at}
             if probe is not None:
-                rec0.update(probe(method))
-            health_log.append(rec0)
+                rec.update(probe(method))
+            if recall_probe is not None:
+                rec.update(recall_probe(method))
+            return rec
+
+        if main and recall_probe is not None and start == 0:  # the untrained network's level
+            health_log.append(representation_health(0))
         while step < n_total:
             lr = schedules.warmup_cosine(step, n_total, config.lr, n_warm, config.min_lr)
             wd = schedules.cosine(step, n_total, config.weight_decay, config.final_weight_decay)
@@ -323,13 +329,9 @@ def train(
                 _check_frozen(history, warnings, bar)
             reason = None
             if main and (step % config.health_every == 0 or step == n_total):
-                rec: dict[str, Any] = {"step": step}
-                if probe is not None:
-                    rec.update(probe(method))
+                rec = representation_health(step)
                 if heldout is not None:
                     rec.update(method.validate(*heldout))
-                if recall_probe is not None:
-                    rec.update(recall_probe(method))
                 for key in ("proto_used", "proto_entropy", "ce", "me_max"):
                     if key in logs:
                         rec[key] = logs[key]
