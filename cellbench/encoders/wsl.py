@@ -9,7 +9,8 @@ Supervised WSL memorises the wells of each perturbation (spec/simulator.md: well
 recall falling with training), so a fraction of each perturbation's wells is held out
 (``holdout_fraction``) and the held-out accuracy/loss is logged with the health metrics; with
 ``early_stop_patience`` set, training stops once the held-out loss has not improved for that
-many health checks.
+many health checks, and ``model.pt`` keeps the weights of the best held-out check
+(:mod:`cellbench.train.loop`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,12 @@ What it guarantees (issue 4 item 6, quality.md R2/R3):
   scored for the well-shortcut rate and effective rank (:mod:`cellbench.metrics.health`), and
   a frozen MSN loss (constant CE and me-max) is reported as a warning.
 
-Outputs in ``out_dir``: ``checkpoint.pt`` (to resume), ``model.pt`` (what encoders load),
-``train_log.json`` (losses, schedules, health, warnings, timings).
+Outputs in ``out_dir``: ``checkpoint.pt`` (to resume; always the last weights), ``model.pt``
+(what encoders load), ``train_log.json`` (losses, schedules, health, warnings, timings). With
+``early_stop_patience`` and a method that validates on held-out wells (ViT-WSL),
+``best_heldout.pt`` holds the weights of the best held-out loss so far; ``model.pt`` is written
+from it (its step is ``restored_best_step`` in the log), so early stopping keeps the best weights,
+not those ``patience`` checks later.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from cellbench.train.presets import TrainConfig
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOG = "train_log.json"
+BEST = "best_heldout.pt"  # the weights at the best held-out loss so far (early stopping)
 FORMAT = 1
 # fields that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE_CHANGES = {"time_budget_s", "checkpoint_every", "health_every", "log_every"}
@@ -58,7 +63,7 @@ class TrainResult:
     total_steps: int
     stopped: str  # "completed" | "time_budget" | "early_stop" | "stop_at"
     log: dict[str, Any] = field(default_factory=dict)
-    method: Any = None  # the trained Method (in memory, on every rank)
+    method: Any = None  # the trained Method (in memory, on every rank; rank 0: model.pt's weights)
 
 
 # ------------------------------------------------------------------ distributed helpers
@@ -256,6 +261,9 @@ def train(
             history, health_log = list(state["history"]), list(state["health"])
             warnings = list(state["warnings"])
             elapsed_before = float(state["elapsed_s"])
+        best_path = out_dir / BEST
+        if main and start == 0:  # a fresh run: the best weights of an earlier run do not count
+            best_path.unlink(missing_ok=True)
 
         net: torch.nn.Module = method
         if world > 1:
@@ -266,6 +274,7 @@ def train(
 
         probe = HealthProbe(dataset, seed, crop=config.crop_size) if (health and main) else None
         heldout = _heldout_set(dataset, sampler, seed) if (main and hasattr(method, "validate")) else None
+        keep_best = heldout is not None and bool(config.early_stop_patience)
         params = [p for p in method.parameters() if p.requires_grad]
         ema_pairs = method.ema_pairs()
         bar = _Progress(n_total, start, model_name, enabled=progress and main)
@@ -336,6 +345,8 @@ def train(
                     if key in logs:
                         rec[key] = logs[key]
                 health_log.append(rec)
+                if keep_best:
+                    _save_best(best_path, method, health_log)
                 if callback is not None:
                     callback(step, {"health": rec})
                 if _early_stop(health_log, config.early_stop_patience):
@@ -367,8 +378,12 @@ def train(
             if step != last_ckpt or not ckpt_path.exists():  # (a 0-step run has none yet)
                 save()
             if main:
+                best_step = _restore_best(best_path, method, health_log, warnings) if keep_best else None
+                if best_step is not None:
+                    log["restored_best_step"] = best_step
                 model_path = out_dir / MODEL
-                _save_model(model_path, method, model_name, seed, config, step, dataset, sampler)
+                _save_model(model_path, method, model_name, seed, config,
+                            step if best_step is None else best_step, dataset, sampler)
                 write_json_atomic(out_dir / LOG, log)
         return TrainResult(model_path, ckpt_path, step, n_total, stopped, log, method)
     finally:
@@ -411,6 +426,31 @@ def _early_stop(health_log: list[dict], patience: int | None) -> bool:
         return False
     best = int(np.argmin(losses))
     return len(losses) - 1 - best >= patience
+
+
+def _save_best(path: Path, method: Method, health_log: list[dict]) -> None:
+    """Write the weights (and step) to ``path`` when the latest health check has the lowest
+    held-out loss so far (ties keep the earlier check, as :func:`_early_stop` does)."""
+    losses = [h["val_loss"] for h in health_log if "val_loss" in h]
+    if "val_loss" in health_log[-1] and losses[-1] < min(losses[:-1], default=math.inf):
+        with atomic_path(path) as tmp:
+            torch.save({"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()}, tmp)
+
+
+def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: list[str]) -> int | None:
+    """Load the weights of the best held-out loss from ``path`` into ``method``; their step, or
+    None (and the last weights are kept) when there is no such file or it is not this run's best."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    checks = [h for h in health_log if "val_loss" in h]
+    best = int(checks[int(np.argmin([h["val_loss"] for h in checks]))]["step"]) if checks else None
+    if int(state["step"]) != best:
+        warnings.append(f"{path.name} is from step {state['step']}, not the best held-out step "
+                        f"{best}; model.pt keeps the last weights.")
+        return None
+    method.load_state_dict(state["state_dict"])
+    return best
 
 
 def _heldout_set(dataset: Any, sampler: Any, seed: int, max_sites: int = 256):
