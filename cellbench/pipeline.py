@@ -155,9 +155,8 @@ def run_pipeline(
                    "training_images": training_images, "parameters": parameters,
                    "eval": scores["config"], "train": (train_log or {}).get("config")},
         "versions": scores.get("versions", {}),
-        "hashes": {"embeddings": str(emb_path), "data": getattr(eval_ds, "data_hash", None)},
         "timings": result.timings,
-        "simulator_version": getattr(eval_ds, "simulator_version", None),
+        **_provenance(eval_ds, emb_path),
     }
     for task in TASKS:
         if task in scores["scores"]:
@@ -184,6 +183,26 @@ def _evaluate(emb_path: Path, dataset: Any, seeds: int, progress: bool) -> dict:
     features = table.select(pl.exclude("well_id")).to_numpy().astype("float32")
     out = evaluate_arrays(table["well_id"].to_list(), features, dataset.wells, seeds=seeds)
     out.setdefault("versions", versions())
+    return out
+
+
+def _provenance(dataset: Any, emb_path: Path) -> dict[str, Any]:
+    """What the scores were computed from, portable to another machine: data and embeddings
+    hashes, the embeddings path relative to the cellbench home, and for a synthetic screen
+    the simulator version that generated it (real data says nothing about a simulator)."""
+    from cellbench.io import sha256_file
+    from cellbench.paths import home
+
+    manifest = getattr(dataset, "manifest", None)
+    data_hash = manifest["config_hash"] if manifest else dataset.cache_key()
+    try:
+        rel = Path(emb_path).resolve().relative_to(home().resolve()).as_posix()
+    except ValueError:  # embeddings written outside the home: only the file name is portable
+        rel = Path(emb_path).name
+    out: dict[str, Any] = {"hashes": {"data": data_hash, "embeddings": sha256_file(emb_path)},
+                           "inputs": {"embeddings": rel}}
+    if manifest:
+        out["simulator_version"] = manifest["simulator_version"]
     return out
 
 

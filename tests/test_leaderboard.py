@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -266,3 +267,43 @@ def test_run_verdict_never_claims_on_one_seed():
                           "corum_ci_high": [None, 0.13]})
     line = verdict(frame, "cwa-msn", "quick")
     assert "ABOVE" not in line and "one seed only" in line
+
+
+def _set_simulator(root, model, version):
+    for path in root.glob(f"*/{model}/*/*.json"):
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "simulator_version": version}))
+
+
+def test_results_of_two_simulator_versions_are_never_mixed(tmp_path):
+    from typer.testing import CliRunner
+
+    from cellbench.cli import app
+    from cellbench.report.store import newest_simulator
+
+    root = tmp_path / "r"
+    write_model(root, "cwa-msn", [0.30, 0.32])            # 2 seeds x 4 tasks, old simulator
+    write_model(root, "random", [0.10])                   # 4 results, new simulator
+    write_model(root, "oracle", [0.9], dataset="other")   # another dataset, one version only
+    _set_simulator(root, "cwa-msn", "cellbench-sim-1.9")
+    _set_simulator(root, "random", "cellbench-sim-1.10")  # newer: 10 > 9 numerically
+    _set_simulator(root, "oracle", "cellbench-sim-1.4")
+
+    kept, warnings = newest_simulator(load_results(root))
+    assert {r["model"] for r in kept} == {"random", "oracle"}
+    assert len(warnings) == 1 and "synthetic-quick" in warnings[0]
+    assert "cellbench-sim-1.9" in warnings[0] and "keeping only cellbench-sim-1.10" in warnings[0]
+    assert "dropped 8 result(s)" in warnings[0]
+
+    res = CliRunner().invoke(app, ["leaderboard", "--results", str(root), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "warning: synthetic-quick" in res.output and "dropped 8" in res.output
+    board = pl.read_csv(tmp_path / "o" / "leaderboard_synthetic-quick.csv")
+    assert "cwa-msn" not in board["model"].to_list() and "random" in board["model"].to_list()
+
+    # results without a version beside versioned ones are a mix too; all unversioned is not
+    write_model(root, "vit-wsl", [0.15], dataset="other")
+    _, warnings = newest_simulator(load_results(root))
+    assert any("other" in w and "unknown" in w and "dropped 4" in w for w in warnings)
+    unversioned = [{"dataset": "rxrx3-core", "model": "m"}] * 2
+    assert newest_simulator(unversioned) == (unversioned, [])

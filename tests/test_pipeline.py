@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cellbench.cli import app
+from cellbench.data import load_dataset
+from cellbench.data.synthetic import SIMULATOR_VERSION
+from cellbench.io import sha256_file
+from cellbench.paths import home
 from cellbench.pipeline import run_pipeline
 from cellbench.results import ResultsStore
 
@@ -22,6 +27,14 @@ def test_reference_model_end_to_end_and_reuse():
     assert 0.0 <= corum["recall_0.05_0.95"] <= 1.0 and corum["n_relationships"] > 0
     stored = ResultsStore().get("oracle", first.checkpoint, first.dataset, "gene_gene")
     assert json.loads(json.dumps(stored))["scores"] == json.loads(json.dumps(first.records["gene_gene"]["scores"]))
+    # provenance: the screen's simulator and config hash, the embeddings by content and by a
+    # path relative to the cellbench home (valid on another machine)
+    assert stored["simulator_version"] == SIMULATOR_VERSION
+    rel = stored["inputs"]["embeddings"]
+    assert rel.startswith("embeddings/") and not Path(rel).is_absolute()
+    assert stored["hashes"]["embeddings"] == sha256_file(home() / rel)
+    screen = load_dataset("synthetic-rxrx3-core", size="tiny", seed=0)
+    assert stored["hashes"]["data"] == screen.manifest["config_hash"]
     again = run_pipeline("oracle", preset="tiny", eval_seeds=3, progress=False)
     assert again.reused and again.records["gene_gene"]["scores"] == stored["scores"]
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import typer
 
-from cellbench.cli._common import console, user_errors
+from cellbench.cli._common import console, err_console, user_errors
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_markdown(text: str) -> None:
@@ -28,14 +32,14 @@ def leaderboard(
     reported rows as a separate block. Headline: CORUM recall at (0.05, 0.95)."""
     from cellbench.report.build import build_leaderboard, build_paper
 
-    root, texts = build_leaderboard(results, out, dataset)
+    root, texts = build_leaderboard(results, out, dataset, warn=_warn)
     if not texts:
         console.print(f"No measured results in {root} yet — run `cellbench run --model cwa-msn`. "
                       f"The paper's reported rows are in {out / 'leaderboard_reported.csv'}.")
     for text in texts.values():
         _print_markdown(text)
     if with_paper:
-        written = build_paper(out, results, dataset)
+        written = build_paper(out, results, dataset)  # same records: warned above already
         console.print(f"paper tables and figures: {len(written)} files under {out}")
     if texts:
         console.print(f"written: {out}/leaderboard_*.csv and .md")
@@ -53,7 +57,7 @@ def paper(
     (reported, and with measured rows), Figure 3 and the ablation plots (PNG, PDF, CSV)."""
     from cellbench.report.build import build_paper
 
-    written = build_paper(out, results, dataset)
+    written = build_paper(out, results, dataset, warn=_warn)
     figs = sorted(p for p in written if p.suffix == ".png")
     console.print(f"wrote {len(written)} files under {out}")
     for p in figs:

@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cellbench.errors import NotFoundError
 from cellbench.report import figures, paper, tables
-from cellbench.report.store import load_results
+from cellbench.report.store import load_results, newest_simulator
+
+Warn = Callable[[str], None]
 
 
-def _records(results: str | Path | None, dataset: str | None):
+def _records(results: str | Path | None, dataset: str | None, warn: Warn | None = None):
     from cellbench import paths
 
     explicit = results is not None
@@ -39,22 +42,27 @@ def _records(results: str | Path | None, dataset: str | None):
                 f"no stored results for dataset {dataset!r} in {root}; datasets with results: "
                 f"{', '.join(known) or 'none'} — pick one of them or leave --dataset out"
             )
+    records, warnings = newest_simulator(records)
+    if warn is not None:
+        for message in warnings:
+            warn(message)
     return root, records
 
 
 def build_leaderboard(results: str | Path | None = None, out: str | Path = "leaderboard",
-                      dataset: str | None = None) -> tuple[Path, dict[str, str]]:
-    """Write the leaderboard files; returns (results root, {dataset: terminal markdown})."""
-    root, records = _records(results, dataset)
+                      dataset: str | None = None, warn: Warn | None = None) -> tuple[Path, dict[str, str]]:
+    """Write the leaderboard files; returns (results root, {dataset: terminal markdown}).
+    ``warn`` gets one message per dataset whose results mixed simulator versions."""
+    root, records = _records(results, dataset, warn)
     texts = tables.write_leaderboard(records, out, dataset=dataset)
     return root, texts
 
 
 def build_paper(out: str | Path = "leaderboard", results: str | Path | None = None,
-                dataset: str | None = None) -> list[Path]:
+                dataset: str | None = None, warn: Warn | None = None) -> list[Path]:
     """Write the paper's tables (reported and measured) and every figure; returns the paths."""
     out = Path(out)
-    _root, records = _records(results, dataset)
+    _root, records = _records(results, dataset, warn)
     written = paper.write_paper_tables(out / "paper")
     written += tables.write_measured_paper_tables(records, out / "paper" / "measured")
     fig_dir = out / "figures"

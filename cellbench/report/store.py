@@ -97,6 +97,36 @@ def load_results(root: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    """``cellbench-sim-1.10`` -> (1, 10): versions compare numerically, not as text."""
+    return tuple(int(n) for n in re.findall(r"\d+", str(version)))
+
+
+def newest_simulator(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per dataset, only the results of its newest simulator version, plus one warning per
+    dataset whose results came from more than one (results without a version count as
+    another one). Scores of different simulators measure different screens: never mixed."""
+    by_dataset: dict[str, set] = {}
+    for rec in records:
+        by_dataset.setdefault(str(rec.get("dataset")), set()).add(rec.get("simulator_version"))
+    keep: dict[str, str] = {}
+    warnings = []
+    for dataset, versions in sorted(by_dataset.items()):
+        known = sorted((v for v in versions if v is not None), key=_version_key)
+        if len(versions) < 2 or not known:
+            continue
+        keep[dataset] = known[-1]
+        dropped = sum(1 for r in records
+                      if str(r.get("dataset")) == dataset and r.get("simulator_version") != known[-1])
+        names = ", ".join(known + (["unknown (no simulator_version)"] if None in versions else []))
+        warnings.append(f"{dataset}: results come from {len(versions)} simulator versions ({names}); "
+                        f"keeping only {known[-1]}, dropped {dropped} result(s) of the others — "
+                        "re-run them with the current simulator to compare")
+    kept = [r for r in records
+            if str(r.get("dataset")) not in keep or r.get("simulator_version") == keep[str(r.get("dataset"))]]
+    return kept, warnings
+
+
 def variant_of(checkpoint: str) -> str:
     """A checkpoint name without its seed token: what results differing only by seed share."""
     return _SEED_TOKEN.sub("", str(checkpoint)).strip("-_.") or "default"
