@@ -116,6 +116,19 @@ def test_figure3_files_and_numbers(records, tmp_path):
         assert tuple(np.round(want, 9)) in drawn, model
 
 
+def test_figure3_keeps_one_training_variant_per_model_and_the_untrained_floor():
+    rows = [("cwa-msn", "quick", 3), ("cwa-msn", "quick-steps2400", 3), ("cwa-msn", "quick-steps0", 3),
+            ("infonce-cross", "quick-steps600", 3), ("infonce-cross", "quick-steps2400", 2),
+            ("random", "default", 1)]
+    d = pl.DataFrame([{"model": m, "variant": v, "n_seeds": n, "concentration": c}
+                      for m, v, n in rows for c in ("1", "max")])
+    kept = figures.one_variant_per_model(d)
+    assert sorted(set(zip(kept["model"], kept["variant"], strict=True))) == [
+        ("cwa-msn", "quick"), ("cwa-msn", "quick-steps0"), ("infonce-cross", "quick-steps600"),
+        ("random", "default")]
+    assert kept.height == 8  # both concentrations of each kept curve
+
+
 def test_single_vs_cross_plot(records, tmp_path):
     paths = figures.figure_single_vs_cross(records, tmp_path)
     _assert_files(paths, "ablation_single_vs_cross_well")
@@ -132,6 +145,8 @@ def test_single_vs_cross_plot(records, tmp_path):
     assert dict(zip(rep["model"], rep["value"], strict=True)) == {
         "single-well-msn": 0.281, "cwa-msn": 0.386, "cropmae-single": 0.338, "cropmae-cross": 0.348}
     assert rep.filter(pl.col("model") == "cropmae-single")["hours"][0] == 109
+    # measured hours: the training log's 360 s, not the 0.2 s of a command that reused the run
+    assert m["hours"].to_list() == pytest.approx([0.1, 0.1])
 
 
 def test_prototype_sweep_plot(records, tmp_path):

@@ -391,9 +391,25 @@ def figure3(records, out_dir: str | Path, *, dataset: str | None = None) -> list
     for ds in sorted(set(curves["dataset"].to_list())):
         if dataset is not None and ds != dataset:
             continue
-        d = curves.filter(pl.col("dataset") == ds)
+        d = one_variant_per_model(curves.filter(pl.col("dataset") == ds))
         written += save_figure(_render_figure3(d, ds), out_dir, f"figure3_compound_gene_{_safe(ds)}", d)
     return written
+
+
+def one_variant_per_model(d: pl.DataFrame) -> pl.DataFrame:
+    """Figure 3's rows: per model its main variant - the preset's own ("quick"/"default"),
+    else the one with the most seeds (ties: first by name) - plus the untrained network
+    (``*-steps0``) as a floor. Budget and prototype variants have their own figures."""
+    keep = []
+    for _model, g in d.group_by("model", maintain_order=True):
+        seeds = g.group_by("variant", maintain_order=True).agg(pl.col("n_seeds").max())
+        trained = seeds.filter(~pl.col("variant").str.ends_with("-steps0"))
+        own = trained.filter(pl.col("variant").is_in(["quick", "default"]))
+        pick = own if own.height else trained.sort(["n_seeds", "variant"], descending=[True, False])
+        chosen = set(pick["variant"][:1].to_list())
+        chosen |= set(seeds.filter(pl.col("variant").str.ends_with("-steps0"))["variant"].to_list())
+        keep.append(g.filter(pl.col("variant").is_in(sorted(chosen))))
+    return pl.concat(keep) if keep else d
 
 
 def _render_figure3(d: pl.DataFrame, ds: str):
@@ -456,8 +472,8 @@ def _render_figure3(d: pl.DataFrame, ds: str):
         if row == 1:
             ax.set_xlabel("compound concentration (µM, log scale)")
             axm.set_xlabel("max over\nconcentrations")
-    fig.suptitle(f"Figure 3 — compound–gene benchmark over concentration ({ds}, measured)",
-                 fontsize=11, x=0.02, ha="left")
+    fig.suptitle(f"Figure 3 — compound–gene benchmark over concentration ({ds}, measured; "
+                 "one training variant per model)", fontsize=11, x=0.02, ha="left")
     err_kinds = set(d["err_kind"].to_list())
     note = ("error bars: std over training seeds" if err_kinds == {"seeds"} else
             "error bars: std over training seeds (≥ 2 seeds)\nor over the benchmark's "
@@ -492,29 +508,32 @@ def single_vs_cross_data(records) -> pl.DataFrame:
     """What the single- vs cross-well plot draws: measured (per dataset: mean, std and each
     seed per model and source) and reported (paper Tables 3–4) rows."""
     from cellbench.report import paper
+    from cellbench.report.tables import train_seconds
 
     long = _gene_long(records)
     rows: list[dict] = []
     if long.height:
         gene = long.filter(pl.col("metric").is_in(list(SOURCE_LABELS)))
-        hours = long.filter(pl.col("metric") == "fact_train_seconds")
+        timed = long.filter(pl.col("metric").str.starts_with("fact_train_seconds"))
         for ds in sorted(set(gene["dataset"].to_list())):
             for family, single, cross, _t in ABLATION_PAIRS:
                 g = gene.filter((pl.col("dataset") == ds) & pl.col("model").is_in([single, cross]))
                 if set(g["model"].to_list()) != {single, cross}:
                     continue
-                # the variant both models share with the most seeds
+                # the variant both models share with the most seeds (ties: the smaller budget)
                 counts = g.group_by("variant").agg(pl.col("model").n_unique().alias("m"),
                                                    pl.col("seed").n_unique().alias("n"))
-                counts = counts.filter(pl.col("m") == 2).sort("n", descending=True)
+                counts = counts.filter(pl.col("m") == 2).with_columns(
+                    steps=pl.col("variant").str.extract(r"steps(\d+)").cast(pl.Int64).fill_null(0))
+                counts = counts.sort(["n", "steps", "variant"], descending=[True, False, False])
                 if not counts.height:
                     continue
                 variant = counts["variant"][0]
                 g = g.filter(pl.col("variant") == variant)
                 for model in (single, cross):
-                    h = hours.filter((pl.col("dataset") == ds) & (pl.col("model") == model)
-                                     & (pl.col("variant") == variant))["value"]
-                    cpu_h = float(h.mean()) / 3600 if h.len() else None
+                    h = train_seconds(timed.filter((pl.col("dataset") == ds) & (pl.col("model") == model)
+                                                   & (pl.col("variant") == variant)))
+                    cpu_h = sum(h) / len(h) / 3600 if h else None
                     for src in SOURCE_LABELS:
                         vals = g.filter((pl.col("model") == model) & (pl.col("metric") == src))
                         if not vals.height:

@@ -235,10 +235,8 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
                 else:
                     row[metric] = mean
             for fact in ("prototypes", "training_images", "parameters", "train_seconds"):
-                vals = g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list()
-                if fact == "train_seconds":  # prefer the training log's time over this command's
-                    logged = g.filter(pl.col("metric") == "fact_train_seconds_log")["value"].to_list()
-                    vals = logged or vals
+                vals = (train_seconds(g) if fact == "train_seconds"
+                        else g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list())
                 row[fact] = sum(vals) / len(vals) if vals else None
             row["train_hours"] = row.pop("train_seconds") / 3600 if row["train_seconds"] else None
             row["n_seeds"] = n_seeds
@@ -254,6 +252,13 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
         ["dataset", "_r", "corum_mean", "model", "variant"], descending=[False, False, True, False, False],
         nulls_last=True,
     ).drop("_r")
+
+
+def train_seconds(long: pl.DataFrame) -> list[float]:
+    """Training seconds of the results in ``long`` (long_results rows): the training log's own
+    time, else this command's (which is ~0 when the run reused a finished training)."""
+    logged = long.filter(pl.col("metric") == "fact_train_seconds_log")["value"].to_list()
+    return logged or long.filter(pl.col("metric") == "fact_train_seconds")["value"].to_list()
 
 
 def reported_frame() -> pl.DataFrame:
