@@ -85,6 +85,7 @@ def budget(session: nox.Session) -> None:
                 "--eval-seeds", "100", "--skip-references")
     session.run("python", "experiments/pair_signal.py", "--screens", "synthetic-bray:quick",
                 "synthetic-rxrx3-core:quick", "synthetic-bray:full")
+    session.run("python", "experiments/nuisance_ablation.py", "--denser")
     _publish(session)
 
 
