@@ -60,6 +60,11 @@ def test_training_stops_early_when_heldout_loss_rises(dataset, tmp_path, monkeyp
     # losses 0, 1, 2, 3 at steps 2, 4, 6, 8: no improvement for 3 checks -> stop at step 8
     assert result.stopped == "early_stop" and result.steps_done == 8
     assert result.model_path.exists() and result.log["restored_best_step"] == 2
+    # resuming a run that stopped early must not train it further
+    model = _state(result.model_path)
+    again = train("vit-wsl", dataset, config, seed=0, out_dir=tmp_path, resume=True, progress=False)
+    assert again.stopped == "early_stop" and again.steps_done == 8
+    _assert_same(_state(again.model_path)["state_dict"], model["state_dict"])
 
 
 def _wsl_config(**over):

@@ -280,6 +280,8 @@ def train(
         bar = _Progress(n_total, start, model_name, enabled=progress and main)
         t0 = time.perf_counter()
         stopped, step = "completed", start
+        if _early_stop(health_log, config.early_stop_patience):  # resumed a run that had ended
+            stopped = "early_stop"
         last_ckpt = start
 
         def save() -> None:
@@ -301,7 +303,7 @@ def train(
 
         if main and recall_probe is not None and start == 0:  # the untrained network's level
             health_log.append(representation_health(0))
-        while step < n_total:
+        while step < n_total and stopped == "completed":
             lr = schedules.warmup_cosine(step, n_total, config.lr, n_warm, config.min_lr)
             wd = schedules.cosine(step, n_total, config.weight_decay, config.final_weight_decay)
             for group in optimizer.param_groups:
