@@ -9,8 +9,9 @@
   CPU preset issue 6 asked for, i.e. the smallest budget at which CWA-MSN clearly beats the
   untrained ViT, was not found. Measured: 0.107 [0.076, 0.139] at 2,400 steps and 0.134
   [0.090, 0.178] at 4,800. The training pairs of the synthetic screen carry almost no per-view
-  signal (experiments/pair_signal.py), so this is kept as a longer measured CPU point, not as a
-  budget known to work.
+  signal (experiments/pair_signal.py, nuisance_ablation.py), and at this scale MSN reaches its
+  uniform fixed point even when both views come from one site (experiments/msn_bootstrap.py),
+  so this is kept as a longer measured CPU point, not as a budget known to work.
 * ``paper`` - exactly the recipe of the CWA-MSN paper (docs: spec/methods.md, paper section 3):
   ViT-S/16, batch 64, 100 epochs, lr 2e-4 with 15 warm-up epochs then cosine, weight decay
   cosine 0.04 -> 0.4, gradient clip 3.0, EMA 0.996 -> 1.0, 1,024 prototypes, tau 0.1,

@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from cellbench.data.synthetic.config import SIMULATOR_VERSION, ScreenConfig, make_config
+from cellbench.data.synthetic.config import ScreenConfig, make_config
 from cellbench.data.synthetic.simulate import simulate
 from cellbench.data.synthetic.writer import GROUND_TRUTH, MANIFEST, write_bray, write_rxrx3
 from cellbench.errors import CellbenchError
@@ -76,7 +76,7 @@ def _write(cfg: ScreenConfig, tmp: Path) -> dict:
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     manifest = {
         "name": cfg.name, "size": cfg.size, "seed": cfg.seed,
-        "simulator_version": SIMULATOR_VERSION, "config": cfg.to_dict(),
+        "simulator_version": cfg.version, "config": cfg.to_dict(),
         "config_hash": screen_hash(cfg), "channels": list(cfg.channels),
         "n_wells": screen.layout.height, "n_sites": screen.n_sites,
         "image_size": cfg.image_size,
