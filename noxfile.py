@@ -86,6 +86,8 @@ def budget(session: nox.Session) -> None:
     session.run("python", "experiments/pair_signal.py", "--screens", "synthetic-bray:quick",
                 "synthetic-rxrx3-core:quick", "synthetic-bray:full")
     session.run("python", "experiments/nuisance_ablation.py", "--denser")
+    session.run("python", "experiments/msn_bootstrap.py")
+    session.run("python", "experiments/signal_check.py", "--seeds", "0", "1", "2")
     _publish(session)
 
 
