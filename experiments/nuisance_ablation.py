@@ -30,7 +30,8 @@ Numbers are synthetic (measured on cellbench's simulator), never comparable with
 from __future__ import annotations
 
 import argparse
-import math
+
+from pair_signal import mean_interval
 
 BATCH = 64
 
@@ -170,8 +171,7 @@ def score_variant(screen, variant: str, batches: int, seed: int = 0,
             pair_identification(screen.latent[pairs[:, 0]], screen.latent[pairs[:, 1]]))
     rows = []
     for features, values in results.items():
-        mean = float(np.mean(values))
-        half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+        mean, half = mean_interval(values)
         rows.append({"screen": f"{screen.config.name}-{screen.config.size}",
                      "cell_scale": screen.config.cell_scale, "standardised": standardise,
                      "removed": variant,

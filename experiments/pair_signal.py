@@ -31,6 +31,13 @@ import math
 BATCH = 64
 
 
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Mean over batches and the half-width of its 95 % normal interval."""
+    import numpy as np
+
+    return float(np.mean(values)), 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+
+
 def _oracle_rows(dataset, name: str):
     """(n_wells, d) ground-truth vectors in the dataset's well order."""
     import numpy as np
@@ -60,7 +67,6 @@ def _pixel_well_means(dataset, pixel):
 
 
 def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[dict]:
-    import numpy as np
     import torch
 
     from cellbench.data.sampling import PairSampler
@@ -96,8 +102,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
                 ft = pixel.embed(random_crops(target, size, gen))
                 results.setdefault(("pixel-stats", size), []).append(pair_identification(fa, ft))
         for (features, size), values in results.items():
-            mean = float(np.mean(values))
-            half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+            mean, half = mean_interval(values)
             rows.append({
                 "screen": screen, "pairing": pairing, "features": features,
                 "view_px": str(size) if size is not None else "well",

@@ -419,22 +419,25 @@ def _agree(reason: str | None, world: int, device: str) -> str | None:
     return reason
 
 
+def _heldout_checks(health_log: list[dict]) -> tuple[list[dict], int | None]:
+    """The health checks that carry a held-out loss, and the index of the best among them
+    (the earliest on ties); None when there are none."""
+    checks = [h for h in health_log if "val_loss" in h]
+    return checks, (int(np.argmin([h["val_loss"] for h in checks])) if checks else None)
+
+
 def _early_stop(health_log: list[dict], patience: int | None) -> bool:
     """True when the held-out loss has not improved for ``patience`` health checks."""
     if not patience:
         return False
-    losses = [h["val_loss"] for h in health_log if "val_loss" in h]
-    if len(losses) <= patience:
-        return False
-    best = int(np.argmin(losses))
-    return len(losses) - 1 - best >= patience
+    checks, best = _heldout_checks(health_log)
+    return len(checks) > patience and len(checks) - 1 - best >= patience
 
 
 def _save_best(path: Path, method: Method, health_log: list[dict]) -> None:
-    """Write the weights (and step) to ``path`` when the latest health check has the lowest
-    held-out loss so far (ties keep the earlier check, as :func:`_early_stop` does)."""
-    losses = [h["val_loss"] for h in health_log if "val_loss" in h]
-    if "val_loss" in health_log[-1] and losses[-1] < min(losses[:-1], default=math.inf):
+    """Write the weights (and step) to ``path`` when the latest health check is the best so far."""
+    checks, best = _heldout_checks(health_log)
+    if checks and checks[best] is health_log[-1]:
         with atomic_path(path) as tmp:
             torch.save({"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()}, tmp)
 
@@ -445,14 +448,14 @@ def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: 
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    checks = [h for h in health_log if "val_loss" in h]
-    best = int(checks[int(np.argmin([h["val_loss"] for h in checks]))]["step"]) if checks else None
-    if int(state["step"]) != best:
+    checks, best = _heldout_checks(health_log)
+    best_step = int(checks[best]["step"]) if checks else None
+    if int(state["step"]) != best_step:
         warnings.append(f"{path.name} is from step {state['step']}, not the best held-out step "
-                        f"{best}; model.pt keeps the last weights.")
+                        f"{best_step}; model.pt keeps the last weights.")
         return None
     method.load_state_dict(state["state_dict"])
-    return best
+    return best_step
 
 
 def _heldout_set(dataset: Any, sampler: Any, seed: int, max_sites: int = 256):
