@@ -105,6 +105,36 @@ def check(
     console.print(f"{ds.name}: ok — {ds.wells.height} wells, {n} sites, channels {', '.join(ds.channels)}")
 
 
+@data_app.command("realism")
+@user_errors
+def realism(
+    name: str = typer.Argument("synthetic-rxrx3-core", help="a synthetic screen with knockouts"),
+    size: str = typer.Option("quick", "--size", help="tiny | quick | full"),
+    seed: int = typer.Option(0, "--seed"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="a generated screen's folder"),
+    out: Path = typer.Option(Path("realism"), "--out",
+                             help="folder for realism.json, realism.md and realism.png"),
+    vit: bool = typer.Option(True, "--vit/--no-vit",
+                             help="also embed with an untrained ViT-S/16 (a few minutes on a CPU)"),
+) -> None:
+    """How real does a synthetic screen look? Fixed features only, beside real screens' values."""
+    from cellbench.data import load_dataset
+    from cellbench.errors import InputError
+    from cellbench.report import realism as R
+
+    if name != "synthetic-rxrx3-core":
+        raise InputError(f"the realism report measures CRISPR knockouts; {name!r} has none. "
+                         "Use synthetic-rxrx3-core")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder")
+    ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
+    report = R.build_report(ds, name=name, size=size, seed=seed, vit=vit,
+                            progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    paths = R.write_report(report, out)
+    console.print(R.markdown(report))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.add_typer(data_app, name="data")

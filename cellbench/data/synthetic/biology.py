@@ -46,10 +46,10 @@ T = {name: i for i, name in enumerate(TRAITS)}
 
 PLANT_FRACTION = 0.7  # share of known CORUM/HuMAP edges planted
 NOVEL_FRACTION = 0.15  # extra planted edges (relative to planted) in no database
-ACTIVE_COMPLEX = 0.65  # probability that a connected module has a visible phenotype
-ACTIVE_IN_COMPLEX = 0.8
-ACTIVE_SINGLETON = 0.35
-AMP_MEDIAN, AMP_SIGMA = 1.6, 0.7  # log-normal effect norm (trait units) of active genes
+ACTIVE_COMPLEX = 0.8  # probability that a connected module has a visible phenotype
+ACTIVE_IN_COMPLEX = 0.85
+ACTIVE_SINGLETON = 0.55
+AMP_MEDIAN, AMP_SIGMA = 5.0, 0.7  # log-normal effect norm (trait units) of active genes
 WELL_SD = 0.25  # per-well random effect on every trait
 ANNOTATION_SOURCES = ("CORUM", "HuMAP", "Reactome", "SIGNOR", "StringDB")
 

@@ -49,13 +49,22 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generato
         p_vignette[p] = b_vignette[b] + 0.05 * rng.standard_normal()
 
     edge = layout["is_edge"].to_numpy().astype(bool)
-    w_gain = np.exp(0.08 * rng.standard_normal((nw, c))) * np.where(edge, 1.12, 1.0)[:, None]
-    w_gamma = np.exp(0.06 * rng.standard_normal((nw, c)))
-    angle = rng.uniform(0, 2 * np.pi, nw)
-    illum = rng.uniform(0.08, 0.3, nw)
-    blur = p_blur[plate_idx] * np.exp(0.2 * rng.standard_normal(nw))
-    density = p_density[plate_idx] * np.exp(0.15 * rng.standard_normal(nw)) * np.where(edge, 0.75, 1.0)
-    photons = b_photons[batch_idx] * np.exp(0.2 * rng.standard_normal(nw))
+    w_gain = np.exp(0.035 * rng.standard_normal((nw, c))) * np.where(edge, 1.12, 1.0)[:, None]
+    w_gamma = np.exp(0.03 * rng.standard_normal((nw, c)))
+    # illumination: the microscope's flat-field gradient is a property of the plate's imaging
+    # run (amplitude and direction per plate) plus a small per-well residual (a well signature
+    # that per-image standardisation keeps)
+    p_angle = rng.uniform(0, 2 * np.pi, npl)
+    p_illum = rng.uniform(0.08, 0.3, npl)
+    w_angle = rng.uniform(0, 2 * np.pi, nw)
+    w_illum = rng.uniform(0.01, 0.03, nw)
+    gx = p_illum[plate_idx] * np.cos(p_angle[plate_idx]) + w_illum * np.cos(w_angle)
+    gy = p_illum[plate_idx] * np.sin(p_angle[plate_idx]) + w_illum * np.sin(w_angle)
+    illum = np.hypot(gx, gy)
+    angle = np.arctan2(gy, gx)
+    blur = p_blur[plate_idx] * np.exp(0.1 * rng.standard_normal(nw))
+    density = p_density[plate_idx] * np.exp(0.07 * rng.standard_normal(nw)) * np.where(edge, 0.75, 1.0)
+    photons = b_photons[batch_idx] * np.exp(0.14 * rng.standard_normal(nw))
     read = rng.uniform(0.003, 0.012, nw)
     return {
         "batch_index": batch_idx, "plate_index": plate_idx,

@@ -120,12 +120,14 @@ def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[
 
 
 def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns: np.ndarray,
-                 bank: TextureBank, h: int, scale: float, out_channels: tuple[str, ...]) -> np.ndarray:
+                 bank: TextureBank, h: int, scale: float,
+                 out_channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Render ``len(traits)`` sites.
 
     traits: (S, K) site-level traits (well latent + batch shift). nuis: per-site arrays
     (gain (S,C), offset, gamma, bleed (S,C), illum_*, vignette, blur, density, photons,
-    read_noise, pattern_amp, plate_index). Returns uint8 (S, C, h, h) in ``out_channels`` order.
+    read_noise, pattern_amp, plate_index). Returns uint8 (S, C, h, h) in ``out_channels`` order
+    and the number of cells whose centre lies inside each site (the ground-truth cell count).
     """
     s = traits.shape[0]
     t = lambda name: traits[:, T[name]]  # noqa: E731
@@ -140,11 +142,13 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     off = rng.uniform(0, spacing, (s, 2)) - spacing
     ny = node_y[None, :] + off[:, :1] + rng.uniform(-0.3, 0.3, (s, node_y.size)) * spacing
     nx = node_x[None, :] + off[:, 1:] + rng.uniform(-0.3, 0.3, (s, node_x.size)) * spacing
-    p_occ = np.clip(0.7 * np.exp(0.35 * t("cell_density")) * nuis["density"], 0.02, 0.97)
+    p_occ = np.clip(0.8 * np.exp(0.35 * t("cell_density")) * nuis["density"], 0.02, 0.97)
     keep = ((rng.random(ny.shape) < p_occ[:, None]) & (ny > -0.4 * spacing) & (ny < h + 0.4 * spacing)
             & (nx > -0.4 * spacing) & (nx < h + 0.4 * spacing))
     site, node = np.nonzero(keep)
     cy, cx = ny[site, node], nx[site, node]
+    inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < h)
+    cells_per_site = np.bincount(site[inside], minlength=s).astype(np.int32)
     nc = site.size
     ct = traits[site] + 0.3 * rng.standard_normal((nc, traits.shape[1]))  # per-cell variability
     cc = lambda name: ct[:, T[name]]  # noqa: E731
@@ -239,4 +243,4 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     x = np.power(x, nuis["gamma"].astype(np.float32)[:, :, None, None])
     var = x / nuis["photons"].astype(np.float32)[:, None, None, None] + (nuis["read_noise"] ** 2).astype(np.float32)[:, None, None, None]
     x = x + np.sqrt(var) * rng.standard_normal(x.shape, dtype=np.float32)
-    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8), cells_per_site

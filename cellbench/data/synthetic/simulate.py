@@ -81,6 +81,7 @@ class Screen:
     nuisance: dict[str, np.ndarray]
     site_well: np.ndarray  # (n_sites,) well index of each site
     site_number: np.ndarray  # (n_sites,) 1-based site number within the well
+    site_cells: np.ndarray  # (n_sites,) cells rendered in each site (-1 until it is rendered)
 
     @property
     def n_sites(self) -> int:
@@ -91,7 +92,10 @@ class Screen:
         for j, name in enumerate(B.TRAITS):
             cols[f"latent_{name}"] = self.latent[:, j]
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
-        return pl.DataFrame(cols)
+        cells = np.where(self.site_cells >= 0, self.site_cells, np.nan)
+        per_well = np.bincount(self.site_well, weights=cells, minlength=self.layout.height)
+        cols["cells_per_site"] = per_well / np.bincount(self.site_well, minlength=self.layout.height)
+        return pl.DataFrame(cols).with_columns(pl.col("cells_per_site").fill_nan(None))
 
     def iter_chunks(self, chunk: int | None = None, threads: int | None = None,
                     post: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> Iterator[tuple[np.ndarray, Any]]:
@@ -115,7 +119,9 @@ class Screen:
             nuis = {key: self.nuisance[key][w] for key in site_keys}
             traits = self.latent[w] + self.nuisance["batch_shift"][w]
             rng = preset_rng(cfg, 1000 + k)  # one stream per chunk: thread-safe
-            imgs = render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels)
+            imgs, cells = render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale,
+                                       cfg.channels)
+            self.site_cells[idx] = cells
             return idx, (post(idx, imgs) if post is not None else imgs)
 
         n_chunks = -(-self.n_sites // chunk)
@@ -148,4 +154,5 @@ def simulate(cfg: ScreenConfig) -> Screen:
     nuis = draw_nuisance(layout, len(cfg.channels), preset_rng(cfg, 606), cfg.cell_scale)
     site_well = np.repeat(np.arange(layout.height), cfg.sites_per_well)
     site_number = np.tile(np.arange(1, cfg.sites_per_well + 1), layout.height)
-    return Screen(cfg, layout, latent, nuis, site_well, site_number)
+    site_cells = np.full(site_well.size, -1, dtype=np.int32)
+    return Screen(cfg, layout, latent, nuis, site_well, site_number, site_cells)
