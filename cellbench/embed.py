@@ -448,13 +448,19 @@ def embed_dataset(
         raise InputError("the dataset has no sites to embed; check its site table and --data-dir")
     shard_wells = max(1, int(shard_wells))
     shards = [(s, min(s + shard_wells, len(wells))) for s in range(0, len(wells), shard_wells)]
-    shard_dir = target.parent / f".{target.stem}.shards"
+    # the shard folder is named by everything that decides a shard's rows: the cache key
+    # (model, weights, data, format, settings) and the cut; a killed run of another model or
+    # another cut into the same target never lends its shards to this one
+    shard_dir = _shard_dir(target, key, shard_wells)
     shard_dir.mkdir(parents=True, exist_ok=True)
 
     def shard_path(i: int) -> Path:
         return shard_dir / f"shard-{i:05d}.parquet"
 
-    mine = [i for i in range(len(shards)) if i % world == rank and not shard_path(i).is_file()]
+    def finished(i: int) -> bool:
+        return _valid_shard(shard_path(i), key, wells[shards[i][0] : shards[i][1]])
+
+    mine = [i for i in range(len(shards)) if i % world == rank and not finished(i)]
     total_sites = sum(len(rows[j]) for i in mine for j in range(*shards[i]))
     if mine:  # one site tells how many tiles a site gives, hence sites per batch
         probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
@@ -476,12 +482,42 @@ def embed_dataset(
         if rank != 0:
             return target
     _merge(target, shard_paths, wells, metadata, getattr(encoder, "finalize_wells", None))
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    for stale in _shard_dirs(target):  # ours, and those of killed runs now superseded
+        shutil.rmtree(stale, ignore_errors=True)
     if world > 1 and _dist_initialized():
         import torch.distributed as dist
 
         dist.barrier()  # the others return only once the merged file exists
     return target
+
+
+def _shard_dir(target: Path, key: str, shard_wells: int) -> Path:
+    return target.parent / f".{target.stem}.{key}-w{shard_wells}.shards"
+
+
+def _shard_dirs(target: Path) -> list[Path]:
+    """Every shard folder of ``target``, whatever its key (also the unkeyed ones of old runs)."""
+    import re
+
+    own = re.compile(re.escape(f".{target.stem}.") + r"([0-9a-f]{16}-w[0-9]+\.)?shards")
+    return [p for p in target.parent.glob(f".{target.stem}.*shards") if own.fullmatch(p.name) and p.is_dir()]
+
+
+def _valid_shard(path: Path, key: str, wells: Sequence[str]) -> bool:
+    """True when ``path`` is a finished shard of this cache key holding exactly ``wells``;
+    a shard that is not (unreadable, another key, other wells) is removed."""
+    if not path.is_file():
+        return False
+    try:
+        import pyarrow.parquet as pq
+
+        ok = read_metadata(path).get("cache_key") == key
+        ok = ok and pq.read_table(path, columns=[EMBEDDING_ID_COLUMN]).column(0).to_pylist() == list(wells)
+    except Exception:  # noqa: BLE001 - a damaged shard is redone, not trusted
+        ok = False
+    if not ok:
+        path.unlink(missing_ok=True)
+    return ok
 
 
 def _dist_initialized() -> bool:

@@ -322,3 +322,35 @@ def test_two_screens_with_the_same_site_ids_get_different_keys(tmp_path):
     assert data_hash(a) == data_hash(b)
     a.data_hash = "given"
     assert data_hash(a) == "given"
+
+
+def test_shards_of_another_model_are_not_merged_in(tmp_path):
+    """A killed embed leaves shards; embedding another model to the same file must not reuse
+    them (its rows would carry the first model's numbers under the second model's hash)."""
+    kw = dict(n_wells=6, sites_per_well=2, size=16)
+    channels = FakeDataset(**kw).channels
+    first = registry.create("random", channels=channels, input_size=16, patch_size=8, seed=0)
+    second = registry.create("random", channels=channels, input_size=16, patch_size=8, seed=1)
+    target = tmp_path / "E" / "x.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(first, _Dies(die_after=9, **kw), target, batch_size=2, progress=False,
+                      shard_wells=2, num_workers=0)
+    assert list(target.parent.glob(".*shards/shard-*.parquet"))  # the killed run's shards
+    got = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), target, batch_size=2, progress=False,
+                                        shard_wells=2, num_workers=0))
+    fresh = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), tmp_path / "fresh.parquet",
+                                          batch_size=2, progress=False, shard_wells=2, num_workers=0))
+    assert got.equals(fresh)
+    assert not list(target.parent.glob(".*shards"))  # the stale shards are gone too
+
+
+def test_shards_cut_with_another_shard_size_are_not_reused(tmp_path):
+    kw = dict(n_wells=6, sites_per_well=2, size=16)
+    enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
+    full = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "full.parquet", progress=False))
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(enc, _Dies(die_after=9, **kw), tmp_path / "x.parquet", batch_size=2, progress=False,
+                      shard_wells=2, num_workers=0)
+    path = embed_dataset(enc, FakeDataset(**kw), tmp_path / "x.parquet", batch_size=2, progress=False,
+                         shard_wells=3, num_workers=0)
+    assert pl.read_parquet(path).equals(full)
