@@ -63,6 +63,20 @@ def write_json_atomic(target: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def torch_save_atomic(target: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``target`` atomically, byte-reproducibly.
+
+    Given a path, torch names the archive's records after the file (``<name>/data.pkl``), and
+    the file written is the random temporary one: the same object would hash differently on
+    every save. Given a file object, torch names them ``archive/...``: a fixed name.
+    """
+    import torch
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(target)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes (streamed)."""
     h = hashlib.sha256()

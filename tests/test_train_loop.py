@@ -77,6 +77,23 @@ def test_same_seed_same_weights_other_seed_differs(dataset, tmp_path):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
 
+def test_same_seed_same_file_bytes(dataset, tmp_path):
+    """model.pt and checkpoint.pt are byte-reproducible: their SHA-256 names the weights."""
+    torch.set_num_threads(1)
+    a = _run(dataset, tmp_path / "a", max_steps=4, seed=3)
+    b = _run(dataset, tmp_path / "b", max_steps=4, seed=3)
+    assert a.model_path.read_bytes() == b.model_path.read_bytes()
+    assert a.checkpoint_path.read_bytes() == b.checkpoint_path.read_bytes()
+
+
+def test_resume_keeps_the_wall_clock_times(dataset, tmp_path):
+    torch.set_num_threads(1)
+    _run(dataset, tmp_path, stop_at=7)
+    resumed = _run(dataset, tmp_path, resume=True)
+    times = [h.get("time_s") for h in resumed.log["history"]]
+    assert all(t is not None and t >= 0 for t in times)
+
+
 def test_resume_refuses_another_config(dataset, tmp_path):
     from cellbench.errors import CellbenchError
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from cellbench.errors import CellbenchError
-from cellbench.io import atomic_path, write_json_atomic
+from cellbench.io import torch_save_atomic, write_json_atomic
 from cellbench.train import schedules
 from cellbench.train.ema import ema_update
 from cellbench.train.method import Method, StepInputs
@@ -49,6 +49,7 @@ from cellbench.train.presets import TrainConfig
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOG = "train_log.json"
+TIMES = "checkpoint_times.json"  # the wall-clock times of checkpoint.pt (not reproducible)
 BEST = "best_heldout.pt"  # the weights at the best held-out loss so far (early stopping)
 FORMAT = 1
 # fields that may change between a run and its resumption (they do not change the maths)
@@ -258,9 +259,9 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             start = int(state["step"])
-            history, health_log = list(state["history"]), list(state["health"])
+            history, elapsed_before = _restore_times(ckpt_path, state)
+            health_log = list(state["health"])
             warnings = list(state["warnings"])
-            elapsed_before = float(state["elapsed_s"])
         best_path = out_dir / BEST
         if main and start == 0:  # a fresh run: the best weights of an earlier run do not count
             best_path.unlink(missing_ok=True)
@@ -438,8 +439,7 @@ def _save_best(path: Path, method: Method, health_log: list[dict]) -> None:
     """Write the weights (and step) to ``path`` when the latest health check is the best so far."""
     checks, best = _heldout_checks(health_log)
     if checks and checks[best] is health_log[-1]:
-        with atomic_path(path) as tmp:
-            torch.save({"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()}, tmp)
+        torch_save_atomic(path, {"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()})
 
 
 def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: list[str]) -> int | None:
@@ -521,25 +521,44 @@ def _meta(model_name, seed, config, step, dataset, sampler) -> dict[str, Any]:
 
 def _save_checkpoint(path, method, optimizer, model_name, seed, config, step, history,
                      health_log, warnings, elapsed, dataset, sampler) -> None:
+    """``checkpoint.pt`` holds only what the same seed reproduces bit for bit; the wall-clock
+    times (elapsed seconds, each log record's ``time_s``) go beside it in ``TIMES``."""
     state = _meta(model_name, seed, config, step, dataset, sampler)
     state.update(
         state_dict=method.state_dict(),
         optimizer=optimizer.state_dict(),
         rng=torch.get_rng_state(),
-        history=history,
+        history=[{k: v for k, v in h.items() if k != "time_s"} for h in history],
         health=health_log,
         warnings=warnings,
-        elapsed_s=elapsed,
     )
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    torch_save_atomic(path, state)
+    times = {"step": int(step), "elapsed_s": float(elapsed), "time_s": [h.get("time_s") for h in history]}
+    write_json_atomic(Path(path).with_name(TIMES), times)
+
+
+def _restore_times(path: Path, state: dict) -> tuple[list[dict[str, Any]], float]:
+    """The checkpoint's history with its ``time_s`` put back, and the elapsed seconds, from
+    ``TIMES`` when it belongs to this checkpoint (else the times are unknown: 0 s)."""
+    import json
+
+    history = [dict(h) for h in state["history"]]
+    try:
+        times = json.loads(Path(path).with_name(TIMES).read_text())
+        if int(times["step"]) != int(state["step"]) or len(times["time_s"]) != len(history):
+            raise ValueError("another checkpoint's times")
+    except (OSError, ValueError, KeyError, TypeError):
+        return history, float(state.get("elapsed_s", 0.0))  # a checkpoint of an older format
+    for record, t in zip(history, times["time_s"], strict=True):
+        if t is not None:
+            record["time_s"] = t
+    return history, float(times["elapsed_s"])
 
 
 def _save_model(path, method, model_name, seed, config, step, dataset, sampler) -> None:
     state = _meta(model_name, seed, config, step, dataset, sampler)
     state["state_dict"] = method.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    torch_save_atomic(path, state)
 
 
 def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig) -> dict:
