@@ -354,3 +354,62 @@ def test_shards_cut_with_another_shard_size_are_not_reused(tmp_path):
     path = embed_dataset(enc, FakeDataset(**kw), tmp_path / "x.parquet", batch_size=2, progress=False,
                          shard_wells=3, num_workers=0)
     assert pl.read_parquet(path).equals(full)
+
+
+CONCURRENT_WORKER = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fakes_imaging import FakeDataset
+from cellbench import registry
+from cellbench.embed import embed_dataset
+
+class Slow(FakeDataset):
+    def read_sites(self, indices):
+        while not Path(sys.argv[3]).exists():  # the other process is about to embed too
+            time.sleep(0.05)
+        time.sleep(0.3)
+        return super().read_sites(indices)
+
+data = Slow(n_wells=6, sites_per_well=2, size=16)
+enc = registry.create("pixel-stats", channels=data.channels)
+if sys.argv[4] == "second":
+    Path(sys.argv[3]).touch()
+path = embed_dataset(enc, data, sys.argv[1], batch_size=2, shard_wells=2, progress=False, num_workers=0)
+Path(sys.argv[2]).write_text(json.dumps({{"path": str(path), "reads": data.reads}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_embedding_one_target_share_the_work(tmp_path):
+    """The second waits for the first (a lock per target) and reuses its file, instead of
+    racing it for the shard folder the first removes when it finishes."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "worker.py"
+    script.write_text(CONCURRENT_WORKER.format(tests=str(Path(__file__).parent)))
+    target = tmp_path / "E" / "x.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(k: int, role: str) -> subprocess.Popen:
+        args = [sys.executable, str(script), str(target), str(tmp_path / f"r{k}.json"), str(tmp_path / "ready"), role]
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start(0, "first")  # starts embedding, then waits until the second is ready
+    time.sleep(1.0)
+    second = start(1, "second")
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"r{k}.json").read_text()) for k in (0, 1))
+    assert r0["path"] == r1["path"] == str(target)
+    assert r1["reads"] == 0  # waited, then reused the finished file
+    data = FakeDataset(n_wells=6, sites_per_well=2, size=16)
+    alone = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one.parquet",
+                          progress=False)
+    assert pl.read_parquet(target).equals(pl.read_parquet(alone))
+    assert not list(target.parent.glob(".*shards"))
