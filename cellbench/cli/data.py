@@ -85,7 +85,7 @@ def check(
     import numpy as np
 
     from cellbench.data import load_dataset
-    from cellbench.data.synthetic.generate import verify_manifest
+    from cellbench.data.manifest import verify_manifest
     from cellbench.errors import InputError
 
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
