@@ -361,6 +361,27 @@ def _progress(enabled: bool, total: int, description: str):
         yield lambda n: bar.advance(task, n)
 
 
+def check_out(out: Path) -> None:
+    """Before any work: ``out`` is a folder (or a place for one) or a ``.parquet`` path that is
+    new or an earlier cellbench embedding, somewhere writable."""
+    from cellbench.io import check_writable
+
+    if out.suffix == ".parquet":
+        if out.is_dir():
+            raise InputError(f"--out {out} is a folder; pass a new .parquet path, or the folder without .parquet.")
+        if out.exists():
+            try:
+                ours = "cache_key" in read_metadata(out)
+            except Exception:  # noqa: BLE001 - not a parquet file at all
+                ours = False
+            if not ours:
+                raise InputError(f"--out {out} exists and is not a cellbench embeddings file; "
+                                 "pass another path, or delete it first.")
+    elif out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder, or a path ending in .parquet.")
+    check_writable(out)
+
+
 def output_path(out: str | os.PathLike, model: str, key: str) -> Path:
     """``out`` itself when it ends in ``.parquet``, else ``out/{model}-{key}.parquet``."""
     out = Path(out)
@@ -400,6 +421,10 @@ def embed_dataset(
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and "LOCAL_RANK" in os.environ:
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    from cellbench.device import check_device
+
+    check_device(device)
+    check_out(Path(out_path))
     encoder.to(device).eval()
 
     plan = channel_plan(dataset.channels, () if encoder.embeds_wells else encoder.channels)

@@ -328,16 +328,24 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
     if not_numeric:
         raise InputError(f"feature columns {not_numeric[:3]} of {path} are not numeric. Fix: store features as floats.")
     dtype = np.float64 if all(schema[c] == pl.Float64 for c in feats) else np.float32
-    ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
-    if ids.null_count():
-        raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
-    out = np.empty((len(ids), len(feats)), dtype=dtype)
-    group = 64
-    for start in range(0, len(feats), group):
-        cols = feats[start : start + group]
-        block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
-        out[:, start : start + len(cols)] = block.to_numpy()
-        progress("read", start + len(cols), len(feats))
+    try:
+        ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
+        if ids.null_count():
+            raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+        out = np.empty((len(ids), len(feats)), dtype=dtype)
+        group = 64
+        for start in range(0, len(feats), group):
+            cols = feats[start : start + group]
+            block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+            out[:, start : start + len(cols)] = block.to_numpy()
+            progress("read", start + len(cols), len(feats))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged data page fails in several ways
+        raise InputError(
+            f"cannot read the values of {path} ({type(exc).__name__}); the file is damaged. "
+            "Fix: write or download the embeddings again."
+        ) from None
     return ids, out
 
 

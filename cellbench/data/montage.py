@@ -75,6 +75,11 @@ def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0, pertur
 
 def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int = 6, seed: int = 0,
                   perturbations=None) -> str:
+    from cellbench.errors import InputError
+
+    if n_rows < 1 or n_cols < 1:
+        raise InputError(f"a montage needs at least one row and one column (got --rows {n_rows} "
+                         f"--cols {n_cols}); pass e.g. --rows 6 --cols 6.")
     import matplotlib
 
     matplotlib.use("Agg")

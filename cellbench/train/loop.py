@@ -52,6 +52,8 @@ LOG = "train_log.json"
 TIMES = "checkpoint_times.json"  # the wall-clock times of checkpoint.pt (not reproducible)
 BEST = "best_heldout.pt"  # the weights at the best held-out loss so far (early stopping)
 FORMAT = 1
+_CHECKPOINT_KEYS = frozenset({"model", "seed", "config", "step", "state_dict", "optimizer", "rng",
+                              "history", "health", "warnings"})
 # fields that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE_CHANGES = {"time_budget_s", "checkpoint_every", "health_every", "log_every"}
 
@@ -216,9 +218,11 @@ def train(
     ``recall_probe(method) -> {"probe_recall": ...}`` (:mod:`cellbench.train.probe`) is scored
     at step 0 and at every health check, on rank 0.
     """
+    from cellbench.device import check_device
     from cellbench.train.methods import build_method, check_trainable
 
     check_trainable(model_name)
+    check_device(device)
     out_dir = Path(out_dir)
     world, rank, own_group = _dist_env(device)
     main = rank == 0
@@ -569,6 +573,12 @@ def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt - delete "
             "it to start the run again, or restore a good copy."
         ) from exc
+    missing = sorted(_CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["(not a dict)"]
+    if missing:
+        raise CellbenchError(
+            f"{path} is not a cellbench training checkpoint (missing {', '.join(missing)}); delete it "
+            "to start the run again, or drop --resume and use another --out directory."
+        )
     if state.get("model") != model_name or int(state.get("seed", -1)) != seed:
         raise CellbenchError(
             f"checkpoint {path} belongs to model {state.get('model')!r} seed {state.get('seed')}, "
