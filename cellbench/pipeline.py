@@ -110,6 +110,9 @@ def run_pipeline(
         raise CellbenchError(f"--steps needs a trainable model and a number >= 0 (got {steps} for {model!r}).")
     if data == "rxrx3-core" and record.get("family") == "reference":
         raise CellbenchError(f"{model!r} reads the simulator's ground truth; it only runs with --data synthetic.")
+    from cellbench.device import check_device
+
+    check_device(device)
     size = DATA_SIZE[preset]
     ckpt_name = custom_checkpoint_id(checkpoint) if checkpoint else checkpoint_id(model, record, preset, seed, prototypes, steps)
     dataset_name = dataset_id(data, size)

@@ -94,6 +94,11 @@ CASES = {
     "data show --rows 0": lambda t: ["data", "show", "synthetic-bray", "--out", str(t / "m.png"), "--rows", "0"],
     "data show --rows -3": lambda t: ["data", "show", "synthetic-bray", "--out", str(t / "m.png"), "--rows", "-3"],
     "data show --cols 0": lambda t: ["data", "show", "synthetic-bray", "--out", str(t / "m.png"), "--cols", "0"],
+    "data show --out under a file": lambda t: (t / "afile").write_text("x") and [
+        "data", "show", "synthetic-bray", "--out", str(t / "afile" / "m.png")],
+    "data generate --out under a file": lambda t: (t / "afile").write_text("x") and [
+        "data", "generate", "synthetic-bray", "--size", "tiny", "--out", str(t / "afile" / "screen")],
+    "run --device foo": lambda t: ["run", "--model", "oracle", "--preset", "tiny", "--device", "foo", "--quiet"],
     "vit-imagenet random-bytes checkpoint": random_checkpoint,
     "embed --device foo": lambda t: [*EMBED, "--out", str(t / "e"), "--device", "foo"],
     "train --device foo": lambda t: [*TRAIN, "--out", str(t / "r"), "--device", "foo"],

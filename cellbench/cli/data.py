@@ -26,6 +26,10 @@ def generate(
     from cellbench.data.synthetic import generate_screen
     from cellbench.data.synthetic.generate import read_manifest
 
+    if out is not None:
+        from cellbench.io import check_writable
+
+        check_writable(out)
     t0 = time.perf_counter()
     path = generate_screen(name, size, seed, out)
     man = read_manifest(path) or {}
