@@ -11,7 +11,10 @@ the data hash.
 Robustness (quality.md R2): the wells are cut into shards; each finished shard is written
 atomically and a killed run resumes without redoing them; under ``torchrun`` rank r embeds
 shards r, r + W, ... and rank 0 merges them (de-duplicating wells by id). The final file is
-cached by model + weights + data + settings: a second call returns it at once.
+cached by model + weights + data + settings: a second call returns it at once. Shards live in
+a folder named by that cache key and the shard size, and a shard is reused only when its
+key and wells match, so a killed run of another model never lends its rows. One process at a
+time embeds a target (a lock file beside it): a second one waits, then reuses the file.
 """
 
 from __future__ import annotations
@@ -379,7 +382,7 @@ def check_out(out: Path) -> None:
                                  "pass another path, or delete it first.")
     elif out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a folder, or a path ending in .parquet.")
-    check_writable(out)
+    check_writable(out if out.suffix == ".parquet" else out / "embeddings.parquet")
 
 
 def output_path(out: str | os.PathLike, model: str, key: str) -> Path:

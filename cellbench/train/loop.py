@@ -19,7 +19,9 @@ What it guarantees (issue 4 item 6, quality.md R2/R3):
   a frozen MSN loss (constant CE and me-max) is reported as a warning.
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (to resume; always the last weights), ``model.pt``
-(what encoders load), ``train_log.json`` (losses, schedules, health, warnings, timings). With
+(what encoders load), ``train_log.json`` (losses, schedules, health, warnings, timings). The
+``.pt`` files are byte-reproducible (same seed, same SHA-256): the wall-clock times a resume
+needs are kept beside the checkpoint in ``checkpoint_times.json``. With
 ``early_stop_patience`` and a method that validates on held-out wells (ViT-WSL),
 ``best_heldout.pt`` holds the weights of the best held-out loss so far; ``model.pt`` is written
 from it (its step is ``restored_best_step`` in the log), so early stopping keeps the best weights,
