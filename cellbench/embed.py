@@ -11,7 +11,10 @@ the data hash.
 Robustness (quality.md R2): the wells are cut into shards; each finished shard is written
 atomically and a killed run resumes without redoing them; under ``torchrun`` rank r embeds
 shards r, r + W, ... and rank 0 merges them (de-duplicating wells by id). The final file is
-cached by model + weights + data + settings: a second call returns it at once.
+cached by model + weights + data + settings: a second call returns it at once. Shards live in
+a folder named by that cache key and the shard size, and a shard is reused only when its
+key and wells match, so a killed run of another model never lends its rows. One process at a
+time embeds a target (a lock file beside it): a second one waits, then reuses the file.
 """
 
 from __future__ import annotations
@@ -361,6 +364,27 @@ def _progress(enabled: bool, total: int, description: str):
         yield lambda n: bar.advance(task, n)
 
 
+def check_out(out: Path) -> None:
+    """Before any work: ``out`` is a folder (or a place for one) or a ``.parquet`` path that is
+    new or an earlier cellbench embedding, somewhere writable."""
+    from cellbench.io import check_writable
+
+    if out.suffix == ".parquet":
+        if out.is_dir():
+            raise InputError(f"--out {out} is a folder; pass a new .parquet path, or the folder without .parquet.")
+        if out.exists():
+            try:
+                ours = "cache_key" in read_metadata(out)
+            except Exception:  # noqa: BLE001 - not a parquet file at all
+                ours = False
+            if not ours:
+                raise InputError(f"--out {out} exists and is not a cellbench embeddings file; "
+                                 "pass another path, or delete it first.")
+    elif out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder, or a path ending in .parquet.")
+    check_writable(out if out.suffix == ".parquet" else out / "embeddings.parquet")
+
+
 def output_path(out: str | os.PathLike, model: str, key: str) -> Path:
     """``out`` itself when it ends in ``.parquet``, else ``out/{model}-{key}.parquet``."""
     out = Path(out)
@@ -400,6 +424,10 @@ def embed_dataset(
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and "LOCAL_RANK" in os.environ:
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    from cellbench.device import check_device
+
+    check_device(device)
+    check_out(Path(out_path))
     encoder.to(device).eval()
 
     plan = channel_plan(dataset.channels, () if encoder.embeds_wells else encoder.channels)
@@ -443,45 +471,110 @@ def embed_dataset(
             _write_parquet(target, ids, values, metadata)
         return target
 
-    wells, rows = _wells_and_sites(dataset)
-    if not wells:
-        raise InputError("the dataset has no sites to embed; check its site table and --data-dir")
-    shard_wells = max(1, int(shard_wells))
-    shards = [(s, min(s + shard_wells, len(wells))) for s in range(0, len(wells), shard_wells)]
-    shard_dir = target.parent / f".{target.stem}.shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-
-    def shard_path(i: int) -> Path:
-        return shard_dir / f"shard-{i:05d}.parquet"
-
-    mine = [i for i in range(len(shards)) if i % world == rank and not shard_path(i).is_file()]
-    total_sites = sum(len(rows[j]) for i in mine for j in range(*shards[i]))
-    if mine:  # one site tells how many tiles a site gives, hence sites per batch
-        probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
-        _, tiles_per_site = tile(torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles)
-    def write_shard(i: int, shard_wells_: list[str], means: np.ndarray, n_sites: np.ndarray) -> None:
-        _write_parquet(shard_path(i), shard_wells_, means, {**metadata, "shard": str(i)}, {"n_sites": n_sites})
-
-    todo = [(i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine]
-    workers = _default_workers(dataset) if num_workers is None else int(num_workers)
-    with _progress(progress and total_sites > 0, total_sites, f"embed {encoder.name}") as advance:
-        if todo:
-            _embed_shards(
-                encoder, dataset, todo, plan, batch_size, max_tiles, tiles_per_site, workers, advance, write_shard
-            )
-
-    shard_paths = [shard_path(i) for i in range(len(shards))]
-    if world > 1:
-        _wait_for_shards(shard_paths, target, key, merge_timeout_s, rank)
-        if rank != 0:
+    # one process per target at a time: a second waits, then takes the finished file (it
+    # would otherwise race the first for the shard folder the first removes when done)
+    with _target_lock(target, world, merge_timeout_s):
+        if world == 1 and _is_done(target, key):
             return target
-    _merge(target, shard_paths, wells, metadata, getattr(encoder, "finalize_wells", None))
-    shutil.rmtree(shard_dir, ignore_errors=True)
-    if world > 1 and _dist_initialized():
-        import torch.distributed as dist
+        wells, rows = _wells_and_sites(dataset)
+        if not wells:
+            raise InputError("the dataset has no sites to embed; check its site table and --data-dir")
+        shard_wells = max(1, int(shard_wells))
+        shards = [(s, min(s + shard_wells, len(wells))) for s in range(0, len(wells), shard_wells)]
+        # the shard folder is named by everything that decides a shard's rows: the cache key
+        # (model, weights, data, format, settings) and the cut; a killed run of another model or
+        # another cut into the same target never lends its shards to this one
+        shard_dir = _shard_dir(target, key, shard_wells)
+        shard_dir.mkdir(parents=True, exist_ok=True)
 
-        dist.barrier()  # the others return only once the merged file exists
-    return target
+        def shard_path(i: int) -> Path:
+            return shard_dir / f"shard-{i:05d}.parquet"
+
+        def finished(i: int) -> bool:
+            return _valid_shard(shard_path(i), key, wells[shards[i][0] : shards[i][1]])
+
+        mine = [i for i in range(len(shards)) if i % world == rank and not finished(i)]
+        total_sites = sum(len(rows[j]) for i in mine for j in range(*shards[i]))
+        if mine:  # one site tells how many tiles a site gives, hence sites per batch
+            probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
+            _, tiles_per_site = tile(torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles)
+        def write_shard(i: int, shard_wells_: list[str], means: np.ndarray, n_sites: np.ndarray) -> None:
+            _write_parquet(shard_path(i), shard_wells_, means, {**metadata, "shard": str(i)}, {"n_sites": n_sites})
+
+        todo = [(i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine]
+        workers = _default_workers(dataset) if num_workers is None else int(num_workers)
+        with _progress(progress and total_sites > 0, total_sites, f"embed {encoder.name}") as advance:
+            if todo:
+                _embed_shards(
+                    encoder, dataset, todo, plan, batch_size, max_tiles, tiles_per_site, workers, advance, write_shard
+                )
+
+        shard_paths = [shard_path(i) for i in range(len(shards))]
+        if world > 1:
+            _wait_for_shards(shard_paths, target, key, merge_timeout_s, rank)
+            if rank != 0:
+                return target
+        _merge(target, shard_paths, wells, metadata, getattr(encoder, "finalize_wells", None))
+        for stale in _shard_dirs(target):  # ours, and those of killed runs now superseded
+            shutil.rmtree(stale, ignore_errors=True)
+        if world > 1 and _dist_initialized():
+            import torch.distributed as dist
+
+            dist.barrier()  # the others return only once the merged file exists
+        return target
+
+
+@contextlib.contextmanager
+def _target_lock(target: Path, world: int, timeout_s: float):
+    """Hold ``target``'s lock file while it is embedded (single process; the ranks of one
+    ``torchrun`` share the work instead)."""
+    if world > 1:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(target.parent / f".{target.name}.lock")
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise CellbenchError(
+            f"another process has been embedding {target} for over {timeout_s:.0f} s; wait for it to "
+            f"finish, or stop it and run again (finished shards are kept)"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _shard_dir(target: Path, key: str, shard_wells: int) -> Path:
+    return target.parent / f".{target.stem}.{key}-w{shard_wells}.shards"
+
+
+def _shard_dirs(target: Path) -> list[Path]:
+    """Every shard folder of ``target``, whatever its key (also the unkeyed ones of old runs)."""
+    import re
+
+    own = re.compile(re.escape(f".{target.stem}.") + r"([0-9a-f]{16}-w[0-9]+\.)?shards")
+    return [p for p in target.parent.glob(f".{target.stem}.*shards") if own.fullmatch(p.name) and p.is_dir()]
+
+
+def _valid_shard(path: Path, key: str, wells: Sequence[str]) -> bool:
+    """True when ``path`` is a finished shard of this cache key holding exactly ``wells``;
+    a shard that is not (unreadable, another key, other wells) is removed."""
+    if not path.is_file():
+        return False
+    try:
+        import pyarrow.parquet as pq
+
+        ok = read_metadata(path).get("cache_key") == key
+        ok = ok and pq.read_table(path, columns=[EMBEDDING_ID_COLUMN]).column(0).to_pylist() == list(wells)
+    except Exception:  # noqa: BLE001 - a damaged shard is redone, not trusted
+        ok = False
+    if not ok:
+        path.unlink(missing_ok=True)
+    return ok
 
 
 def _dist_initialized() -> bool:

@@ -9,8 +9,9 @@ Two entry points:
   ``feature_0..feature_{D-1}``, read in record batches straight into one preallocated array) and
   ``metadata_rxrx3_core.csv``; validates everything, then writes ``gene_gene.csv``,
   ``compound_gene.csv``, ``batch.csv`` and ``results.json`` (configuration, versions, input
-  SHA-256, timings per stage) into the output folder, each atomically, and only once every score
-  is computed: on an error nothing is written.
+  SHA-256, timings per stage) as one set: only once every score is computed, into a temporary
+  folder that then replaces the output folder as a whole. On an error nothing is written, and
+  the folder never mixes the files of two runs.
 
 Order (evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
 (null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
@@ -35,7 +36,13 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from cellbench.errors import InputError, NotFoundError
-from cellbench.io import sha256_file, write_json_atomic, write_text_atomic
+from cellbench.io import (
+    atomic_dir,
+    check_writable,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 from cellbench.maps.align import ALIGNMENTS
 from cellbench.maps.build import build_map_full
 from cellbench.maps.labels import wells_from_rxrx3
@@ -46,6 +53,8 @@ from cellbench.schema import COMPOUND, CRISPR, EMBEDDING_ID_COLUMN, FEATURE_PREF
 TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
 NULL_SCOPES: tuple[str, ...] = ("all", "genes")
 STAGES: tuple[str, ...] = ("read", "map", "gene_gene", "compound_gene", "batch", "write")
+#: what an output folder may hold: it is replaced as a whole, so it must hold nothing else
+RESULT_FILES: tuple[str, ...] = ("gene_gene.csv", "compound_gene.csv", "batch.csv", "results.json")
 
 #: progress(stage, done, total) - called as stages advance (the CLI draws bars from it)
 Progress = Callable[[str, float, float], None]
@@ -319,16 +328,24 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
     if not_numeric:
         raise InputError(f"feature columns {not_numeric[:3]} of {path} are not numeric. Fix: store features as floats.")
     dtype = np.float64 if all(schema[c] == pl.Float64 for c in feats) else np.float32
-    ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
-    if ids.null_count():
-        raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
-    out = np.empty((len(ids), len(feats)), dtype=dtype)
-    group = 64
-    for start in range(0, len(feats), group):
-        cols = feats[start : start + group]
-        block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
-        out[:, start : start + len(cols)] = block.to_numpy()
-        progress("read", start + len(cols), len(feats))
+    try:
+        ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
+        if ids.null_count():
+            raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+        out = np.empty((len(ids), len(feats)), dtype=dtype)
+        group = 64
+        for start in range(0, len(feats), group):
+            cols = feats[start : start + group]
+            block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+            out[:, start : start + len(cols)] = block.to_numpy()
+            progress("read", start + len(cols), len(feats))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged data page fails in several ways
+        raise InputError(
+            f"cannot read the values of {path} ({type(exc).__name__}); the file is damaged. "
+            "Fix: write or download the embeddings again."
+        ) from None
     return ids, out
 
 
@@ -395,9 +412,7 @@ def evaluate_files(
     """Score the release files and write the result files into ``out_dir`` (see module doc)."""
     progress = progress or _noop
     _check_options(align, null, seeds, tasks, sources)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} is a file. Fix: pass a folder for the results.")
+    out_dir = _check_out_dir(Path(out_dir))
     t0 = time.perf_counter()
     ids, feats = read_embeddings(embeddings, progress)
     meta = read_metadata(metadata)
@@ -423,11 +438,27 @@ def evaluate_files(
         files["compound_gene.csv"] = _csv(compound_gene_frame(result["scores"]["compound_gene"]))
     if "batch" in result["scores"]:
         files["batch.csv"] = _csv(batch_frame(result["scores"]["batch"]))
-    for name, text in files.items():
-        write_text_atomic(out_dir / name, text)
-    result["timings"]["write"] = time.perf_counter() - t0
-    result["files"] = sorted(files) + ["results.json"]
-    result = _jsonable(result)
-    write_json_atomic(out_dir / "results.json", result)  # last: its presence marks a complete run
+    with atomic_dir(out_dir) as tmp:  # the folder is replaced as a set: no file of an older run stays
+        for name, text in files.items():
+            write_text_atomic(tmp / name, text)
+        result["timings"]["write"] = time.perf_counter() - t0
+        result["files"] = sorted(files) + ["results.json"]
+        result = _jsonable(result)
+        write_json_atomic(tmp / "results.json", result)
     progress("write", 1, 1)
     return result
+
+
+def _check_out_dir(out_dir: Path) -> Path:
+    """Before any work: ``--out`` must be a new folder, or one holding only earlier results
+    (it is replaced as a whole), somewhere writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file. Fix: pass a folder for the results.")
+    if out_dir.is_dir():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in RESULT_FILES)
+        if others:
+            raise InputError(
+                f"--out {out_dir} holds other files ({', '.join(others[:3])}{'...' if len(others) > 3 else ''}); "
+                "the results replace the folder as a whole. Fix: pass a new folder, or an earlier result folder."
+            )
+    return check_writable(out_dir)

@@ -2,7 +2,9 @@
 
 Every file cellbench writes goes through :func:`atomic_path`: it is written to a
 temporary file in the same directory and renamed into place, so a killed run
-never leaves a half-written file that a later run would take as complete.
+never leaves a half-written file that a later run would take as complete. A folder
+of results that belong together goes through :func:`atomic_dir`: it is written as a
+whole beside its target and swapped in, so it always holds one run's complete output.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from cellbench.errors import InputError
 
 
 def _read_umask() -> int:
@@ -49,6 +55,75 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; on success it replaces ``target`` as a
+    whole (the old folder is moved aside, then removed).
+
+    On an exception the temporary folder is removed and ``target`` is left untouched. When two
+    writers finish at once, the folder is one of their outputs, never a mix of both.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(new: Path, target: Path, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        try:
+            os.rename(new, target)  # succeeds when target is absent (or an empty folder)
+            return
+        except OSError:
+            try:
+                mode = os.lstat(target).st_mode  # one look: another writer may move it any time
+            except FileNotFoundError:  # moved aside by another writer just now: try again
+                continue
+            if not stat.S_ISDIR(mode):  # a file or a link is not a result folder to replace
+                raise
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        try:
+            os.rename(target, aside)  # replaces the empty placeholder
+        except FileNotFoundError:  # another writer moved it first: try again
+            aside.rmdir()
+            continue
+        try:
+            os.rename(new, target)
+        except OSError:  # another writer swapped theirs in meanwhile: move it aside too
+            shutil.rmtree(aside, ignore_errors=True)
+            continue
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    raise OSError(f"could not replace {target}: other writers kept replacing it")
+
+
+def check_writable(target: str | os.PathLike, option: str = "--out") -> Path:
+    """Raise an :class:`InputError` naming the fix unless ``target`` can be created or replaced:
+    its nearest existing folder must be a writable folder (not a file). Run it before any work."""
+    target = Path(target)
+    probe = target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{option} {target} lies under {probe}, which is a file. Fix: pass a path in a folder.")
+    try:  # os.access is not enough (it says yes to root on a read-only mount)
+        fd, name = tempfile.mkstemp(prefix=".cellbench-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise InputError(
+            f"{option} {target}: cannot write in {probe} ({exc.strerror or exc}). "
+            "Fix: pass a folder you can write to, or fix its permissions."
+        ) from None
+    return target
+
+
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -61,6 +136,20 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(target: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def torch_save_atomic(target: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``target`` atomically, byte-reproducibly.
+
+    Given a path, torch names the archive's records after the file (``<name>/data.pkl``), and
+    the file written is the random temporary one: the same object would hash differently on
+    every save. Given a file object, torch names them ``archive/...``: a fixed name.
+    """
+    import torch
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(target)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -49,6 +49,27 @@ def checkpoint_id(name: str, record: dict[str, Any], preset: str, seed: int,
     return "released" if record.get("weights") else "none"
 
 
+def custom_checkpoint_id(checkpoint: str | Path) -> str:
+    """How a result names user-given weights: by their content (SHA-256), never by the file
+    name, so two different ``model.pt`` files never share stored results."""
+    import hashlib
+
+    from cellbench.io import sha256_file
+
+    path = Path(checkpoint)
+    if path.is_file():
+        digest = sha256_file(path)
+    elif path.is_dir():  # a weights folder: every file's relative path and content
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode())
+        digest = h.hexdigest()
+    else:
+        raise NotFoundError(f"checkpoint {checkpoint} does not exist; pass the path of a model.pt "
+                            "that `cellbench train` wrote (or a weights file/folder).")
+    return f"custom-{digest[:16]}"
+
+
 def dataset_id(data: str, size: str) -> str:
     return f"{EVAL_DATA}-{size}" if data == "synthetic" else data
 
@@ -89,8 +110,11 @@ def run_pipeline(
         raise CellbenchError(f"--steps needs a trainable model and a number >= 0 (got {steps} for {model!r}).")
     if data == "rxrx3-core" and record.get("family") == "reference":
         raise CellbenchError(f"{model!r} reads the simulator's ground truth; it only runs with --data synthetic.")
+    from cellbench.device import check_device
+
+    check_device(device)
     size = DATA_SIZE[preset]
-    ckpt_name = "custom-" + Path(checkpoint).stem if checkpoint else checkpoint_id(model, record, preset, seed, prototypes, steps)
+    ckpt_name = custom_checkpoint_id(checkpoint) if checkpoint else checkpoint_id(model, record, preset, seed, prototypes, steps)
     dataset_name = dataset_id(data, size)
     store = ResultsStore()
     result = RunResult(model, ckpt_name, dataset_name)

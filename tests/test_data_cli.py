@@ -57,3 +57,34 @@ def test_check_finds_a_modified_file(tmp_path):
     gt.write_bytes(gt.read_bytes()[:-1] + b"x")
     res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
     assert res.exit_code == 2 and "ground_truth.parquet" in res.output
+
+
+def _screen_copy(tmp_path):
+    import shutil
+
+    out = tmp_path / "rx"
+    shutil.copytree(ensure_screen("synthetic-rxrx3-core", "tiny", 0), out)
+    return out
+
+
+def test_check_refuses_manifest_paths_outside_the_screen(tmp_path):
+    """A manifest entry may not make `data check` look at files outside the data root."""
+    from cellbench.io import sha256_file
+
+    out = _screen_copy(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of the screen")
+    man = json.loads((out / "manifest.json").read_text())
+    man["files"].append({"path": "../secret.txt", "bytes": secret.stat().st_size, "sha256": sha256_file(secret)})
+    (out / "manifest.json").write_text(json.dumps(man))
+    res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "../secret.txt" in text and "outside" in text, res.output
+
+
+def test_check_reports_a_malformed_manifest(tmp_path):
+    out = _screen_copy(tmp_path)
+    (out / "manifest.json").write_text(json.dumps({"files": [{"name": "x"}]}))
+    res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
+    assert res.exit_code == 2 and "manifest" in res.output, res.output
+    assert isinstance(res.exception, SystemExit)  # a clean exit, not a KeyError

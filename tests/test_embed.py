@@ -322,3 +322,94 @@ def test_two_screens_with_the_same_site_ids_get_different_keys(tmp_path):
     assert data_hash(a) == data_hash(b)
     a.data_hash = "given"
     assert data_hash(a) == "given"
+
+
+def test_shards_of_another_model_are_not_merged_in(tmp_path):
+    """A killed embed leaves shards; embedding another model to the same file must not reuse
+    them (its rows would carry the first model's numbers under the second model's hash)."""
+    kw = dict(n_wells=6, sites_per_well=2, size=16)
+    channels = FakeDataset(**kw).channels
+    first = registry.create("random", channels=channels, input_size=16, patch_size=8, seed=0)
+    second = registry.create("random", channels=channels, input_size=16, patch_size=8, seed=1)
+    target = tmp_path / "E" / "x.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(first, _Dies(die_after=9, **kw), target, batch_size=2, progress=False,
+                      shard_wells=2, num_workers=0)
+    assert list(target.parent.glob(".*shards/shard-*.parquet"))  # the killed run's shards
+    got = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), target, batch_size=2, progress=False,
+                                        shard_wells=2, num_workers=0))
+    fresh = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), tmp_path / "fresh.parquet",
+                                          batch_size=2, progress=False, shard_wells=2, num_workers=0))
+    assert got.equals(fresh)
+    assert not list(target.parent.glob(".*shards"))  # the stale shards are gone too
+
+
+def test_shards_cut_with_another_shard_size_are_not_reused(tmp_path):
+    kw = dict(n_wells=6, sites_per_well=2, size=16)
+    enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
+    full = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "full.parquet", progress=False))
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(enc, _Dies(die_after=9, **kw), tmp_path / "x.parquet", batch_size=2, progress=False,
+                      shard_wells=2, num_workers=0)
+    path = embed_dataset(enc, FakeDataset(**kw), tmp_path / "x.parquet", batch_size=2, progress=False,
+                         shard_wells=3, num_workers=0)
+    assert pl.read_parquet(path).equals(full)
+
+
+CONCURRENT_WORKER = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fakes_imaging import FakeDataset
+from cellbench import registry
+from cellbench.embed import embed_dataset
+
+class Slow(FakeDataset):
+    def read_sites(self, indices):
+        while not Path(sys.argv[3]).exists():  # the other process is about to embed too
+            time.sleep(0.05)
+        time.sleep(0.3)
+        return super().read_sites(indices)
+
+data = Slow(n_wells=6, sites_per_well=2, size=16)
+enc = registry.create("pixel-stats", channels=data.channels)
+if sys.argv[4] == "second":
+    Path(sys.argv[3]).touch()
+path = embed_dataset(enc, data, sys.argv[1], batch_size=2, shard_wells=2, progress=False, num_workers=0)
+Path(sys.argv[2]).write_text(json.dumps({{"path": str(path), "reads": data.reads}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_embedding_one_target_share_the_work(tmp_path):
+    """The second waits for the first (a lock per target) and reuses its file, instead of
+    racing it for the shard folder the first removes when it finishes."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "worker.py"
+    script.write_text(CONCURRENT_WORKER.format(tests=str(Path(__file__).parent)))
+    target = tmp_path / "E" / "x.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(k: int, role: str) -> subprocess.Popen:
+        args = [sys.executable, str(script), str(target), str(tmp_path / f"r{k}.json"), str(tmp_path / "ready"), role]
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start(0, "first")  # starts embedding, then waits until the second is ready
+    time.sleep(1.0)
+    second = start(1, "second")
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"r{k}.json").read_text()) for k in (0, 1))
+    assert r0["path"] == r1["path"] == str(target)
+    assert r1["reads"] == 0  # waited, then reused the finished file
+    data = FakeDataset(n_wells=6, sites_per_well=2, size=16)
+    alone = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one.parquet",
+                          progress=False)
+    assert pl.read_parquet(target).equals(pl.read_parquet(alone))
+    assert not list(target.parent.glob(".*shards"))

@@ -246,3 +246,78 @@ def test_float64_embeddings_and_non_numeric_features(tmp_path):
     bad.write_parquet(emb)
     res = invoke(emb, meta, tmp_path / "o")
     assert res.exit_code != 0 and "not numeric" in res.text and not (tmp_path / "o").exists()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_rerun_into_a_result_folder_replaces_it_as_a_set(tmp_path):
+    from cellbench.evaluate import evaluate_files
+
+    md, feats = release(7)
+    emb, meta = write_release(tmp_path, md, feats)
+    out = tmp_path / "out"
+    evaluate_files(emb, meta, out, seeds=2)
+    assert (out / "gene_gene.csv").exists()
+    result = evaluate_files(emb, meta, out, seeds=2, tasks=["batch"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(result["files"]) == ["batch.csv", "results.json"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_a_failed_write_leaves_the_old_results_whole(tmp_path, monkeypatch):
+    import cellbench.evaluate as ev
+
+    md, feats = release(8)
+    emb, meta = write_release(tmp_path, md, feats)
+    out = tmp_path / "out"
+    ev.evaluate_files(emb, meta, out, seeds=2)
+    before = _snapshot(out)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ev, "write_json_atomic", disk_full)
+    with pytest.raises(OSError):
+        ev.evaluate_files(emb, meta, out, seeds=3, align="centerscale")
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_out_folder_with_other_files_is_refused_before_scoring(tmp_path):
+    md, feats = release(9)
+    emb, meta = write_release(tmp_path, md, feats)
+    res = invoke(emb, meta, tmp_path)  # the folder holding the inputs
+    assert res.exit_code == 2 and "holds other files" in res.text and "Traceback" not in res.output
+    assert emb.exists() and meta.exists()
+
+
+def test_concurrent_writers_leave_one_complete_set(tmp_path):
+    """Folders swapped in at the same time: the result is one writer's whole set."""
+    import threading
+
+    from cellbench.io import atomic_dir, write_text_atomic
+
+    out = tmp_path / "out"
+    barrier = threading.Barrier(6)
+    errors = []
+
+    def writer(k: int) -> None:
+        try:
+            with atomic_dir(out) as tmp:
+                for name in ("a.csv", "b.csv", "c.csv")[: 1 + k % 3]:
+                    write_text_atomic(tmp / name, str(k))
+                barrier.wait()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    files = _snapshot(out)
+    k = int(next(iter(files.values())))
+    assert files == {name: str(k).encode() for name in ("a.csv", "b.csv", "c.csv")[: 1 + k % 3]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

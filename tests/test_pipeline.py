@@ -65,3 +65,28 @@ def test_bad_input_is_refused_clearly(args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert len(list(ResultsStore().iter_results())) == before
+
+
+def test_two_checkpoints_with_one_file_name_are_two_results(tmp_path):
+    """`--checkpoint A/model.pt` then `--checkpoint B/model.pt`: B is scored, not A's scores
+    reported again as B's (results are keyed by the weights, not the file name)."""
+    import shutil
+
+    from _train_fakes import FakeDataset
+
+    from cellbench.train.loop import train
+    from cellbench.train.presets import resolve
+
+    fake = FakeDataset(channels=("DNA", "ER", "RNA", "AGP", "Mito"))
+    paths = []
+    for seed, folder in ((0, "A"), (1, "B")):
+        run = train("cwa-msn", fake, resolve("tiny", {"max_steps": 0, "warmup_steps": 0}), seed=seed,
+                    out_dir=tmp_path / f"run{seed}", progress=False, health=False)
+        (tmp_path / folder).mkdir()
+        paths.append(shutil.copy(run.model_path, tmp_path / folder / "model.pt"))
+    a = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False)
+    b = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[1]), eval_seeds=3, progress=False)
+    assert not b.reused and a.checkpoint != b.checkpoint
+    assert a.records["gene_gene"]["hashes"]["embeddings"] != b.records["gene_gene"]["hashes"]["embeddings"]
+    again = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False)
+    assert again.reused and again.checkpoint == a.checkpoint

@@ -77,6 +77,23 @@ def test_same_seed_same_weights_other_seed_differs(dataset, tmp_path):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
 
+def test_same_seed_same_file_bytes(dataset, tmp_path):
+    """model.pt and checkpoint.pt are byte-reproducible: their SHA-256 names the weights."""
+    torch.set_num_threads(1)
+    a = _run(dataset, tmp_path / "a", max_steps=4, seed=3)
+    b = _run(dataset, tmp_path / "b", max_steps=4, seed=3)
+    assert a.model_path.read_bytes() == b.model_path.read_bytes()
+    assert a.checkpoint_path.read_bytes() == b.checkpoint_path.read_bytes()
+
+
+def test_resume_keeps_the_wall_clock_times(dataset, tmp_path):
+    torch.set_num_threads(1)
+    _run(dataset, tmp_path, stop_at=7)
+    resumed = _run(dataset, tmp_path, resume=True)
+    times = [h.get("time_s") for h in resumed.log["history"]]
+    assert all(t is not None and t >= 0 for t in times)
+
+
 def test_resume_refuses_another_config(dataset, tmp_path):
     from cellbench.errors import CellbenchError
 
@@ -159,3 +176,51 @@ def test_zero_step_run_can_be_reused(dataset, tmp_path):
                         overrides={"max_steps": 0, "warmup_steps": 0}, progress=False)
     assert again == first
     _assert_same(_weights(first), _weights(again))
+
+
+def _train_app():
+    import typer
+
+    from cellbench.cli import train as train_cli
+
+    app = typer.Typer()
+    train_cli.register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer in multi-command mode
+        pass
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("arch=nonexistent", "arch"),
+        ("pooling=foo", "pooling"),
+        ("num_prototypes=0", "num_prototypes"),
+        ("lr=nan", "lr"),
+        ("lr=-1e-3", "lr"),
+        ("max_steps=-3", "max_steps"),
+        ("betas=0.9", "betas"),
+        ("betas=0.9,1.5", "betas"),
+        ("mask_ratio=1.5", "mask_ratio"),
+        ("patch_size=5", "patch_size"),
+    ],
+)
+def test_bad_set_values_are_refused_before_training(tmp_path, setting, needle):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "cwa-msn", "--preset", "tiny", "--data", "synthetic-bray", "--size", "tiny",
+            "--out", str(out), "--quiet", "--set", setting]
+    res = CliRunner().invoke(_train_app(), args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "error" in text and needle in text, res.output
+    assert isinstance(res.exception, SystemExit) and not out.exists()
+
+
+@pytest.mark.parametrize("betas", ["0.9,0.95", "(0.9, 0.95)", "[0.9,0.95]", "0.9 0.95"])
+def test_betas_accept_a_pair_in_any_common_syntax(betas):
+    assert resolve("tiny", {"betas": betas}).betas == (0.9, 0.95)
+    assert resolve("tiny", {"betas": [0.9, 0.95]}).betas == (0.9, 0.95)

@@ -26,6 +26,10 @@ def generate(
     from cellbench.data.synthetic import generate_screen
     from cellbench.data.synthetic.generate import read_manifest
 
+    if out is not None:
+        from cellbench.io import check_writable
+
+        check_writable(out)
     t0 = time.perf_counter()
     path = generate_screen(name, size, seed, out)
     man = read_manifest(path) or {}
@@ -85,7 +89,7 @@ def check(
     import numpy as np
 
     from cellbench.data import load_dataset
-    from cellbench.data.synthetic.generate import verify_manifest
+    from cellbench.data.manifest import verify_manifest
     from cellbench.errors import InputError
 
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():

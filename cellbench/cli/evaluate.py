@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         embeddings: Path = typer.Option(..., "--embeddings", help="Well embeddings parquet: well_id + feature_0..feature_N."),
         metadata: Path = typer.Option(..., "--metadata", help="Well metadata CSV in the RxRx3-core layout (metadata_rxrx3_core.csv)."),
-        out: Path = typer.Option(..., "--out", help="Folder for gene_gene.csv, compound_gene.csv, batch.csv, results.json."),
+        out: Path = typer.Option(..., "--out", help="Folder for gene_gene.csv, compound_gene.csv, batch.csv, results.json (new, or an earlier result folder: it is replaced as a whole)."),
         align: Align = typer.Option(Align.pca_centerscale, "--align", help="Batch alignment fitted on EMPTY_control wells."),
         null: Null = typer.Option(Null.all, "--null", help="Gene-gene null: all map rows, or genes only."),
         seeds: int = typer.Option(100, "--seeds", help="Compound-gene seeds 0..N-1 (the reference uses 100)."),

@@ -85,9 +85,14 @@ def embed(
     Cached by model + weights + data; a killed run resumes where it stopped.
     """
     from cellbench.data import load_dataset
-    from cellbench.embed import create_for_dataset, embed_dataset
+    from cellbench.device import check_device
+    from cellbench.embed import check_out, create_for_dataset, embed_dataset
     from cellbench.paths import embeddings_dir
 
+    if device is not None:
+        check_device(device)
+    if out is not None:
+        check_out(out)
     dataset = load_dataset(data, data_dir=data_dir, size=size, seed=seed)
     encoder = create_for_dataset(model, dataset, checkpoint=checkpoint)
     target = out if out is not None else embeddings_dir() / str(getattr(dataset, "name", data))

@@ -30,7 +30,11 @@ class FolderDataset(ImageDataset):
         if not path.is_file():
             raise NotFoundError(f"no table at {path}; write one row per site with columns "
                                 f"{list(WELL_COLUMNS)}, site, file_<Channel>...")
-        meta = pl.read_csv(path, infer_schema_length=None)
+        try:
+            meta = pl.read_csv(path, infer_schema_length=None)
+        except Exception as exc:  # noqa: BLE001 - polars raises several kinds for a bad file
+            raise InputError(f"{path}: cannot read the table as CSV ({type(exc).__name__}); write one row "
+                             f"per site with columns {list(WELL_COLUMNS)}, site, file_<Channel>...") from None
         missing = [c for c in (*WELL_COLUMNS, "site") if c not in meta.columns]
         file_cols = [c for c in meta.columns if c.startswith("file_")]
         if missing or not file_cols:

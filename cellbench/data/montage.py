@@ -8,6 +8,7 @@ image, so the batch effects (stain intensity, illumination, blur) stay visible.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -75,6 +76,15 @@ def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0, pertur
 
 def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int = 6, seed: int = 0,
                   perturbations=None) -> str:
+    from cellbench.errors import InputError
+    from cellbench.io import check_writable
+
+    if n_rows < 1 or n_cols < 1:
+        raise InputError(f"a montage needs at least one row and one column (got --rows {n_rows} "
+                         f"--cols {n_cols}); pass e.g. --rows 6 --cols 6.")
+    if Path(out).is_dir():
+        raise InputError(f"--out {out} is a folder; pass the path of the PNG file to write.")
+    check_writable(out)
     import matplotlib
 
     matplotlib.use("Agg")

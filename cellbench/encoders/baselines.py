@@ -133,14 +133,20 @@ def create_vit_imagenet(
     channels = _channels(channels)
     path = imagenet_weights_path(checkpoint, download=download)
     in_chans = 3 if mode == "per-channel" else len(channels)
-    module = build_vit(
-        IMAGENET_ARCH,
-        in_chans,
-        input_size,
-        pretrained=True,
-        pretrained_cfg_overlay={"file": str(path)},
-        dynamic_img_size=True,
-    )
+    try:
+        module = build_vit(
+            IMAGENET_ARCH,
+            in_chans,
+            input_size,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(path)},
+            dynamic_img_size=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - unpickling / shape errors: the file is not these weights
+        raise InputError(
+            f"{path} cannot be loaded as the {IMAGENET_ARCH} ImageNet weights ({type(exc).__name__}); "
+            "pass the timm checkpoint of that model, or drop --checkpoint to download it."
+        ) from None
     if mode == "per-channel":
         encoder: Encoder = PerChannelEncoder(module, channels, input_size)
     else:

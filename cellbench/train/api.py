@@ -49,13 +49,20 @@ def train_model(
     check_trainable(name)
     config = resolve(preset, {**method_defaults(name, preset), **(overrides or {})})
     dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(
+        name, str(dataset_name), preset, seed, config
+    )
+    from cellbench.device import check_device
+    from cellbench.io import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise CellbenchError(f"--out {out} is a file; pass a folder for the run (it holds checkpoint.pt, model.pt).")
+    check_writable(out)
+    check_device(device)
     if isinstance(dataset, str):
         from cellbench.data import load_dataset
 
         dataset = load_dataset(dataset, data_dir=data_dir, size=data_size)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(
-        name, str(dataset_name), preset, seed, config
-    )
     if resume and (out / MODEL).exists() and not (out / "checkpoint.pt").exists():
         raise CellbenchError(
             f"{out} has a model.pt but no checkpoint.pt to resume from; delete {out} to retrain."

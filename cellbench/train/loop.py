@@ -19,7 +19,9 @@ What it guarantees (issue 4 item 6, quality.md R2/R3):
   a frozen MSN loss (constant CE and me-max) is reported as a warning.
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (to resume; always the last weights), ``model.pt``
-(what encoders load), ``train_log.json`` (losses, schedules, health, warnings, timings). With
+(what encoders load), ``train_log.json`` (losses, schedules, health, warnings, timings). The
+``.pt`` files are byte-reproducible (same seed, same SHA-256): the wall-clock times a resume
+needs are kept beside the checkpoint in ``checkpoint_times.json``. With
 ``early_stop_patience`` and a method that validates on held-out wells (ViT-WSL),
 ``best_heldout.pt`` holds the weights of the best held-out loss so far; ``model.pt`` is written
 from it (its step is ``restored_best_step`` in the log), so early stopping keeps the best weights,
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 
 from cellbench.errors import CellbenchError
-from cellbench.io import atomic_path, write_json_atomic
+from cellbench.io import torch_save_atomic, write_json_atomic
 from cellbench.train import schedules
 from cellbench.train.ema import ema_update
 from cellbench.train.method import Method, StepInputs
@@ -49,8 +51,11 @@ from cellbench.train.presets import TrainConfig
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOG = "train_log.json"
+TIMES = "checkpoint_times.json"  # the wall-clock times of checkpoint.pt (not reproducible)
 BEST = "best_heldout.pt"  # the weights at the best held-out loss so far (early stopping)
 FORMAT = 1
+_CHECKPOINT_KEYS = frozenset({"model", "seed", "config", "step", "state_dict", "optimizer", "rng",
+                              "history", "health", "warnings"})
 # fields that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE_CHANGES = {"time_budget_s", "checkpoint_every", "health_every", "log_every"}
 
@@ -215,9 +220,11 @@ def train(
     ``recall_probe(method) -> {"probe_recall": ...}`` (:mod:`cellbench.train.probe`) is scored
     at step 0 and at every health check, on rank 0.
     """
+    from cellbench.device import check_device
     from cellbench.train.methods import build_method, check_trainable
 
     check_trainable(model_name)
+    check_device(device)
     out_dir = Path(out_dir)
     world, rank, own_group = _dist_env(device)
     main = rank == 0
@@ -258,9 +265,9 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             start = int(state["step"])
-            history, health_log = list(state["history"]), list(state["health"])
+            history, elapsed_before = _restore_times(ckpt_path, state)
+            health_log = list(state["health"])
             warnings = list(state["warnings"])
-            elapsed_before = float(state["elapsed_s"])
         best_path = out_dir / BEST
         if main and start == 0:  # a fresh run: the best weights of an earlier run do not count
             best_path.unlink(missing_ok=True)
@@ -438,8 +445,7 @@ def _save_best(path: Path, method: Method, health_log: list[dict]) -> None:
     """Write the weights (and step) to ``path`` when the latest health check is the best so far."""
     checks, best = _heldout_checks(health_log)
     if checks and checks[best] is health_log[-1]:
-        with atomic_path(path) as tmp:
-            torch.save({"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()}, tmp)
+        torch_save_atomic(path, {"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()})
 
 
 def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: list[str]) -> int | None:
@@ -521,25 +527,44 @@ def _meta(model_name, seed, config, step, dataset, sampler) -> dict[str, Any]:
 
 def _save_checkpoint(path, method, optimizer, model_name, seed, config, step, history,
                      health_log, warnings, elapsed, dataset, sampler) -> None:
+    """``checkpoint.pt`` holds only what the same seed reproduces bit for bit; the wall-clock
+    times (elapsed seconds, each log record's ``time_s``) go beside it in ``TIMES``."""
     state = _meta(model_name, seed, config, step, dataset, sampler)
     state.update(
         state_dict=method.state_dict(),
         optimizer=optimizer.state_dict(),
         rng=torch.get_rng_state(),
-        history=history,
+        history=[{k: v for k, v in h.items() if k != "time_s"} for h in history],
         health=health_log,
         warnings=warnings,
-        elapsed_s=elapsed,
     )
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    torch_save_atomic(path, state)
+    times = {"step": int(step), "elapsed_s": float(elapsed), "time_s": [h.get("time_s") for h in history]}
+    write_json_atomic(Path(path).with_name(TIMES), times)
+
+
+def _restore_times(path: Path, state: dict) -> tuple[list[dict[str, Any]], float]:
+    """The checkpoint's history with its ``time_s`` put back, and the elapsed seconds, from
+    ``TIMES`` when it belongs to this checkpoint (else the times are unknown: 0 s)."""
+    import json
+
+    history = [dict(h) for h in state["history"]]
+    try:
+        times = json.loads(Path(path).with_name(TIMES).read_text())
+        if int(times["step"]) != int(state["step"]) or len(times["time_s"]) != len(history):
+            raise ValueError("another checkpoint's times")
+    except (OSError, ValueError, KeyError, TypeError):
+        return history, float(state.get("elapsed_s", 0.0))  # a checkpoint of an older format
+    for record, t in zip(history, times["time_s"], strict=True):
+        if t is not None:
+            record["time_s"] = t
+    return history, float(times["elapsed_s"])
 
 
 def _save_model(path, method, model_name, seed, config, step, dataset, sampler) -> None:
     state = _meta(model_name, seed, config, step, dataset, sampler)
     state["state_dict"] = method.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    torch_save_atomic(path, state)
 
 
 def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig) -> dict:
@@ -550,6 +575,12 @@ def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt - delete "
             "it to start the run again, or restore a good copy."
         ) from exc
+    missing = sorted(_CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["(not a dict)"]
+    if missing:
+        raise CellbenchError(
+            f"{path} is not a cellbench training checkpoint (missing {', '.join(missing)}); delete it "
+            "to start the run again, or drop --resume and use another --out directory."
+        )
     if state.get("model") != model_name or int(state.get("seed", -1)) != seed:
         raise CellbenchError(
             f"checkpoint {path} belongs to model {state.get('model')!r} seed {state.get('seed')}, "

@@ -190,7 +190,7 @@ def resolve(preset: str | TrainConfig, overrides: dict[str, Any] | None = None) 
                 if isinstance(current, bool):
                     value = _to_bool(value)
                 elif isinstance(current, tuple):
-                    value = tuple(float(v) for v in value)
+                    value = _to_floats(value)
                 elif isinstance(current, int | float | str):
                     value = type(current)(value)
             except (TypeError, ValueError) as exc:
@@ -201,7 +201,78 @@ def resolve(preset: str | TrainConfig, overrides: dict[str, Any] | None = None) 
         if current is None and isinstance(value, str):
             value = _parse_optional(key, value, str(fields[key].type))
         clean[key] = value
-    return dataclasses.replace(config, **clean)
+    resolved = dataclasses.replace(config, **clean)
+    check(resolved)
+    return resolved
+
+
+def _to_floats(value: Any) -> tuple[float, ...]:
+    """``"0.9,0.95"``, ``"(0.9, 0.95)"``, ``"0.9 0.95"`` or a sequence -> ``(0.9, 0.95)``."""
+    if isinstance(value, str):
+        value = value.strip().strip("()[]").replace(",", " ").split()
+    return tuple(float(v) for v in value)
+
+
+_POSITIVE_INTS = (
+    "embed_dim", "depth", "num_heads", "patch_size", "crop_size", "focal_size", "batch_size",
+    "num_prototypes", "proj_hidden", "proj_out", "sinkhorn_iters", "n_random_views",
+    "decoder_dim", "decoder_depth", "decoder_heads", "checkpoint_every", "health_every", "log_every",
+)
+_NON_NEGATIVE = ("n_focal_views", "max_steps", "warmup_steps", "epochs", "warmup_epochs", "min_lr",
+                 "weight_decay", "final_weight_decay", "me_max_weight", "ce_weight")
+_POSITIVE = ("lr", "temperature", "sharpen", "infonce_temperature", "clip_grad", "time_budget_s",
+             "early_stop_patience")
+_FRACTIONS = ("mask_ratio", "cropmae_mask_ratio", "holdout_fraction")  # in [0, 1)
+POOLINGS = ("cls", "mean")
+
+
+def check(config: TrainConfig) -> None:
+    """Raise a :class:`CellbenchError` naming the field and a valid value for any value a run
+    cannot train with (a nonexistent architecture, NaN, a count below one, ...)."""
+    import math
+
+    def bad(key: str, rule: str) -> CellbenchError:
+        return CellbenchError(f"training option {key}={getattr(config, key)!r} is invalid: {rule}; "
+                              f"fix the --set value (default: {key}={getattr(_PAPER, key)!r}).")
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(f.name, "it must be a finite number")
+    for key in _POSITIVE_INTS:
+        value = getattr(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(key, "it must be a whole number >= 1")
+    for key in _NON_NEGATIVE:
+        value = getattr(config, key)
+        if value is not None and value < 0:
+            raise bad(key, "it must be >= 0")
+    for key in _POSITIVE:
+        value = getattr(config, key)
+        if value is not None and value <= 0:
+            raise bad(key, "it must be > 0")
+    for key in _FRACTIONS:
+        if not 0 <= getattr(config, key) < 1:
+            raise bad(key, "it must be in [0, 1)")
+    for key in ("ema_start", "ema_end"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise bad(key, "it must be in [0, 1]")
+    if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
+        raise bad("betas", "it must be two numbers in [0, 1), e.g. betas=0.9,0.95")
+    if config.pooling not in POOLINGS:
+        raise bad("pooling", f"it must be one of {', '.join(POOLINGS)}")
+    for key in ("crop_size", "focal_size"):
+        if getattr(config, key) % config.patch_size:
+            raise bad("patch_size", f"{key} {getattr(config, key)} must be a multiple of it")
+    if config.arch == "custom":
+        if config.embed_dim % config.num_heads:
+            raise bad("num_heads", f"embed_dim {config.embed_dim} must be a multiple of it")
+    else:
+        import timm
+
+        if not (config.arch.startswith("vit_") and timm.is_model(config.arch)):
+            close = _suggest(config.arch, timm.list_models("vit_*"))
+            raise bad("arch", f"it must be 'custom' or a timm ViT name (vit_*).{close}")
 
 
 def _parse_optional(key: str, value: str, annotation: str) -> Any:
