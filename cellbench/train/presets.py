@@ -57,6 +57,9 @@ class TrainConfig:
     clip_grad: float | None = 3.0
     ema_start: float = 0.996
     ema_end: float = 1.0
+    # lr, weight-decay and EMA schedules span this many times the run's steps; the official MSN
+    # code uses 1.25 (its EMA momentum ends near 0.9992); the CWA-MSN paper ramps EMA to 1.0
+    schedule_horizon: float = 1.0
     # --- MSN ---
     num_prototypes: int = 1024
     proj_hidden: int = 2048
@@ -69,7 +72,7 @@ class TrainConfig:
     n_random_views: int = 1
     n_focal_views: int = 10
     mask_ratio: float = 0.15
-    mask_focal: bool = True  # reference MSN masks only the full-size views: set False
+    mask_focal: bool = False  # True: drop patches of the focal views too (official MSN: not)
     pooling: str = "cls"  # embedding: "cls" | "mean" (mean of patch tokens)
     pre_norm_embedding: bool = False  # embedding taken before the final LayerNorm
     # --- CropMAE ---
