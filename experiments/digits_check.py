@@ -32,11 +32,11 @@ import numpy as np
 
 #: name -> (trainable model, preset overrides applied on top of the preset and method defaults)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "msn quick": ("single-well-msn", {}),
-    "msn quick, old focal views (4 x 16 px, masked)": (
+    "msn quick (no focal views)": ("single-well-msn", {}),
+    "msn quick + former focal views (4 x 16 px = 4 tokens, masked)": (
         "single-well-msn", {"n_focal_views": 4, "focal_size": 16, "mask_focal": True}),
-    "msn quick, 4 focal views of 32 px": ("single-well-msn", {"n_focal_views": 4, "focal_size": 32}),
-    "msn quick, no focal views": ("single-well-msn", {"n_focal_views": 0}),
+    "msn quick + 4 focal views of 32 px (16 tokens, unmasked)": (
+        "single-well-msn", {"n_focal_views": 4, "focal_size": 32}),
     "infonce quick": ("infonce-single", {}),
 }
 
