@@ -8,19 +8,22 @@ view is another random crop of the *same site* as the anchor (as in the original
 both views come from one image). If MSN cannot leave the fixed point even there, the limit is
 its self-distillation at this scale, not the cross-well pairing or the screen.
 
-For each variant: the quick preset with the given overrides, ``--steps`` steps on
-synthetic-bray quick, seed 0. Reported: CE / log K and me-max at the end (1.000 and 0.000 is
+For each variant: the quick preset with ``cellbench train``'s own method defaults for it (the CPU
+MSN learning rate) and the given overrides, seed 0, on synthetic-bray (``--size``, default
+quick). ``--steps`` defaults to the preset's step count; a shorter run keeps the preset's
+warm-up fraction. Reported: CE / log K and me-max at the end (1.000 and 0.000 is
 the fixed point), the mean top target probability, and at initialisation how well two crops of
 one site identify each other (top-1 among 64, chance 0.016) through the untrained network's
 CLS token and through pixel statistics: what the self-distillation targets can carry at first.
 
-Usage: python experiments/msn_bootstrap.py [--steps 120] [--out leaderboard/msn_bootstrap.csv]
+Usage: python experiments/msn_bootstrap.py [--steps N] [--size quick] [--out leaderboard/msn_bootstrap.csv]
 Numbers are synthetic (measured on cellbench's simulator), never comparable with the paper's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 VARIANTS: dict[str, dict] = {
@@ -32,8 +35,29 @@ VARIANTS: dict[str, dict] = {
     "lr 1e-4": {"lr": 1e-4},
     "EMA from 0.99": {"ema_start": 0.99},
     "no focal views": {"n_focal_views": 0},
-    "patch 4 (16 tokens per focal view)": {"patch_size": 4},
+    "4 masked focal views of 16 px (4 tokens each)": {"n_focal_views": 4, "focal_size": 16,
+                                                      "mask_focal": True},
+    "patch 4": {"patch_size": 4},
 }
+
+PRESET = "quick"
+MODEL = "single-well-msn"
+
+
+def preset_config(steps: int | None = None, overrides: dict | None = None):
+    """The config ``cellbench train --model single-well-msn --preset quick`` resolves (its method
+    defaults included), with ``overrides``; ``steps`` shortens or lengthens the run and scales
+    the warm-up with it (the preset's warm-up fraction)."""
+    from cellbench.train.methods import method_defaults
+    from cellbench.train.presets import get_preset, resolve
+
+    base = resolve(PRESET, method_defaults(MODEL, PRESET))
+    extra: dict = {}
+    if steps is not None and steps != base.max_steps:
+        warm = base.warmup_steps or 0
+        extra = {"max_steps": steps,
+                 "warmup_steps": int(round(warm * steps / get_preset(PRESET).max_steps))}
+    return resolve(base, {**extra, **(overrides or {})})
 
 
 def _same_site_pairs():
@@ -59,13 +83,12 @@ def initial_crop_agreement(dataset, batches: int = 20) -> dict[str, float]:
     from cellbench.encoders.baselines import PixelStatsEncoder
     from cellbench.metrics.health import pair_identification
     from cellbench.train.backbone import tokens
-    from cellbench.train.methods import build_method, method_defaults
-    from cellbench.train.presets import resolve
+    from cellbench.train.methods import build_method
     from cellbench.train.views import random_crops, standardize
 
-    config = resolve("quick", method_defaults("single-well-msn"))
+    config = preset_config()
     torch.manual_seed(0)
-    method = build_method("single-well-msn", config, len(dataset.channels))
+    method = build_method(MODEL, config, len(dataset.channels))
     pixel = PixelStatsEncoder(tuple(dataset.channels))
     sampler = PairSampler(dataset, cross_well=False, batch_size=64, seed=0)
     scores: dict[str, list[float]] = {"untrained CLS token": [], "pixel statistics": []}
@@ -82,7 +105,8 @@ def initial_crop_agreement(dataset, batches: int = 20) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--size", default="quick", help="synthetic-bray size (tiny: a smoke run)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--root", default="/tmp/msn_bootstrap")
     parser.add_argument("--out", default="leaderboard/msn_bootstrap.csv")
@@ -93,27 +117,26 @@ def main() -> None:
     from cellbench.data import load_dataset
     from cellbench.report.paper import write_csv_atomic
     from cellbench.train.loop import train
-    from cellbench.train.methods import method_defaults
-    from cellbench.train.presets import resolve
 
-    dataset = load_dataset("synthetic-bray", size="quick", seed=0)
+    dataset = load_dataset("synthetic-bray", size=args.size, seed=0)
     start = initial_crop_agreement(dataset)
     print("two crops of one site at initialisation:", json.dumps({k: round(v, 3) for k, v in start.items()}))
     _same_site_pairs()
     rows = []
     for name in args.variants:
-        overrides = {**method_defaults("single-well-msn"), "max_steps": args.steps, "log_every": 10,
-                     "health_every": args.steps, **VARIANTS[name]}
-        config = resolve("quick", overrides)
+        config = preset_config(args.steps, VARIANTS[name])
+        config = dataclasses.replace(config, log_every=min(10, config.max_steps),
+                                     health_every=config.max_steps)
         slug = "".join(c if c.isalnum() else "-" for c in name)
-        result = train("single-well-msn", dataset, config, seed=0, out_dir=f"{args.root}/{slug}",
+        result = train(MODEL, dataset, config, seed=0, out_dir=f"{args.root}/{slug}",
                        progress=False)
-        last = result.log["history"][-5:]  # the last 50 steps
+        last = result.log["history"][-5:]  # the last 5 logged steps
 
         def mean(key: str, last=last) -> float:
             return sum(h[key] for h in last) / len(last)
 
-        rows.append({"variant": name, "overrides": json.dumps(VARIANTS[name]), "steps": args.steps,
+        rows.append({"variant": name, "overrides": json.dumps(VARIANTS[name]), "steps": config.max_steps,
+                     "lr": config.lr, "warmup_steps": config.warmup_steps,
                      "ce_over_log_k": round(mean("ce_over_log_k"), 4), "me_max": round(mean("me_max"), 4),
                      "target_max_prob": round(mean("target_max_prob"), 4),
                      "init_crop_id_cls": round(start["untrained CLS token"], 4),

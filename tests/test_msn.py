@@ -222,3 +222,176 @@ def test_views_crop_flip_standardize():
     s = standardize(u8)
     torch.testing.assert_close(s.mean(dim=(-2, -1)), torch.zeros(3, 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(s.std(dim=(-2, -1), unbiased=False), torch.ones(3, 2), atol=1e-4, rtol=0)
+
+
+# ----------------------------------------------------------------- the loss on literal numbers
+def test_msn_loss_literal_case_without_sinkhorn():
+    """K = 2 unit prototypes e1, e2, tau = 1 / ln 3, so cos 1 vs 0 gives probabilities 3/4, 1/4.
+    Anchor (1, 0) -> p = [3/4, 1/4]; target (0, 1) -> [1/4, 3/4], sharpened at T = 1/2 ->
+    [1/16, 9/16] / (10/16) = [0.1, 0.9]. CE = 0.1 ln(4/3) + 0.9 ln 4; the mean anchor
+    probability is [3/4, 1/4], so me-max = ln 2 + 3/4 ln(3/4) + 1/4 ln(1/4)."""
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    anchor = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    loss, out = msn_loss(anchor, target, protos, temperature=1 / math.log(3),
+                         sharpen_temperature=0.5, sinkhorn_iters=0)
+    ce = 0.1 * math.log(4 / 3) + 0.9 * math.log(4)
+    me_max = math.log(2) + 0.75 * math.log(0.75) + 0.25 * math.log(0.25)
+    np.testing.assert_allclose(out["targets"].numpy(), [[0.1, 0.9]], rtol=1e-12)
+    assert out["ce"] == pytest.approx(ce, rel=1e-12)
+    assert out["me_max"] == pytest.approx(me_max, rel=1e-12)
+    assert float(loss) == pytest.approx(ce + me_max, rel=1e-12)
+
+
+def test_msn_loss_literal_case_with_sinkhorn():
+    """Two samples whose targets are both [0.1, 0.9] (as above): one Sinkhorn iteration with
+    B = K = 2 makes Q = [[.05, .05], [.45, .45]] -> rows 1/2 -> [[.25, .25], [.25, .25]] ->
+    columns 1/2 (unchanged) -> times B: every target [1/2, 1/2]. Anchors [3/4, 1/4] and
+    [1/4, 3/4]: CE = -(ln 3/4 + ln 1/4) / 2 = ln(16/3) / 2 for each, mean prob [1/2, 1/2]:
+    me-max = 0."""
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    loss, out = msn_loss(anchor, target, protos, temperature=1 / math.log(3),
+                         sharpen_temperature=0.5, sinkhorn_iters=1)
+    np.testing.assert_allclose(out["targets"].numpy(), [[0.5, 0.5], [0.5, 0.5]], rtol=1e-12)
+    assert out["ce"] == pytest.approx(0.5 * math.log(16 / 3), rel=1e-12)
+    assert out["me_max"] == pytest.approx(0.0, abs=1e-12)
+    assert float(loss) == pytest.approx(0.5 * math.log(16 / 3), rel=1e-12)
+
+
+# ----------------------------------------------------------------- the official recipe
+def _tiny_msn(**over):
+    from cellbench.encoders.msn import MSN
+
+    torch.manual_seed(0)
+    return MSN(resolve("tiny", over), 3, cross_well=False)
+
+
+def _inputs(n=8, size=24, seed=0):
+    from cellbench.train.method import StepInputs
+
+    g = torch.Generator().manual_seed(seed)
+    img = torch.randint(0, 255, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    idx = torch.arange(n)
+    return StepInputs(anchor=img, target=img, perturbation=idx, anchor_well=idx, target_well=idx)
+
+
+def _token_calls(monkeypatch, method, **over):
+    """(number of images, patch tokens kept or None) of each masked-capable backbone pass."""
+    import cellbench.encoders.msn as msn_mod
+
+    calls = []
+    real = msn_mod.tokens
+
+    def spy(vit, images, keep=None, final_norm=True):
+        if vit is method.backbone:
+            calls.append((images.shape[0], images.shape[-1], None if keep is None else keep.shape[1]))
+        return real(vit, images, keep, final_norm)
+
+    monkeypatch.setattr(msn_mod, "tokens", spy)
+    method(_inputs(), torch.Generator().manual_seed(1))
+    return calls
+
+
+def test_focal_views_are_unmasked_by_default(monkeypatch):
+    for name in ("tiny", "quick", "standard", "paper"):
+        assert PRESETS[name].mask_focal is False
+    # tiny: 16 px random views (4 patches of 8 px: 3 kept at 0.15), 8 px focal views (1 patch)
+    method = _tiny_msn(n_focal_views=2, focal_size=16, mask_ratio=0.25)
+    calls = _token_calls(monkeypatch, method)
+    assert calls == [(8, 16, 3), (16, 16, None)]  # random views masked, focal views not
+    method = _tiny_msn(n_focal_views=2, focal_size=16, mask_ratio=0.25, mask_focal=True)
+    assert _token_calls(monkeypatch, method) == [(8, 16, 3), (16, 16, 3)]
+
+
+def test_projection_head_runs_per_crop_size_group():
+    """The head (and its BatchNorm) sees the random and the focal views as separate batches, so
+    in training mode each group's first BatchNorm output has zero mean over its own rows."""
+    method = _tiny_msn(n_focal_views=2, focal_size=8).train()
+    seen = []
+    hook = method.head[1].register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    loss, _ = method(_inputs(), torch.Generator().manual_seed(1))
+    hook.remove()
+    assert [o.shape[0] for o in seen] == [8, 16]  # B random views, then 2B focal views
+    for out in seen:
+        torch.testing.assert_close(out.mean(dim=0), torch.zeros(out.shape[1]), atol=1e-5, rtol=0)
+    assert torch.isfinite(loss)
+
+
+def test_official_initialisations():
+    """Prototypes U(-1/sqrt(D), 1/sqrt(D)) and head Linear layers trunc-normal(0.02), bias 0
+    (the official MSN code), for D = proj_out."""
+    method = _tiny_msn(num_prototypes=512, proj_out=32, proj_hidden=256)
+    bound = 1 / math.sqrt(32)
+    protos = method.prototypes.detach()
+    assert protos.abs().max() <= bound
+    assert protos.abs().max() > 0.95 * bound  # the full range is used, not +-1/16 = 0.0625
+    assert float(protos.std()) == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    linears = [m for m in method.head if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    for lin in linears:
+        assert float(lin.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+        assert lin.weight.abs().max() < 0.12
+        assert torch.equal(lin.bias, torch.zeros_like(lin.bias))
+    # the EMA target head starts as an exact copy
+    for t, o in zip(method.target_head.parameters(), method.head.parameters(), strict=True):
+        assert torch.equal(t, o)
+
+
+def test_quick_preset_focal_views_carry_at_least_16_tokens():
+    q = PRESETS["quick"]
+    if q.n_focal_views:
+        assert (q.focal_size // q.patch_size) ** 2 >= 16
+    assert (q.crop_size // q.patch_size) ** 2 >= 16
+
+
+def test_schedule_horizon_option():
+    from cellbench.errors import CellbenchError
+    from cellbench.train.loop import schedule_steps
+
+    assert PRESETS["paper"].schedule_horizon == 1.0
+    assert schedule_steps(resolve("tiny"), 100) == 100
+    assert schedule_steps(resolve("tiny", {"schedule_horizon": 1.25}), 100) == 125
+    with pytest.raises(CellbenchError, match="schedule_horizon"):
+        schedule_steps(resolve("tiny", {"schedule_horizon": 0.5}), 100)
+
+
+# ----------------------------------------------------------------- parity with lightly
+def test_msn_loss_matches_lightly_msnloss():
+    """``msn_loss`` against lightly's ``MSNLoss`` (lightly/loss/msn_loss.py), an independent
+    implementation of the official loss. Argument map: lightly ``temperature`` = our
+    ``temperature`` (tau), ``sinkhorn_iterations`` = ``sinkhorn_iters``,
+    ``target_sharpen_temperature`` (a forward argument) = ``sharpen_temperature``,
+    ``regularization_weight`` = ``me_max_weight``; lightly has no CE weight (ours = 1). Its
+    regularisation ``-sum(log(p^-p)) + log K`` is our me-max ``log K - H(mean p)``, so the
+    totals and their gradients are equal, not merely close in one term."""
+    lightly_msn = pytest.importorskip("lightly.loss.msn_loss")
+
+    gen = torch.Generator().manual_seed(5)
+    b, v, d, k = 6, 3, 16, 10
+    for iters, sharp, tau, weight in [(3, 0.25, 0.1, 1.0), (0, 0.5, 0.2, 1.0), (5, 0.25, 0.1, 0.5),
+                                      (3, 0.25, 0.1, 0.0)]:
+        anchor = torch.randn(v * b, d, generator=gen, dtype=torch.float64, requires_grad=True)
+        target = torch.randn(b, d, generator=gen, dtype=torch.float64)
+        protos = torch.randn(k, d, generator=gen, dtype=torch.float64, requires_grad=True)
+        ours, out = msn_loss(anchor, target, protos, temperature=tau, sharpen_temperature=sharp,
+                             sinkhorn_iters=iters, me_max_weight=weight)
+        theirs = lightly_msn.MSNLoss(temperature=tau, sinkhorn_iterations=iters,
+                                     regularization_weight=weight)(
+            anchor, target, protos, target_sharpen_temperature=sharp)
+        assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-10, abs=1e-12)
+        g_ours = torch.autograd.grad(ours, (anchor, protos))
+        g_theirs = torch.autograd.grad(theirs, (anchor, protos))
+        for a, t in zip(g_ours, g_theirs, strict=True):
+            torch.testing.assert_close(a, t, rtol=1e-9, atol=1e-12)
+        # the same targets: sharpening and Sinkhorn agree too
+        t_probs = lightly_msn.prototype_probabilities(
+            torch.nn.functional.normalize(target, dim=1),
+            torch.nn.functional.normalize(protos.detach(), dim=1), tau)
+        t_probs = lightly_msn.sinkhorn(lightly_msn.sharpen(t_probs, sharp), iters)
+        torch.testing.assert_close(out["targets"], t_probs, rtol=1e-9, atol=1e-12)
+    # and lightly's regularisation is our me-max
+    _, out = msn_loss(anchor, target, protos, me_max_weight=1.0)
+    reg = lightly_msn.MSNLoss().regularization_loss(out["anchor_probs"].mean(0))
+    assert float(reg) == pytest.approx(out["me_max"], rel=1e-10, abs=1e-12)

@@ -224,3 +224,63 @@ def test_bad_set_values_are_refused_before_training(tmp_path, setting, needle):
 def test_betas_accept_a_pair_in_any_common_syntax(betas):
     assert resolve("tiny", {"betas": betas}).betas == (0.9, 0.95)
     assert resolve("tiny", {"betas": [0.9, 0.95]}).betas == (0.9, 0.95)
+
+
+def test_prototypes_are_not_gradient_clipped(dataset, tmp_path):
+    """With a vanishing clip norm the clipped (encoder) gradients fall far below AdamW's eps, so
+    the encoder hardly moves in one step, while the unclipped prototypes take a full ~lr step."""
+    from cellbench.encoders.msn import MSN
+    from cellbench.train.loop import clipped_parameters
+
+    torch.set_num_threads(1)
+    config = resolve("tiny", {"max_steps": 1, "warmup_steps": 0, "clip_grad": 1e-12,
+                              "weight_decay": 0.0, "final_weight_decay": 0.0})
+    method = MSN(config, 3)
+    names = {id(p): n for n, p in method.named_parameters()}
+    clipped = {names[id(p)] for p in clipped_parameters(method)}
+    assert "prototypes" not in clipped and "head.0.weight" in clipped
+    assert any(n.startswith("backbone.") for n in clipped)
+    assert not any(n.startswith("target_") for n in clipped)  # no gradient, never clipped
+
+    torch.manual_seed(0)
+    before = MSN(config, 3).state_dict()
+    result = train("cwa-msn", dataset, config, seed=0, out_dir=tmp_path, progress=False,
+                   health=False)
+    after = _weights(result.model_path)
+    proto_step = (after["prototypes"] - before["prototypes"]).abs().max()
+    head_step = (after["head.0.weight"] - before["head.0.weight"]).abs().max()
+    assert proto_step > 0.3 * config.lr
+    assert head_step < 1e-3 * config.lr
+
+
+def test_schedule_horizon_stretches_lr_wd_and_ema(dataset, tmp_path):
+    """Default: EMA momentum reaches ema_end at the last step; with schedule_horizon 1.25 (the
+    official MSN code) the schedules span 1.25x the steps: after 8 of 10 scheduled steps the
+    momentum is 0.996 + 0.004 * 7/9, and lr and weight decay stop short of their ends."""
+    from cellbench.train import schedules
+
+    torch.set_num_threads(1)
+    plain = _run(dataset, tmp_path / "plain", max_steps=8, warmup_steps=0, health_every=100)
+    assert plain.log["history"][-1]["ema"] == pytest.approx(1.0)
+    assert plain.log["history"][-1]["wd"] == pytest.approx(0.4)
+    long = _run(dataset, tmp_path / "long", max_steps=8, warmup_steps=0, health_every=100,
+                schedule_horizon=1.25)
+    last = long.log["history"][-1]
+    assert last["step"] == 8
+    assert last["ema"] == pytest.approx(0.996 + 0.004 * 7 / 9)
+    assert last["lr"] == pytest.approx(schedules.warmup_cosine(7, 10, 1e-3, 0))
+    assert last["lr"] > plain.log["history"][-1]["lr"]
+    assert last["wd"] == pytest.approx(schedules.cosine(7, 10, 0.04, 0.4)) and last["wd"] < 0.4
+
+
+def test_checkpoint_without_new_config_fields_resumes(dataset, tmp_path):
+    """A checkpoint written before a config field existed resumes when the run uses that
+    field's default (here: schedule_horizon)."""
+    torch.set_num_threads(1)
+    _run(dataset, tmp_path, stop_at=6)
+    ckpt = tmp_path / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["schedule_horizon"]
+    torch.save(state, ckpt)
+    resumed = _run(dataset, tmp_path, resume=True)
+    assert resumed.steps_done == 12 and resumed.stopped == "completed"

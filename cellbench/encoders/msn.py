@@ -5,20 +5,30 @@ MSN: Assran et al., "Masked Siamese Networks for Label-Efficient Learning", ECCV
 (spec/methods.md). What this module implements:
 
 * anchor encoder = timm ViT + projection head (hidden BN + GELU, none on the output; the paper's
-  384 -> 2048 -> 2048 -> 256, widths taken from the preset), target encoder = its EMA;
+  384 -> 2048 -> 2048 -> 256, widths taken from the preset; Linear layers trunc-normal std 0.02,
+  biases 0), target encoder = its EMA;
 * anchor views: ``n_random_views`` random crops + ``n_focal_views`` focal crops of the anchor
-  image, crop + flip only, patch tokens dropped at ``mask_ratio`` (CLS kept);
+  image, crop + flip only; patch tokens of the random views dropped at ``mask_ratio`` (CLS
+  kept), focal views unmasked unless ``mask_focal``; backbone and head run once per crop-size
+  group (random, focal), so the head's BatchNorm statistics are per group;
   target view: one unmasked random crop of the target image - from *another well of the same
   perturbation* (cwa-msn) or from the same well (single-well-msn);
 * probabilities ``softmax(cos(z, prototypes) / tau)`` against learnable prototypes (uniform
-  +-1/16 init, L2-normalised only inside the cosine, no weight decay);
+  +-1/sqrt(D) init for D = ``proj_out``, L2-normalised only inside the cosine, no weight decay,
+  not gradient-clipped);
 * targets: sharpened with temperature ``sharpen`` (p^(1/T), renormalised), then Sinkhorn-
   balanced (``sinkhorn_iters`` iterations, over the global batch under DDP), repeated for each
   anchor view;
 * loss: ``ce_weight * CE(targets, anchor probs) + me_max_weight * (log K - H(mean anchor prob))``
   (the mean over the global batch under DDP);
-* embedding: the EMA target backbone's CLS token (options: mean of patch tokens, before the
-  final LayerNorm).
+* embedding: the EMA target backbone's CLS token (options: mean of patch tokens; before the
+  final LayerNorm with ``pre_norm_embedding``, which is what the official evaluation reads).
+
+Where the CWA-MSN paper is silent, the defaults follow the official MSN code
+(facebookresearch/msn: ``src/msn_train.py``, ``src/deit.py``, ``src/losses.py``): focal views
+unmasked, the head per crop-size group, clipping of the encoder only, its initialisations. The
+official code also runs its lr, weight-decay and EMA schedules over 1.25x the training steps;
+that is the ``schedule_horizon`` option (default 1.0: the paper ramps EMA to 1.0 by the end).
 """
 
 from __future__ import annotations
@@ -137,7 +147,11 @@ def msn_loss(
 
 # --------------------------------------------------------------------------- the model
 class ProjectionHead(nn.Sequential):
-    """in -> hidden -> hidden -> out; BatchNorm + GELU after each hidden layer (MSN)."""
+    """in -> hidden -> hidden -> out; BatchNorm + GELU after each hidden layer (MSN).
+
+    Linear weights are drawn from a truncated normal with std 0.02 and biases start at 0, as in
+    the official MSN code (``init_model`` in facebookresearch/msn ``src/msn_train.py``).
+    """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__(
@@ -149,6 +163,16 @@ class ProjectionHead(nn.Sequential):
             nn.GELU(),
             nn.Linear(hidden, out_dim),
         )
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+
+def init_prototypes(num_prototypes: int, dim: int) -> torch.Tensor:
+    """(K, D) prototypes drawn from U(-1/sqrt(D), 1/sqrt(D)) (the official MSN code)."""
+    bound = 1.0 / math.sqrt(dim)
+    return torch.empty(num_prototypes, dim).uniform_(-bound, bound)
 
 
 class MSN(Method):
@@ -162,12 +186,9 @@ class MSN(Method):
         self.backbone = build_backbone(config, in_chans)
         width = int(self.backbone.embed_dim)
         self.head = ProjectionHead(width, config.proj_hidden, config.proj_out)
-        self.prototypes = nn.Parameter(
-            torch.empty(config.num_prototypes, config.proj_out).uniform_(-1 / 16, 1 / 16)
-        )
+        self.prototypes = nn.Parameter(init_prototypes(config.num_prototypes, config.proj_out))
         self.target_backbone = make_target(self.backbone)
         self.target_head = make_target(self.head)
-
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_backbone, self.backbone), (self.target_head, self.head)]
@@ -176,6 +197,10 @@ class MSN(Method):
         return self.target_backbone
 
     def no_weight_decay(self) -> set[str]:
+        return {"prototypes"}
+
+    def no_grad_clip(self) -> set[str]:
+        # the official code clips the encoder's gradient norm only, never the prototypes'
         return {"prototypes"}
 
     def _encode_masked(self, views: torch.Tensor, generator: torch.Generator, mask: bool):
@@ -194,10 +219,12 @@ class MSN(Method):
             n_random=cfg.n_random_views, n_focal=cfg.n_focal_views,
         )
         target_view = random_flips(random_crops(target, cfg.crop_size, generator), generator)
-        cls = [self._encode_masked(rand, generator, True)]
+        # one pass of backbone + head per crop-size group, as the official code does, so the
+        # head's BatchNorm normalises random and focal views with their own batch statistics
+        z = [self.head(self._encode_masked(rand, generator, True))]
         if focal is not None:
-            cls.append(self._encode_masked(focal, generator, cfg.mask_focal))
-        anchor_z = self.head(torch.cat(cls))
+            z.append(self.head(self._encode_masked(focal, generator, cfg.mask_focal)))
+        anchor_z = torch.cat(z)
         with torch.no_grad():
             target_z = self.target_head(tokens(self.target_backbone, target_view)[:, 0])
         loss, out = msn_loss(

@@ -9,7 +9,9 @@ What it guarantees (issue 4 item 6, quality.md R2/R3):
   optimiser, step, RNG state, logs) is written atomically; ``resume=True`` continues from it and
   ends with the same weights as an uninterrupted run (schedules are functions of the step).
 * **Schedules** - AdamW (no weight decay on biases, norms, prototypes), linear warm-up + cosine
-  lr, cosine weight decay, linear EMA momentum, gradient-norm clipping.
+  lr, cosine weight decay, linear EMA momentum, gradient-norm clipping (of every trainable
+  parameter but the method's ``no_grad_clip()``: MSN's prototypes). The schedules span
+  ``schedule_horizon`` times the run's steps (default 1.0; the official MSN code: 1.25).
 * **DDP** - under ``torchrun`` (gloo on CPU, NCCL on GPU) each rank takes its contiguous slice
   of the global batch ``batch_at(step)``; gradients are averaged by DistributedDataParallel.
 * **Budget** - ``time_budget_s`` stops at a wall-clock budget (a checkpoint and the model are
@@ -137,6 +139,26 @@ def total_steps(config: TrainConfig, n_images: int) -> int:
     return max(int(math.ceil(config.epochs * n_images / config.batch_size)), 1)
 
 
+def schedule_steps(config: TrainConfig, n_total: int) -> int:
+    """The step count the lr, weight-decay and EMA schedules span: ``schedule_horizon`` times
+    the run's steps (1.0: they end with the run; the official MSN code uses 1.25, so its EMA
+    momentum ends near 0.9992 rather than 1.0 and its lr and weight decay stop short of their
+    final values)."""
+    if config.schedule_horizon < 1.0:
+        raise CellbenchError(
+            f"schedule_horizon must be >= 1.0 (got {config.schedule_horizon}); the schedules "
+            "cannot end before the run does."
+        )
+    return max(int(round(config.schedule_horizon * n_total)), n_total)
+
+
+def clipped_parameters(method: Method) -> list[torch.nn.Parameter]:
+    """The trainable parameters whose gradient norm is clipped: all but ``no_grad_clip()``."""
+    exempt = method.no_grad_clip()
+    return [p for name, p in method.named_parameters()
+            if p.requires_grad and name not in exempt and name.split(".")[-1] not in exempt]
+
+
 def warmup_steps(config: TrainConfig, n_images: int) -> int:
     if config.warmup_steps is not None:
         return int(config.warmup_steps)
@@ -253,6 +275,7 @@ def train(
         n_images = int(dataset.sites.height)
         n_total = total_steps(config, n_images)
         n_warm = warmup_steps(config, n_images)
+        n_sched = schedule_steps(config, n_total)
 
         history: list[dict[str, Any]] = []
         health_log: list[dict[str, Any]] = []
@@ -282,7 +305,7 @@ def train(
         probe = HealthProbe(dataset, seed, crop=config.crop_size) if (health and main) else None
         heldout = _heldout_set(dataset, sampler, seed) if (main and hasattr(method, "validate")) else None
         keep_best = heldout is not None and bool(config.early_stop_patience)
-        params = [p for p in method.parameters() if p.requires_grad]
+        params = clipped_parameters(method)
         ema_pairs = method.ema_pairs()
         bar = _Progress(n_total, start, model_name, enabled=progress and main)
         t0 = time.perf_counter()
@@ -311,8 +334,8 @@ def train(
         if main and recall_probe is not None and start == 0:  # the untrained network's level
             health_log.append(representation_health(0))
         while step < n_total and stopped == "completed":
-            lr = schedules.warmup_cosine(step, n_total, config.lr, n_warm, config.min_lr)
-            wd = schedules.cosine(step, n_total, config.weight_decay, config.final_weight_decay)
+            lr = schedules.warmup_cosine(step, n_sched, config.lr, n_warm, config.min_lr)
+            wd = schedules.cosine(step, n_sched, config.weight_decay, config.final_weight_decay)
             for group in optimizer.param_groups:
                 group["lr"] = lr
                 if group["apply_wd"]:
@@ -330,7 +353,7 @@ def train(
             if config.clip_grad:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip_grad))
             optimizer.step()
-            momentum = schedules.linear(step, n_total, config.ema_start, config.ema_end)
+            momentum = schedules.linear(step, n_sched, config.ema_start, config.ema_end)
             for target, online in ema_pairs:
                 ema_update(target, online, momentum)
             step += 1
@@ -586,7 +609,10 @@ def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig
             f"checkpoint {path} belongs to model {state.get('model')!r} seed {state.get('seed')}, "
             f"not {model_name!r} seed {seed}; use another --out directory or drop --resume."
         )
-    saved, now = dict(state["config"]), config.to_dict()
+    from cellbench.train.presets import from_dict
+
+    # fields added since the checkpoint was written take their defaults
+    saved, now = from_dict(state["config"]).to_dict(), config.to_dict()
     saved["betas"], now["betas"] = list(saved["betas"]), list(now["betas"])
     diff = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
     if diff:

@@ -64,3 +64,7 @@ class Method(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of parameters exempt from weight decay besides biases and norms (1-D)."""
         return set()
+
+    def no_grad_clip(self) -> set[str]:
+        """Names of parameters left out of gradient-norm clipping (MSN: the prototypes)."""
+        return set()

@@ -1,21 +1,31 @@
 """Training presets: named, complete hyper-parameter sets, every field overridable.
 
 * ``tiny``  - for tests: a 2-block ViT on 16 px crops, runs in seconds.
-* ``quick`` - the default run: a small timm ViT (width 128, depth 4, patch 8) on 32 px crops,
-  600 steps, about 2.5 minutes on one free CPU core. Measured on the synthetic screen (3 seeds,
-  leaderboard/README.md): CWA-MSN 0.118 [0.066, 0.171] CORUM vs 0.132 [0.096, 0.167] for the
-  same network untrained - it does NOT beat the untrained network.
-* ``standard`` - ``quick`` trained 4x longer (2,400 steps, about 10 minutes on one core): the
-  CPU preset issue 6 asked for, i.e. the smallest budget at which CWA-MSN clearly beats the
-  untrained ViT, was not found. Measured: 0.107 [0.076, 0.139] at 2,400 steps and 0.134
-  [0.090, 0.178] at 4,800. The training pairs of the synthetic screen carry almost no per-view
-  signal (experiments/pair_signal.py, nuisance_ablation.py), and at this scale MSN reaches its
-  uniform fixed point even when both views come from one site (experiments/msn_bootstrap.py),
-  so this is kept as a longer measured CPU point, not as a budget known to work.
-* ``paper`` - exactly the recipe of the CWA-MSN paper (docs: spec/methods.md, paper section 3):
+* ``quick`` - the default run: a small timm ViT (width 128, depth 4, patch 8) on 32 px crops
+  (16 patch tokens), 600 steps, about 2.5 minutes on one free CPU core. MSN anchors are one
+  masked random view and no focal views. The focal views of the MSN recipe (Assran et al.
+  2022) are local crops with many tokens (96 px at patch 16: 36); scaled down to this
+  backbone they were 16 px crops of 4 tokens (3 after patch dropping), and as 4 of the 5
+  anchor views they carried 80 % of the cross-entropy on views too small to hold information:
+  MSN then stayed at its uniform fixed point even on a known-learnable task (two crops of one
+  handwritten digit, experiments/digits_check.py), while without them it left it and learned
+  to identify crop pairs. Focal views, if set, should be at least 16 tokens each: four
+  unmasked 32 px focal views also learn there, faster per step, but each step costs more than
+  twice as much, and at equal CPU time the run without focal views was ahead.
+* ``standard`` - ``quick`` trained 4x longer (2,400 steps, about 10 minutes on one core); a
+  longer measured CPU point (leaderboard/budget_curve.csv), not a budget at which CWA-MSN is
+  known to beat the untrained network on the synthetic screen.
+* ``paper`` - exactly the recipe of the CWA-MSN paper (its section 3):
   ViT-S/16, batch 64, 100 epochs, lr 2e-4 with 15 warm-up epochs then cosine, weight decay
   cosine 0.04 -> 0.4, gradient clip 3.0, EMA 0.996 -> 1.0, 1,024 prototypes, tau 0.1,
   sharpening 0.25, 3 Sinkhorn iterations, 1 random + 10 focal anchor views, patch drop 0.15.
+
+Where the CWA-MSN paper is silent, every preset follows the official MSN code
+(github.com/facebookresearch/msn, Assran et al. 2022): focal views are not masked
+(``mask_focal=False``), the projection head runs per crop-size group, the prototypes are not
+gradient-clipped, and the official initialisations are used (cellbench/encoders/msn.py). The
+official code's 1.25x schedule horizon is an option (``schedule_horizon=1.25``); the default
+1.0 ends the EMA ramp at 1.0, as the CWA-MSN paper states.
 
 A preset is a frozen :class:`TrainConfig`; :func:`resolve` applies overrides by field name and
 rejects unknown names (with close-name suggestions) and wrong types.
@@ -57,6 +67,9 @@ class TrainConfig:
     clip_grad: float | None = 3.0
     ema_start: float = 0.996
     ema_end: float = 1.0
+    # lr, weight-decay and EMA schedules span this many times the run's steps; the official MSN
+    # code uses 1.25 (its EMA momentum ends near 0.9992); the CWA-MSN paper ramps EMA to 1.0
+    schedule_horizon: float = 1.0
     # --- MSN ---
     num_prototypes: int = 1024
     proj_hidden: int = 2048
@@ -69,7 +82,7 @@ class TrainConfig:
     n_random_views: int = 1
     n_focal_views: int = 10
     mask_ratio: float = 0.15
-    mask_focal: bool = True  # reference MSN masks only the full-size views: set False
+    mask_focal: bool = False  # True: drop patches of the focal views too (official MSN: not)
     pooling: str = "cls"  # embedding: "cls" | "mean" (mean of patch tokens)
     pre_norm_embedding: bool = False  # embedding taken before the final LayerNorm
     # --- CropMAE ---
@@ -112,7 +125,7 @@ _QUICK = dataclasses.replace(
     proj_hidden=512,
     proj_out=128,
     num_prototypes=64,
-    n_focal_views=4,
+    n_focal_views=0,  # see the module docstring: 16 px focal views were 4 tokens each
     decoder_dim=128,  # CropMAE's decoder scaled with the backbone (paper: 256 for width 384)
     decoder_depth=2,
     decoder_heads=4,
