@@ -1,4 +1,4 @@
-"""Issue 6: CORUM recall and representation health against training budget on 2 CPU cores.
+"""CORUM recall and representation health against training budget on 2 CPU cores.
 
 For each model (CWA-MSN, Single-Well-MSN, the InfoNCE cross-well positive control) and each
 step budget, ``cellbench run`` trains the `quick` preset for that many steps, embeds the

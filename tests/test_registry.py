@@ -28,7 +28,7 @@ PAPER_MODELS = [
 TRAINABLE = ["cwa-msn", "single-well-msn", "cropmae-cross", "cropmae-single", "vit-wsl", "infonce-cross"]
 
 
-def test_every_model_of_the_spec_is_registered():
+def test_every_model_of_the_paper_is_registered():
     names = registry.list_models()
     for name in PAPER_MODELS + ["pixel-stats", "infonce-cross"]:
         assert name in names
