@@ -112,7 +112,7 @@ TABLE1 = PaperTable(
     },
     row_notes={
         "OpenPhenom": ("the paper is inconsistent about OpenPhenom's training images: abstract "
-                       "'2.2M', section 5.1 text '>10M', Table 1 '>>10M' (used here, as a lower bound)"),
+                       "'2.2M', §5.1 text '>10M', Table 1 '>>10M' (used here, as a lower bound)"),
     },
 )
 
