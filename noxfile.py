@@ -1,5 +1,5 @@
 """nox sessions: tests, lint, bench (performance bars), paper (tables and figures), leaderboard,
-prototypes (Table 5 sweep) and budget (issue 6: budget curve and pair signal).
+prototypes (Table 5 sweep) and budget (budget curve and pair signal).
 
 Each session installs cellbench into its own virtualenv, so it also checks that the
 package installs cleanly from the tree.
@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Performance bars P1-P8: every benchmark prints its figures, its ratio and its bar."""
+    """Performance bars: every benchmark prints its figures, its ratio and its bar."""
     session.install("-e", ".[test]")
     import pathlib
 
@@ -77,7 +77,7 @@ def prototypes(session: nox.Session) -> None:
 
 @nox.session
 def budget(session: nox.Session) -> None:
-    """Issue 6: CORUM recall and health vs training budget (CPU), written to leaderboard/."""
+    """CORUM recall and health vs training budget (CPU), written to leaderboard/."""
     session.install("-e", ".")
     session.run("python", "experiments/budget_curve.py", "--steps", "0", "600", "2400", "--seeds",
                 "0", "1", "2", "--eval-seeds", "100")

@@ -1,9 +1,9 @@
-"""Embedding pipeline bars P2 (throughput) and P6 (memory grows with wells, not sites).
+"""Embedding pipeline bars: throughput, and memory that grows with wells, not sites.
 
-P2: ``embed_dataset`` (read + decode + channel map + tile + standardise + forward + site/well
+throughput: ``embed_dataset`` (read + decode + channel map + tile + standardise + forward + site/well
     aggregation + parquet) must reach >= 80 % of the bare forward pass of the same model at the
     same batch size on the same machine, measured side by side in one process: tiles/s of both.
-P6: embedding 10x more sites of the same wells must raise the peak memory (max RSS of a fresh
+memory: embedding 10x more sites of the same wells must raise the peak memory (max RSS of a fresh
     subprocess) by < 20 %. The images are drawn on the fly (nothing cached), so the peak is
     the pipeline's own: model, batches, per-well sums and the output.
 
@@ -14,7 +14,7 @@ RxRx3-core screen. Both are
 timed alternately (``--repeats``), best of each; the pipeline runs with its default decoding
 worker. Fixed costs (worker start, shard and parquet writes) weigh more on small runs.
 
-    python benchmarks/bench_embed.py [--size quick] [--wells 2048] [--p6-wells 256] [--batch-size 64]
+    python benchmarks/bench_embed.py [--size quick] [--wells 2048] [--memory-wells 256] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def throughput(args) -> dict:
     bare, pipe = max(results["bare"]), max(results["pipeline"])
     ratio = pipe / bare
     return {
-        "bar": "P2 embed throughput >= 80% of bare forward",
+        "bar": "embed throughput >= 80% of bare forward",
         "model": args.model,
         "tile_px": encoder.input_size,
         "batch_size": args.batch_size,
@@ -169,13 +169,13 @@ def memory(args) -> dict:
     runs = {}
     for repeat in (1, 10):
         cmd = [sys.executable, __file__, "--child-memory", "--repeat", str(repeat), "--size", args.size,
-               "--wells", str(args.p6_wells), "--batch-size", str(args.batch_size), "--model", args.model]
+               "--wells", str(args.memory_wells), "--batch-size", str(args.batch_size), "--model", args.model]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         runs[repeat] = json.loads(out)
     growth = runs[10]["peak_rss_mb"] / runs[1]["peak_rss_mb"] - 1
     return {
-        "bar": "P6 peak memory with 10x sites of the same wells < +20%",
-        "wells": args.p6_wells,
+        "bar": "peak memory with 10x sites of the same wells < +20%",
+        "wells": args.memory_wells,
         "sites_1x": runs[1]["sites"],
         "sites_10x": runs[10]["sites"],
         "peak_rss_mb_1x": round(runs[1]["peak_rss_mb"], 1),
@@ -189,25 +189,25 @@ def memory(args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="quick")
-    ap.add_argument("--wells", type=int, default=2048, help="P2: wells embedded")
-    ap.add_argument("--p6-wells", type=int, default=1000, help="P6: wells (x1 and x10 sites)")
+    ap.add_argument("--wells", type=int, default=2048, help="throughput: wells embedded")
+    ap.add_argument("--memory-wells", type=int, default=1000, help="memory: wells (x1 and x10 sites)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--model", default="cwa-msn")
-    ap.add_argument("--repeats", type=int, default=2, help="P2 repetitions (best of)")
+    ap.add_argument("--repeats", type=int, default=2, help="throughput repetitions (best of)")
     ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--only", choices=["p2", "p6"], default=None)
-    ap.add_argument("--no-vit-s", action="store_true", help="skip the P2 run with a ViT-S/16 (random)")
+    ap.add_argument("--only", choices=["throughput", "memory"], default=None)
+    ap.add_argument("--no-vit-s", action="store_true", help="skip the throughput run with a ViT-S/16 (random)")
     args = ap.parse_args()
     if args.child_memory:
         child_memory(args)
         return
-    if args.only in (None, "p2"):
+    if args.only in (None, "throughput"):
         print(json.dumps(throughput(args)), flush=True)
         if args.model == "cwa-msn" and not args.no_vit_s:  # also the paper's backbone size
             vit_s = argparse.Namespace(**{**vars(args), "model": "random", "wells": max(64, args.wells // 8)})
             print(json.dumps(throughput(vit_s)), flush=True)
-    if args.only in (None, "p6"):
+    if args.only in (None, "memory"):
         print(json.dumps(memory(args)), flush=True)
 
 

@@ -1,6 +1,6 @@
-"""P1: gene-gene recall - cellbench vs the efaar reference, side by side in one run.
+"""Gene-gene recall - cellbench vs the efaar reference, side by side in one run.
 
-Bar (quality.md P1): same numbers as ``efaar_benchmarking.benchmarking.known_relationship_benchmark``;
+Bar: same numbers as ``efaar_benchmarking.benchmarking.known_relationship_benchmark``;
 >= 20x faster at 735 entities (the RxRx3-core genes) and >= 10x faster with <= 25 % of the
 reference's peak memory at 13,000 entities.
 
@@ -104,7 +104,7 @@ def main() -> int:
     for fn in RUNNERS.values():
         fn(small_labels, small_X)
     ok = True
-    print(f"P1 gene-gene recall: cellbench vs efaar known_relationship_benchmark (float64, dim {args.dim}, "
+    print(f"gene-gene recall: cellbench vs efaar known_relationship_benchmark (float64, dim {args.dim}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     for n in args.sizes:
         labels, X = make_map(n, args.dim)

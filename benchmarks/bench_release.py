@@ -1,4 +1,4 @@
-"""P8 / issue 7: score a release the size of RxRx3-core's OpenPhenom embeddings end to end.
+"""Real scale: score a release the size of RxRx3-core's OpenPhenom embeddings end to end.
 
 Generates a release of the real shape in the real layout - 222,601 wells x 384 float32
 features (``well_id`` + ``feature_0..feature_383`` parquet) and ``metadata_rxrx3_core.csv`` with
@@ -13,7 +13,7 @@ per-perturbation signal so that every stage does real work.
 Then times ``cellbench evaluate --seeds 100`` (a subprocess running the ``cellbench`` entry
 point, as a user runs it) end to end and reads its peak memory (the process's own ``VmHWM``).
 
-Bar (quality.md P8): <= 60 s and <= 4 GB on 2 cores.
+Bar: <= 60 s and <= 4 GB on 2 cores.
 
     python benchmarks/bench_release.py [--scale 1.0] [--seeds 100] [--keep DIR]
 
@@ -183,7 +183,7 @@ def main() -> int:
             print("cellbench evaluate FAILED")
             return 1
         passed = wall <= 60 and peak_gb <= 4
-        print(f"P8 real scale: cellbench evaluate --seeds {args.seeds} on {n:,} wells x {N_FEATURES}: "
+        print(f"real scale: cellbench evaluate --seeds {args.seeds} on {n:,} wells x {N_FEATURES}: "
               f"{wall:.1f} s end to end, peak memory {peak_gb:.2f} GB (nproc={os.cpu_count()})")
         print(f"bar: <= 60 s and <= 4 GB on 2 cores: {'PASS' if passed else 'FAIL'}"
               f"{'' if args.scale == 1.0 else f' (at scale {args.scale}; the bar is for scale 1.0)'}")

@@ -1,6 +1,6 @@
 """Simulator speed: generate the ``quick`` synthetic screens and print time and images/s.
 
-Bar (issue 3, simulator.md): synthetic-rxrx3-core ``quick`` generated in <= 60 s on 2 cores.
+Bar: synthetic-rxrx3-core ``quick`` generated in <= 60 s on 2 cores.
 The machine is shared, so besides wall time it prints the process CPU time (user + sys; with
 2 rendering threads an idle 2-core machine needs about CPU/2..CPU of wall time) and the load
 average seen during the run — read wall time against the load.

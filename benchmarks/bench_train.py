@@ -1,7 +1,7 @@
-"""P5: training step cost - CWA-MSN vs Single-Well-MSN (cross-well sampling is free), and
+"""Training step cost - CWA-MSN vs Single-Well-MSN (cross-well sampling is free), and
 MSN vs CropMAE time per step - measured side by side in one run.
 
-Bar (quality.md P5): a CWA-MSN step costs within 10 % of a Single-Well-MSN step. The MSN :
+Bar: a CWA-MSN step costs within 10 % of a Single-Well-MSN step. The MSN :
 CropMAE time per step is printed for the record (the paper: < 9 vs 14 GPU-hours to train).
 
 Method: the real training loop (:func:`cellbench.train.loop.train`, sampler + views + forward +
@@ -66,7 +66,7 @@ def main() -> int:
         for m in models if r % 2 == 0 else reversed(models):
             times[m].append(step_times(m, dataset, args.preset, args.steps, args.warmup, seed=r))
     med = {m: statistics.median(x for run in v for x in run) for m, v in times.items()}
-    print(f"P5 training step CPU time (preset {args.preset}, synthetic-bray {args.size}, "
+    print(f"training step CPU time (preset {args.preset}, synthetic-bray {args.size}, "
           f"{torch.get_num_threads()} thread(s), median step over {args.repeat} interleaved runs)")
     for m in models:
         runs = ", ".join(f"{statistics.median(run) * 1000:.1f}" for run in times[m])

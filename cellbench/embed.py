@@ -1,14 +1,14 @@
-"""Streaming embedding: images → tiles → sites → WELL means, written to parquet (README F6).
+"""Streaming embedding: images → tiles → sites → WELL means, written to parquet.
 
 ``embed_dataset(encoder, dataset, out)`` reads the dataset's sites in batches, cuts each site
 into the encoder's tiles (non-overlapping, centred), embeds them, averages tiles into a site
 vector and sites into running per-well sums. Memory therefore grows with the number of wells,
-never with the number of sites (quality.md P6), and the output is the contract of
+never with the number of sites (checked by ``benchmarks/bench_embed.py``), and the output is the contract of
 docs/architecture.md: ``well_id`` + ``feature_0..feature_{D-1}`` (float32), one row per well,
 with parquet key-value metadata naming the model, the weights' SHA-256, the channel order and
 the data hash.
 
-Robustness (quality.md R2): the wells are cut into shards; each finished shard is written
+Robustness: the wells are cut into shards; each finished shard is written
 atomically and a killed run resumes without redoing them; under ``torchrun`` rank r embeds
 shards r, r + W, ... and rank 0 merges them (de-duplicating wells by id). The final file is
 cached by model + weights + data + settings: a second call returns it at once. Shards live in

@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.errors import CellbenchError, NotFoundError
+from cellbench.schema import EVAL_TASKS
 
 # Size of the synthetic screens for each training preset.
 DATA_SIZE = {"tiny": "tiny", "quick": "quick", "standard": "quick", "paper": "full"}
 TRAIN_DATA = "synthetic-bray"
 EVAL_DATA = "synthetic-rxrx3-core"
 DATA_SEED = 0  # the screens are fixed; --seed varies the model (training, random init)
-FLOOR_CEILING = ("random", "oracle", "nuisance-only")
-TASKS = ("gene_gene", "compound_gene", "batch")
+
+
+def floor_ceiling() -> tuple[str, ...]:
+    """The reference rows ``cellbench run`` also scores: the cards with role floor or ceiling."""
+    from cellbench.registry import models_with_role
+
+    return models_with_role("floor", "ceiling")
 
 
 @dataclass
@@ -119,8 +125,8 @@ def run_pipeline(
     store = ResultsStore()
     result = RunResult(model, ckpt_name, dataset_name)
 
-    if all(store.has(model, ckpt_name, dataset_name, task) for task in TASKS):
-        result.records = {t: store.get(model, ckpt_name, dataset_name, t) for t in TASKS}
+    if all(store.has(model, ckpt_name, dataset_name, task) for task in EVAL_TASKS):
+        result.records = {t: store.get(model, ckpt_name, dataset_name, t) for t in EVAL_TASKS}
         result.reused = True
         return result
 
@@ -182,7 +188,7 @@ def run_pipeline(
         "timings": result.timings,
         **_provenance(eval_ds, emb_path),
     }
-    for task in TASKS:
+    for task in EVAL_TASKS:
         if task in scores["scores"]:
             task_scores = scores["scores"][task]
             if task == "batch":

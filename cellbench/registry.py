@@ -1,9 +1,11 @@
-"""Encoder registry: register, list and create encoders by name (README F1).
+"""Encoder registry: register, list and create encoders by name.
 
 Modelled on timm's registry, with three sources of names:
 
 1. **Model cards** – every ``models/<name>.toml`` that has a ``factory = "module:function"``
-   key is a built-in model. The card is also the model's metadata record (F2).
+   key is a built-in model. The card is also the model's metadata record, and the one
+   place that says which models are floors, ceilings and reference rows (its ``role``).
+   Cards are read into a frozen :class:`ModelCard`; an unknown key is an error.
 2. **Code** – ``register(name, "module:function")`` or the ``@register_encoder(name)``
    decorator, for encoders defined in a user's own session or package.
 3. **Entry points** – third-party packages declare ``[project.entry-points."cellbench.encoders"]
@@ -21,7 +23,8 @@ import difflib
 import importlib
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata as importlib_metadata
 from importlib import resources
@@ -50,6 +53,12 @@ REQUIRED_METADATA = (
     "citation",
 )
 
+#: What a model is on a leaderboard: ``model`` (scored and ranked), ``floor`` (a row a
+#: trained model must beat: untrained network, nuisance-only), ``ceiling`` (the best score
+#: the metrics can give: oracle), ``reference`` (a baseline row shown beside the floors but
+#: not scored by every ``cellbench run``: pixel statistics).
+ROLES = ("model", "floor", "ceiling", "reference")
+
 _registered: dict[str, str | Callable[..., Any]] = {}
 _registered_metadata: dict[str, dict[str, Any]] = {}
 
@@ -71,45 +80,131 @@ def cards_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 
 
+_SECTION_KEYS: dict[str, frozenset[str] | None] = {
+    "architecture": frozenset({"backbone", "parameters", "embed_dim", "pooling", "input_size",
+                               "input_channels", "preprocessing"}),
+    "training": frozenset({"images", "perturbations", "data", "provenance"}),
+    "weights": frozenset({"license", "source"}),
+    "recipe": None,  # the training recipe: method-specific hyper-parameters, any keys
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One ``models/<name>.toml``, validated: unknown keys and bad values are errors.
+
+    Top-level keys are the fields below (``name`` defaults to the file name); the tables
+    ``[architecture]``, ``[training]`` and ``[weights]`` take only the keys of
+    ``_SECTION_KEYS``; ``[recipe]`` is free-form.
+    """
+
+    name: str
+    display_name: str
+    family: str
+    role: str
+    description: str
+    citation: str
+    factory: str | None = None
+    trainer: str | None = None  # the training method that trains it (``cellbench train``)
+    highlight: bool = False  # the paper's proposed method: highlighted in figures
+    notes: str | None = None
+    architecture: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    weights: Mapping[str, Any] = field(default_factory=dict)
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    card_path: str = ""
+
+    @classmethod
+    def from_toml(cls, data: dict[str, Any], path: Path) -> ModelCard:
+        """Validate one parsed card; every problem is a :class:`CellbenchError` naming the file."""
+
+        def bad(problem: str) -> CellbenchError:
+            return CellbenchError(f"model card {path}: {problem}; fix the file or remove it")
+
+        fields = {f for f in cls.__dataclass_fields__ if f != "card_path"}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise bad(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(fields))})")
+        for section, allowed in _SECTION_KEYS.items():
+            table = data.get(section, {})
+            if not isinstance(table, dict):
+                raise bad(f"[{section}] must be a table")
+            extra = sorted(set(table) - allowed) if allowed is not None else []
+            if extra:
+                raise bad(f"unknown key(s) {', '.join(extra)} in [{section}] "
+                          f"(allowed: {', '.join(sorted(allowed))})")
+        data = {"display_name": data.get("name", path.stem), **data}
+        missing = [k for k in ("name", "family", "role", "description", "citation") if k not in data]
+        if missing:
+            raise bad(f"missing key(s) {', '.join(missing)}")
+        if data["role"] not in ROLES:
+            raise bad(f"role {data['role']!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(data.get("highlight", False), bool):
+            raise bad("highlight must be true or false")
+        factory = data.get("factory")
+        if factory is not None and (not isinstance(factory, str) or ":" not in factory):
+            raise bad(f"factory must look like 'module:function', got {factory!r}")
+        return cls(**data, card_path=str(path))
+
+
 @lru_cache(maxsize=8)
-def _read_cards(directory: str) -> dict[str, dict[str, Any]]:
-    cards: dict[str, dict[str, Any]] = {}
+def _read_cards(directory: str) -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
     for path in sorted(Path(directory).glob("*.toml")):
         try:
-            card = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise CellbenchError(
                 f"model card {path} is not valid TOML ({exc}); fix the file or remove it"
             ) from None
-        name = card.get("name", path.stem)
+        name = data.setdefault("name", path.stem)
         if name != path.stem:
             raise CellbenchError(
                 f"model card {path} declares name {name!r}; rename the file to {name}.toml "
                 "or fix its `name` key"
             )
-        card["card_path"] = str(path)
-        cards[name] = card
+        cards[name] = ModelCard.from_toml(data, path)
     return cards
 
 
-def cards() -> dict[str, dict[str, Any]]:
+def cards() -> dict[str, ModelCard]:
     """All model cards by name (read once per directory)."""
     return _read_cards(str(cards_dir()))
 
 
-def _flatten(card: dict[str, Any]) -> dict[str, Any]:
-    """A card's nested TOML tables flattened into the one metadata record of F1."""
-    arch = card.get("architecture", {})
-    training = card.get("training", {})
-    weights = card.get("weights", {})
+def models_with_role(*roles: str) -> tuple[str, ...]:
+    """Names of the carded models whose ``role`` is one of ``roles``, sorted."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {ROLES}")
+    return tuple(name for name, card in sorted(cards().items()) if card.role in roles)
+
+
+def role(name: str) -> str:
+    """The leaderboard role of ``name``: its card's, else ``"model"`` (plugins, code)."""
+    card = cards().get(name)
+    return card.role if card is not None else "model"
+
+
+def is_highlighted(name: str) -> bool:
+    """Whether ``name`` is the paper's proposed method (its card says ``highlight = true``)."""
+    card = cards().get(name)
+    return bool(card is not None and card.highlight)
+
+
+def _flatten(card: ModelCard) -> dict[str, Any]:
+    """A card's nested TOML tables flattened into the one metadata record of a model."""
+    arch, training, weights = card.architecture, card.training, card.weights
     record: dict[str, Any] = {
-        "name": card.get("name"),
-        "display_name": card.get("display_name", card.get("name")),
-        "family": card.get("family"),
-        "description": card.get("description"),
-        "ours": bool(card.get("ours", False)),
-        "trainer": card.get("trainer"),
-        "factory": card.get("factory"),
+        "name": card.name,
+        "display_name": card.display_name,
+        "family": card.family,
+        "description": card.description,
+        "role": card.role,
+        "ours": card.trainer is not None,  # trained by cellbench
+        "highlight": card.highlight,
+        "trainer": card.trainer,
+        "factory": card.factory,
         "backbone": arch.get("backbone"),
         "parameters": arch.get("parameters"),
         "embed_dim": arch.get("embed_dim"),
@@ -123,10 +218,10 @@ def _flatten(card: dict[str, Any]) -> dict[str, Any]:
         "counts_provenance": training.get("provenance"),
         "weights_license": weights.get("license"),
         "weights_source": weights.get("source"),
-        "citation": card.get("citation"),
-        "recipe": card.get("recipe", {}),
-        "notes": card.get("notes"),
-        "card_path": card.get("card_path"),
+        "citation": card.citation,
+        "recipe": dict(card.recipe),
+        "notes": card.notes,
+        "card_path": card.card_path,
     }
     return record
 
@@ -173,7 +268,7 @@ def unregister(name: str) -> None:
 
 
 def _builtin_factories() -> dict[str, str]:
-    return {name: card["factory"] for name, card in cards().items() if card.get("factory")}
+    return {name: card.factory for name, card in cards().items() if card.factory}
 
 
 def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from cellbench import paths
 from cellbench.errors import CellbenchError, InputError
 from cellbench.io import write_json_atomic
+from cellbench.schema import TASKS
 
-TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch", "health")
 KEY_FIELDS: tuple[str, ...] = ("model", "checkpoint", "dataset", "task")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")
 

@@ -28,6 +28,12 @@ CONTROL_TREATMENT = "EMPTY_control"  # the negative control used for alignment
 # Canonical compound concentrations (µM) of the RxRx3-core benchmark.
 CANONICAL_CONCENTRATIONS: tuple[float, ...] = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 
+# --- tasks -----------------------------------------------------------------------------
+#: The tasks ``cellbench evaluate`` scores from a well-embeddings table.
+EVAL_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
+#: Every task a stored result can hold: the evaluation tasks and the training's ``health``.
+TASKS: tuple[str, ...] = (*EVAL_TASKS, "health")
+
 # --- the normalised well table every stage uses -----------------------------------------
 # Produced from any dataset's metadata by its loader (or by cellbench.maps.labels for
 # RxRx3-core metadata). One row per well.

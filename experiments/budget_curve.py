@@ -1,4 +1,4 @@
-"""Issue 6: CORUM recall and representation health against training budget on 2 CPU cores.
+"""CORUM recall and representation health against training budget on 2 CPU cores.
 
 For each model (CWA-MSN, Single-Well-MSN, the InfoNCE cross-well positive control) and each
 step budget, ``cellbench run`` trains the `quick` preset for that many steps, embeds the
@@ -25,7 +25,13 @@ MODELS = ("cwa-msn", "single-well-msn", "infonce-cross")
 # quick preset, one thread, no other load: 600 steps took 146-156 s and 2,400 steps 597-633 s
 # (CWA-MSN); the x axis is steps because wall times of runs sharing the cores are not comparable
 SECONDS_PER_STEP = 0.25
-REFERENCES = ("random", "pixel-stats", "oracle", "nuisance-only")
+
+
+def references() -> tuple[str, ...]:
+    """The reference rows beside the trained models: every card with role floor, ceiling or reference."""
+    from cellbench.registry import models_with_role
+
+    return models_with_role("floor", "ceiling", "reference")
 
 
 def _stats(values: list[float]) -> dict:
@@ -52,7 +58,7 @@ def collect(preset: str, dataset: str) -> list[dict]:
             if not m:
                 continue
             key = (model, int(m.group(1)))
-        elif model in REFERENCES:
+        elif model in references():
             key = (model, None)
         else:
             continue
@@ -157,7 +163,7 @@ def main() -> None:
 
     dataset = dataset_id("synthetic", DATA_SIZE[args.preset])
     if not args.plot_only:
-        for name in () if args.skip_references else REFERENCES:
+        for name in () if args.skip_references else references():
             run_pipeline(name, preset=args.preset, eval_seeds=args.eval_seeds, progress=False)
         for seed in args.seeds:
             for steps in args.steps:

@@ -1,4 +1,4 @@
-"""Which technical-variation term masks the biology of a training view? (follows issue 6)
+"""Which technical-variation term masks the biology of a training view? (follows ``pair_signal.py``)
 
 ``experiments/pair_signal.py`` found that one 32 px view of a synthetic-bray quick well finds
 its cross-well partner (another well of the same compound) among 64 at 0.027 (chance 0.016),

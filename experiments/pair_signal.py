@@ -1,4 +1,4 @@
-"""Issue 6: how much per-view signal do the training pairs carry, before any training?
+"""How much per-view signal do the training pairs carry, before any training?
 
 A pair objective (CWA-MSN, InfoNCE, CropMAE-Cross) learns by telling which of B target views
 belongs to each anchor view. This script asks whether that is possible at all on a screen, by

@@ -1,4 +1,4 @@
-"""Issues 5/6: why do trained ViTs lose to pixel statistics on the synthetic screen?
+"""Why do trained ViTs lose to pixel statistics on the synthetic screen?
 
 Each *probe* is one way of turning the synthetic RxRx3-core screen's images into well vectors;
 this script embeds the screen with each, scores CORUM recall at (0.05, 0.95) with the standard

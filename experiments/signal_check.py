@@ -1,4 +1,4 @@
-"""Does the training pipeline learn biology when a view carries it? (a diagnostic, issue 4/5)
+"""Does the training pipeline learn biology when a view carries it? (a diagnostic)
 
 On the default synthetic screen no trained model beats the untrained network, and
 ``nuisance_ablation.py`` located why: a 32 px view shows little of its well's biology. This

@@ -1,4 +1,4 @@
-"""The embedding pipeline (F6): tiles → sites → well means, parquet contract, cache, resume,
+"""The embedding pipeline: tiles → sites → well means, parquet contract, cache, resume,
 sharding across ranks, channel mapping by name."""
 
 from __future__ import annotations

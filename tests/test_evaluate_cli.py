@@ -222,7 +222,7 @@ def test_missing_files_and_bad_options(tmp_path):
 
 def test_in_process_with_a_normalised_well_table_and_determinism():
     """The pipeline passes a WELL_COLUMNS table: same scores as the RxRx3-core metadata gives,
-    and a second run gives identical numbers (R3)."""
+    and a second run gives identical numbers."""
     from cellbench.maps.labels import wells_from_rxrx3
 
     md, feats = release(7)

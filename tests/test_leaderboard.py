@@ -95,7 +95,7 @@ def test_floor_and_ceiling_rows(store, tmp_path):
     lone = tmp_path / "lone"
     write_model(lone, "cwa-msn", [0.3])
     text = tables.write_leaderboard(load_results(lone), tmp_path / "out")["synthetic-quick"]
-    assert "Missing reference rows: random, oracle, nuisance-only" in text
+    assert "Missing reference rows: nuisance-only, oracle, random" in text  # the cards with role floor or ceiling
     assert "`cellbench run --model oracle`" in text
 
 

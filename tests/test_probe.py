@@ -1,4 +1,4 @@
-"""Recall on a held-out probe screen during training (issue 6): the probe embeds exactly as the
+"""Recall on a held-out probe screen during training: the probe embeds exactly as the
 embedding pipeline does, and its recall is logged at step 0 and at every health check."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The encoder registry (F1): names, lazy imports, plugins, close-name errors, metadata."""
+"""The encoder registry: names, lazy imports, plugins, close-name errors, typed model cards."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ PAPER_MODELS = [
 TRAINABLE = ["cwa-msn", "single-well-msn", "cropmae-cross", "cropmae-single", "vit-wsl", "infonce-cross"]
 
 
-def test_every_model_of_the_spec_is_registered():
+def test_every_model_of_the_paper_is_registered():
     names = registry.list_models()
     for name in PAPER_MODELS + ["pixel-stats", "infonce-cross"]:
         assert name in names
@@ -68,7 +68,7 @@ def test_card_metadata_is_complete(name):
 
 
 def test_paper_counts_come_from_the_cards():
-    # methods.md "Efficiency facts" / paper Table 1
+    # the paper's Table 1 and Figure 1 (section 5.1): training images and parameters
     assert registry.metadata("cwa-msn")["training_images"] == 198609
     assert registry.metadata("cwa-msn")["training_perturbations"] == 7401
     assert registry.metadata("vit-imagenet")["training_images"] == 1_000_000
@@ -78,9 +78,78 @@ def test_paper_counts_come_from_the_cards():
 
 
 def test_cards_are_shipped_inside_the_package():
-    shipped = Path(registry.__file__).parent / "model_cards"
-    repo = Path(registry.__file__).parent.parent / "models"
-    assert sorted(p.name for p in shipped.glob("*.toml")) == sorted(p.name for p in repo.glob("*.toml"))
+    """The package's ``model_cards`` is the repository's ``models/`` (a link, so the two cannot
+    drift apart) and the build ships it as package data, so an installed cellbench has its cards."""
+    import tomllib
+
+    package = Path(registry.__file__).parent
+    shipped, repo = package / "model_cards", package.parent / "models"
+    if not repo.is_dir():
+        pytest.skip("not a source checkout")
+    assert shipped.is_symlink() and shipped.resolve() == repo.resolve()
+    pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "model_cards/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["cellbench"]
+    assert registry.cards_dir() == shipped
+
+
+def test_roles_come_from_the_cards():
+    roles = {name: card.role for name, card in registry.cards().items()}
+    assert set(roles.values()) <= set(registry.ROLES)
+    assert registry.models_with_role("ceiling") == ("oracle",)
+    assert registry.models_with_role("floor") == ("nuisance-only", "random")
+    assert registry.models_with_role("reference") == ("pixel-stats",)
+    assert registry.role("cwa-msn") == "model" and registry.role("not-a-card") == "model"
+    # the paper's method is the one highlighted model; "ours" means trained by cellbench
+    assert [n for n in registry.cards() if registry.is_highlighted(n)] == ["cwa-msn"]
+    assert sorted(n for n in registry.list_models() if registry.metadata(n)["ours"]) == sorted(TRAINABLE)
+    with pytest.raises(ValueError, match="unknown role"):
+        registry.models_with_role("flor")
+
+
+_GOOD_CARD = """
+name = "toy"
+display_name = "Toy"
+family = "toy"
+role = "model"
+description = "a toy"
+citation = "none"
+factory = "cellbench.encoders.baselines:create_random"
+[architecture]
+embed_dim = 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.replace('role = "model"', 'role = "model"\nours = true'), "unknown key.*ours"),
+        (lambda c: c.replace("embed_dim = 3", "embed_dim = 3\nembedding_dim = 3"),
+         r"unknown key.*embedding_dim.*\[architecture\]"),
+        (lambda c: c.replace('role = "model"', 'role = "baseline"'), "role 'baseline' is not one of"),
+        (lambda c: c.replace('role = "model"\n', ""), "missing key.*role"),
+        (lambda c: c.replace('family = "toy"', 'family = "toy"\nhighlight = "yes"'), "highlight must be"),
+        (lambda c: c.replace("baselines:create_random", "baselines.create_random"), "factory must look like"),
+    ],
+)
+def test_card_with_unknown_or_bad_keys_is_a_clear_error(tmp_path, monkeypatch, edit, message):
+    (tmp_path / "toy.toml").write_text(_GOOD_CARD)
+    monkeypatch.setenv("CELLBENCH_MODELS_DIR", str(tmp_path))
+    assert registry.cards()["toy"].architecture == {"embed_dim": 3}  # the good card loads
+    (tmp_path / "toy.toml").write_text(edit(_GOOD_CARD))
+    registry._read_cards.cache_clear()
+    try:
+        with pytest.raises(CellbenchError, match=message) as info:
+            registry.list_models()
+        assert "toy.toml" in str(info.value)
+    finally:
+        registry._read_cards.cache_clear()
+
+
+def test_a_card_is_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        registry.cards()["random"].role = "model"  # type: ignore[misc]
 
 
 def test_register_lazy_string_and_decorator(tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def test_relationships_planted_oracle_cosine():
     bio = B.make_biology(0)
     idx = bio.gene_index()
     corum = sorted(B.known_pairs("CORUM", bio.genes))
-    # evaluation.md: relationship counts among the 735 RxRx3-core genes
+    # the paper's "# relationships" row (Tables 3-5): counts among the 735 RxRx3-core genes
     counts = {s: len(B.known_pairs(s, bio.genes)) for s in B.ANNOTATION_SOURCES}
     assert counts == {"CORUM": 1209, "HuMAP": 958, "Reactome": 569, "SIGNOR": 495, "StringDB": 1737}
     unit = bio.effects / (np.linalg.norm(bio.effects, axis=1, keepdims=True) + 1e-12)

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         Every finished step is reused when the command is run again.
         """
-        from cellbench.pipeline import FLOOR_CEILING, run_pipeline
+        from cellbench.pipeline import floor_ceiling, run_pipeline
         from cellbench.report.run_summary import print_run_summary
 
         options = dict(data=data, data_dir=data_dir, preset=preset, device=device,
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                           + (f" — {timing}" if timing else ""))
         others = []
         if floors and data == "synthetic":
-            for name in FLOOR_CEILING:
+            for name in floor_ceiling():
                 if name != model:
                     others.append(run_pipeline(name, seed=0, **options))
         print_run_summary(result, others, console=console)

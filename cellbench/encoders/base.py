@@ -12,7 +12,7 @@ Contract (docs/architecture.md, "Encoders"):
 * ``embed_dim``  – length of one embedding vector;
 * ``input_size`` – the square crop/tile size it embeds (``None``: whole sites);
 * ``preprocess(uint8 (N, C, H, W)) -> float`` – by default self-standardisation per image
-  and channel (methods.md "Common backbone"), applied to the whole site before it is cut
+  and channel (docs/methods.md, "Common backbone"), applied to the whole site before it is cut
   into tiles, as in training (``preprocess_whole_sites``); a card may say otherwise
   (pixel-stats and CellProfiler see intensities scaled to [0, 1]);
 * ``embed(float (N, C, H, W)) -> (N, D)`` – on preprocessed images, in eval mode,
@@ -161,7 +161,7 @@ def build_vit(
     """A timm ViT (``num_classes=0``) for any input-channel count, image and patch size.
 
     Shared by the baselines and the trainers, so every ViT in cellbench is timm's own
-    (quality.md E1: no hand-written ViT). Extra ``kwargs`` go to ``timm.create_model``
+    (no hand-written ViT). Extra ``kwargs`` go to ``timm.create_model``
     (e.g. ``pretrained=True``, ``drop_path_rate``, ``dynamic_img_size``).
     """
     import timm

@@ -1,6 +1,6 @@
 """Released weights on disk: a local file or folder, the Hugging Face cache, or the hub.
 
-One resolution order for every released model (E4, offline first): an explicit
+One resolution order for every released model (offline first): an explicit
 ``--checkpoint`` path, then the huggingface_hub cache, then a download — unless
 ``HF_HUB_OFFLINE`` is set, in which case a :class:`NotFoundError` says how to get the file.
 """

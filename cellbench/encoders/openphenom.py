@@ -2,7 +2,7 @@
 
 The architecture of the public release (huggingface.co/recursionpharma/OpenPhenom, code in
 github.com/recursionpharma/maes_microscopy), rebuilt from timm parts — no code from the
-checkpoint is ever run (quality.md R6):
+checkpoint is ever run:
 
 * a timm ``VisionTransformer`` at 256×256, patch 16, width 384, 12 blocks, 6 heads, with
   ``ParallelScalingBlock`` blocks, qk-norm, no qkv bias, layer-scale 1e-4, a CLS token and

@@ -3,10 +3,10 @@
 The timm ViT classifies which perturbation a training image received (softmax cross-entropy
 over the training perturbations, a linear classifier on the mean of the patch tokens).
 Augmentations: random crop, flips, 90 degree rotations, per-channel brightness/contrast jitter
-(spec/methods.md). Embedding: the backbone's mean patch token, without the classifier.
+(docs/methods.md, "ViT-WSL"). Embedding: the backbone's mean patch token, without the classifier.
 
-Supervised WSL memorises the wells of each perturbation (spec/simulator.md: well NN rate 0.73,
-recall falling with training), so a fraction of each perturbation's wells is held out
+Supervised WSL memorises the wells of each perturbation (measured on the synthetic screen: well
+nearest-neighbour rate 0.73, recall falling with training), so a fraction of each perturbation's wells is held out
 (``holdout_fraction``) and the held-out accuracy/loss is logged with the health metrics; with
 ``early_stop_patience`` set, training stops once the held-out loss has not improved for that
 many health checks, and ``model.pt`` keeps the weights of the best held-out check

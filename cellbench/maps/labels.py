@@ -1,6 +1,7 @@
 """RxRx3-core labelling rules: the release's metadata table -> the normalised well table.
 
-Rules (evaluation.md §1, the public EFAAR RxRx3-core notebook):
+Rules (the public EFAAR RxRx3-core notebook of ``efaar_benchmarking``; docs/evaluation.md,
+"Map building"):
 
 * ``perturbation = treatment.split("_")[0]`` unless the treatment contains ``_control``
   (then the treatment itself): guides ``RPLP2_guide_4`` collapse to the gene ``RPLP2``.

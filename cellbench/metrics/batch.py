@@ -1,4 +1,5 @@
-"""Batch-robustness diagnostics (cellbench's own, evaluation.md §4 — not in the reference).
+"""Batch-robustness diagnostics (cellbench's own, not in the reference; docs/evaluation.md,
+"Batch diagnostics").
 
 Two questions about the *aligned* well embeddings:
 

@@ -1,6 +1,6 @@
 """Representation health: is a training run learning, collapsing, or memorising wells?
 
-Issue 6 / spec/simulator.md: a small MSN on a CPU can sit in a collapsed state (constant CE and
+A small MSN trained on a CPU can sit in a collapsed state (constant CE and
 me-max, few prototypes used) while its loss looks fine, and a single-well objective learns to
 recognise wells. These cheap diagnostics are logged during training and stored with results:
 
@@ -86,7 +86,7 @@ def pair_identification(anchor, target, standardize: bool = True) -> float:
     the batch) is their own partner (row ``i`` of ``target``). Chance is ``1 / len(anchor)``.
 
     Applied to hand-crafted features of the pairs a trainer draws, it measures whether a batch
-    of cross-well pairs carries any per-view signal to learn from (issue 6).
+    of cross-well pairs carries any per-view signal to learn from (``experiments/pair_signal.py``).
     """
     a, t = _numpy(anchor).astype(np.float64), _numpy(target).astype(np.float64)
     if a.shape != t.shape or a.ndim != 2 or len(a) < 2:
@@ -127,7 +127,7 @@ def uniform_collapse_warning(ce_over_log_k: Sequence[float], window: int = 20, t
 
     ``ce_over_log_k``: CE / log K per logged step. CE within ``tol`` of log K over the last
     ``window`` values means anchors (and so targets) are near uniform: no prototype is
-    predicted - the state a small-batch MSN with Sinkhorn falls into (spec/simulator.md).
+    predicted - the state a small-batch MSN with Sinkhorn falls into on the synthetic screens.
     """
     if len(ce_over_log_k) < window:
         return None

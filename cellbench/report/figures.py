@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from cellbench.io import atomic_path
+from cellbench.registry import is_highlighted
 from cellbench.report.paper import figure1_data, write_csv_atomic
 
 HIGHLIGHT = "#d62728"  # the paper highlights its method in red
@@ -97,7 +98,7 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
                 "model": rec["model"], "kind": "reported", "dataset": "rxrx3-core (paper)",
                 "value": float(rec[col]), "error": None,
                 "bound": "upper" if upper and panel != "a" and kind in ("images", "both") else "exact",
-                "annotation": ann[kind], "highlight": rec["model"] == "cwa-msn",
+                "annotation": ann[kind], "highlight": is_highlighted(rec["model"]),
                 "provenance": "reported", "source": rec["source"],
             })
     if measured is not None:
@@ -136,7 +137,7 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
                     "value": float(value), "error": err, "bound": "exact", "annotation": ann,
                     "untrained_floor": (float(floor) * floor_ratio[panel]
                                         if floor is not None and floor_ratio[panel] else None),
-                    "highlight": rec["model"] == "cwa-msn", "provenance": "measured",
+                    "highlight": is_highlighted(rec["model"]), "provenance": "measured",
                     "source": "cellbench results store",
                 })
     out = pl.DataFrame(rows, infer_schema_length=None)
@@ -357,7 +358,7 @@ def _linestyles(keys: list[tuple[str, str]], colors: dict) -> dict[tuple[str, st
 
 def _highlight_key(keys: list[tuple[str, str]]) -> tuple[str, str] | None:
     """The CWA-MSN curve to highlight: the default run's ("quick"), else the first trained one."""
-    msn = [k for k in keys if k[0] == "cwa-msn" and not k[1].endswith("-steps0")]
+    msn = [k for k in keys if is_highlighted(k[0]) and not k[1].endswith("-steps0")]
     preferred = [k for k in msn if k[1] in ("quick", "default")]
     return (preferred or msn or [None])[0]
 
@@ -633,7 +634,8 @@ def figure_single_vs_cross(records, out_dir: str | Path, *, dataset: str | None 
 
 
 def model_is_ours(model: str) -> bool:
-    return model == "cwa-msn"
+    """Whether ``model`` is the paper's proposed method (``highlight = true`` on its card)."""
+    return is_highlighted(model)
 
 
 def prototype_sweep_data(records) -> pl.DataFrame:

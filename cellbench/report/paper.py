@@ -1,7 +1,8 @@
 """The CWA-MSN paper's Tables 1–5 as data (provenance "reported").
 
-Every cell below is transcribed verbatim from §5 of the paper (Kim et al., "Cross-Well
-Aligned Masked Siamese Network", text in ``shared/paper/cwa-msn-paper.txt``). The printed
+Every cell below is transcribed verbatim from section 5 of the paper (Huang, Liao, Kim et al.
+2025, "Efficient Cell Painting Image Representation Learning via Cross-Well Aligned Masked
+Siamese Network"). The printed
 text of each cell is kept (``".386"``, ``">>10M"``, ``"1,477M"``, ``"<9"``) and parsed into
 numbers beside it (0.386, 1e7 flagged as a lower bound, 1.477e9, 9 flagged as an upper
 bound), so a reader can check the transcription against the paper and a program can compute
@@ -11,7 +12,7 @@ cellbench never mixes them with numbers it measured itself.
 Also here:
 
 - :func:`table2_z_check` — recomputes Table 2's z-scores from each row with
-  z = (μ − μ_b)/√(σ² + σ_b²) (docs: evaluation.md §3) and flags the cells that are not
+  z = (μ − μ_b)/√(σ² + σ_b²) (docs/evaluation.md, "Compound–gene retrieval") and flags the cells that are not
   consistent with their own row (OpenPhenom AP 3.89, CWA-MSN AP 3.55) instead of fixing them.
 - :func:`figure1_data` — the nine methods of Figure 1 with the efficiency ratios
   (recall per million images, per billion parameters, per both).
@@ -80,7 +81,7 @@ class PaperTable:
 
 
 # ----------------------------------------------------------------------------------------
-# The transcription (paper §5). Row order and cell text exactly as printed.
+# The transcription (paper, section 5). Row order and cell text exactly as printed.
 # ----------------------------------------------------------------------------------------
 TABLE1 = PaperTable(
     number=1,
@@ -325,7 +326,7 @@ def paper_table(number: int) -> pl.DataFrame:
 def z_score(mean: float, std: float, mean_b: float, std_b: float) -> float:
     """z = (μ − μ_b)/√(σ² + σ_b²): the model's metric against the random baseline over seeds.
 
-    Inferred from Table 2 (evaluation.md §3): it reproduces every AUC z-score of the table
+    Inferred from Table 2 (docs/evaluation.md, "Compound–gene retrieval"): it reproduces every AUC z-score of the table
     exactly from the printed means and stds.
     """
     denom = math.hypot(std, std_b)

@@ -7,7 +7,12 @@ from typing import Any
 
 import polars as pl
 
-ROW_MODELS = ("oracle", "random", "pixel-stats", "nuisance-only")
+
+def row_models() -> tuple[str, ...]:
+    """The reference rows printed beside a run: every card with role floor, ceiling or reference."""
+    from cellbench.registry import models_with_role
+
+    return models_with_role("floor", "ceiling", "reference")
 
 
 def _row(frame: pl.DataFrame, model: str, variant: str | None) -> dict | None:
@@ -24,7 +29,7 @@ def verdict(frame: pl.DataFrame, model: str, variant: str | None = None) -> str 
     ``variant`` names the run's row (its checkpoint without the seed) when the model has
     several (trained for different budgets, a custom checkpoint...).
     """
-    if model in ROW_MODELS:
+    if model in row_models():
         return None
     m, r = _row(frame, model, variant), _row(frame, "random", None)
     if m is None or r is None:
@@ -68,7 +73,7 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
         reported_frame,
     )
 
-    wanted = {result.model, *ROW_MODELS}
+    wanted = {result.model, *row_models()}
     records = [r for r in load_results(results_dir())
                if r.get("dataset") == result.dataset and r.get("model") in wanted]
     frame = leaderboard_frame(records)

@@ -18,7 +18,6 @@ from typing import Any
 
 from cellbench.errors import InputError
 
-TASKS = ("gene_gene", "compound_gene", "batch", "health")
 # a seed token anywhere in a checkpoint name: "quick-seed0", "quick-seed0-proto512", "p512_s2"
 _SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)(?=$|[-_.])")
 

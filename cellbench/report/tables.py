@@ -9,7 +9,8 @@ never shares a numeric column with a measured one (they were measured on differe
 
 Column order follows the paper's headline: CORUM recall at (0.05, 0.95) first, then HuMAP,
 Reactome, SIGNOR, StringDB; compound–gene AP and AUC-ROC at the maximum concentration with
-their z-scores (evaluation.md §3); then cellbench's batch diagnostics (F13): batch
+their z-scores (docs/evaluation.md, "Compound–gene retrieval"); then cellbench's batch
+diagnostics (docs/evaluation.md, "Batch diagnostics"): batch
 predictability from control wells (lower is better), replicate consistency across batches,
 and the well-shortcut rate.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from cellbench import registry
 from cellbench.io import write_text_atomic
 from cellbench.report import paper
 from cellbench.report.paper import write_csv_atomic
@@ -60,14 +62,19 @@ GENE_SOURCES = ("corum", "humap", "reactome", "signor", "stringdb")
 EXTRA_METRICS = ("ap_max_baseline", "auc_max_baseline", "batch_chance", "effective_rank",
                  "prototype_usage")
 
-#: reference models and their role on the leaderboard (synthetic screens)
-ROLES: dict[str, str] = {
-    "oracle": "ceiling",
-    "random": "floor",
-    "pixel-stats": "floor",
-    "nuisance-only": "floor",
-}
-FLOOR_CEILING_REQUIRED = ("random", "oracle", "nuisance-only")
+
+
+def leaderboard_role(model: str) -> str:
+    """The role column of ``model``: its card's ``role``, with reference rows shown among the
+    floors (``ceiling`` / ``model`` / ``floor``)."""
+    role = registry.role(model)
+    return "floor" if role == "reference" else role
+
+
+def floor_ceiling_required() -> tuple[str, ...]:
+    """The rows a synthetic leaderboard must have: every card with role floor or ceiling."""
+    return registry.models_with_role("floor", "ceiling")
+
 REPORTED_LABEL = "reported (paper, real RxRx3-core)"
 
 
@@ -214,7 +221,7 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
         for (dataset, model, variant), g in groups.items():
             seeds = sorted({s for s in g["seed"].to_list() if s is not None})
             row: dict[str, Any] = {
-                "dataset": dataset, "block": "measured", "role": ROLES.get(model, "model"),
+                "dataset": dataset, "block": "measured", "role": leaderboard_role(model),
                 "model": model, "display": _display(model), "variant": variant,
                 "synthetic": bool(g["synthetic"].any()),
                 "seeds": " ".join(str(s) for s in seeds),
@@ -416,7 +423,7 @@ def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | Non
     parts.append("")
     parts.append(markdown_measured(d, intervals=intervals))
     if synthetic:
-        missing = [m for m in FLOOR_CEILING_REQUIRED if m not in d["model"].to_list()]
+        missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
         if missing:
             parts.append("Missing reference rows: " + ", ".join(missing) + " — run "
                          + ", ".join(f"`cellbench run --model {m}`" for m in missing) + ".")

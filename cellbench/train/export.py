@@ -1,7 +1,7 @@
 """Trained checkpoints -> registry encoders.
 
 ``model.pt`` (written by :func:`cellbench.train.loop.train`) holds only tensors and plain
-values, loaded with ``torch.load(weights_only=True)`` (quality.md R6): the model name, the
+values, loaded with ``torch.load(weights_only=True)`` (loading never runs code): the model name, the
 resolved config, the channel names, the method's state dict and the step count.
 """
 

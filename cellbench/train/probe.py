@@ -1,4 +1,4 @@
-"""Recall on a small held-out screen, measured while a model trains (issue 6, item 1).
+"""Recall on a small held-out screen, measured while a model trains.
 
 The well-shortcut rate and effective rank (:class:`cellbench.train.loop.HealthProbe`) say
 whether a representation collapses or memorises wells; they do not say whether it learns

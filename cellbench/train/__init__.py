@@ -1,0 +1,1 @@
+"""Training: methods, the loop, presets, schedules, probes and checkpoint export."""

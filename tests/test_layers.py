@@ -1,0 +1,115 @@
+"""The import graph of ``cellbench`` only points down the layer order of docs/architecture.md.
+
+Every module is parsed with ``ast`` (nothing is imported); every ``cellbench.*`` import it
+makes, at module level or inside a function, is an edge between two top-level units
+(``cellbench.maps``, ``cellbench.registry``, ...). An edge from a unit to a unit of a higher
+layer fails the test unless it is in ``ALLOWED_UPWARD`` below.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cellbench"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+#: Known upward edges (importing module, imported module), to be removed, not added to.
+#: The trainable encoders build their networks from ``cellbench.train`` (backbone, views,
+#: method base class, presets, checkpoint export, EMA) while ``cellbench.train`` embeds through
+#: ``cellbench.encoders.base``: an encoders <-> train cycle that a separate change will cut.
+ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
+    (f"cellbench.encoders.{family}", f"cellbench.train.{module}")
+    for family, modules in {
+        "msn": ("backbone", "ema", "export", "method", "presets", "views"),
+        "cropmae": ("backbone", "export", "method", "presets", "views"),
+        "wsl": ("backbone", "export", "method", "presets", "views"),
+        "contrastive": ("backbone", "export", "method", "presets", "views"),
+    }.items()
+    for module in modules
+)
+
+
+def layer_order() -> dict[str, int]:
+    """Unit -> layer number, read from the numbered list under "## Layers" in architecture.md."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text.split("\n## Layers", 1)[1].split("\n## ", 1)[0]
+    rank: dict[str, int] = {}
+    for line in section.splitlines():
+        m = re.match(r"(\d+)\. (.*)", line)
+        if m:
+            head = m.group(2).split(" — ")[0]
+            for unit in re.findall(r"`cellbench(?:\.([a-z_]+))?`", head):
+                rank[unit or "__init__"] = int(m.group(1))
+    return rank
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``cellbench.*`` module that ``path`` imports, at any depth (relative ones resolved)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            for alias in node.names:  # ``from cellbench import registry`` imports a module
+                sub = f"{base}.{alias.name}"
+                found.add(sub if _is_module(sub) else base)
+    return {name for name in found if name == "cellbench" or name.startswith("cellbench.")}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def import_edges() -> set[tuple[str, str]]:
+    """(importing module, imported module) for every cellbench -> cellbench import."""
+    return {(_module_name(p), target) for p in sorted(PACKAGE.rglob("*.py")) for target in _imports(p)}
+
+
+def test_every_unit_has_a_layer():
+    rank = layer_order()
+    units = {_unit(_module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert units - set(rank) == set(), "add these to the layer list of docs/architecture.md"
+    assert set(rank) - units == set(), "docs/architecture.md lists units that do not exist"
+
+
+def test_the_parser_sees_function_level_and_module_imports():
+    edges = import_edges()
+    assert ("cellbench.report.run_summary", "cellbench.registry") in edges  # inside a function
+    assert ("cellbench.evaluate", "cellbench.maps.build") in edges  # module level
+    assert ("cellbench.report.tables", "cellbench.registry") in edges  # from cellbench import registry
+
+
+def test_no_new_upward_import():
+    rank = layer_order()
+    upward = sorted(
+        (a, b) for a, b in import_edges()
+        if _unit(a) != _unit(b) and rank[_unit(b)] > rank[_unit(a)] and (a, b) not in ALLOWED_UPWARD
+    )
+    assert upward == [], (
+        "imports that point UP the layer order of docs/architecture.md (move the shared code "
+        f"down a layer instead): {upward}"
+    )
+
+
+def test_allow_list_has_no_stale_entries():
+    stale = sorted(ALLOWED_UPWARD - import_edges())
+    assert stale == [], f"these upward imports are gone: remove them from ALLOWED_UPWARD: {stale}"
