@@ -1,4 +1,4 @@
-"""InfoNCE on cross-well pairs: the positive control of issue 6 (and an extra ablation row).
+"""InfoNCE on cross-well pairs: a positive control for MSN (and an extra ablation row).
 
 The same pairs CWA-MSN sees - a view of one well and a view of *another* well of the same
 perturbation - trained with the symmetric InfoNCE / NT-Xent objective of CLIP and SimCLR
@@ -8,7 +8,7 @@ Other pairs of the same perturbation in the batch are not used as negatives (mas
 Under DDP the projections of all ranks are gathered, so negatives span the global batch.
 
 If this objective learns biology on a CPU budget where MSN does not, the failure is MSN's, not
-the data's or the pipeline's (spec/simulator.md, second prototype: cross-well InfoNCE learned
+the data's or the pipeline's (on an earlier synthetic screen, cross-well InfoNCE learned
 in minutes). Embedding: the backbone's CLS token (preset ``pooling``).
 """
 

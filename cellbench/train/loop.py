@@ -1,6 +1,6 @@
 """The one training loop every method shares (MSN, CropMAE, ViT-WSL, InfoNCE).
 
-What it guarantees (issue 4 item 6, quality.md R2/R3):
+What it guarantees:
 
 * **Determinism** - weights are initialised from ``seed``; the pairs of step ``s`` are
   ``PairSampler.batch_at(s)`` (a pure function of (seed, s)) and every augmentation draws from
@@ -236,7 +236,7 @@ def train(
 
     ``stop_at`` stops after that many steps as if the process were killed (tests of resume:
     nothing beyond the last periodic checkpoint is written). ``callback(step, record)`` is
-    called on rank 0 with each logged record (e.g. a probe-screen recall, issue 6).
+    called on rank 0 with each logged record (e.g. a probe-screen recall).
     ``sampler`` replaces the default ``PairSampler`` (anything with ``batch_at(step)`` and
     ``n_perturbations``; it must be a pure function of the step for resume to hold).
     ``recall_probe(method) -> {"probe_recall": ...}`` (:mod:`cellbench.train.probe`) is scored

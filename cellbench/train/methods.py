@@ -20,12 +20,12 @@ TRAINABLE: dict[str, tuple[str, str, dict]] = {
 }
 
 
-#: per-method adjustments applied to every preset before the user's overrides (methods.md)
+#: per-method adjustments applied to every preset before the user's overrides (docs/methods.md)
 METHOD_DEFAULTS: dict[str, dict] = {
     # CropMAE: AdamW (0.9, 0.95), constant weight decay 0.05 (Eymael et al. 2024)
     "cropmae-cross": {"betas": (0.9, 0.95), "weight_decay": 0.05, "final_weight_decay": 0.05},
     "cropmae-single": {"betas": (0.9, 0.95), "weight_decay": 0.05, "final_weight_decay": 0.05},
-    # ViT-WSL memorises wells: early-stop on held-out wells (spec/simulator.md)
+    # ViT-WSL memorises wells: early-stop on held-out wells (measured on the synthetic screen)
     "vit-wsl": {"early_stop_patience": 3},
 }
 

@@ -1,7 +1,7 @@
-"""Technical variation: nested batch -> plate -> well random effects (simulator.md).
+"""Technical variation: nested batch -> plate -> well random effects (docs/simulator.md).
 
 Affine effects (gain, offset) are erased by per-image standardisation, so most of the
-signal that identifies a well is deliberately non-affine (first prototype lesson): an
+signal that identifies a well is deliberately non-affine (per-image standardisation would erase the rest): an
 illumination gradient with a per-well direction, plate vignetting, a plate fixed-pattern
 background texture, per-channel gamma, focus blur, noise level and seeding density. Batches
 also shift morphology itself (e.g. cell spreading), which is not in the clean latent.
