@@ -108,6 +108,9 @@ CASES = {
     "resume without config": lambda t: _resume_with(t, {"model": "cwa-msn", "seed": 0, "step": 3}),
     "wells.csv of random bytes": wells_random_bytes,
     "train --out existing file": lambda t: existing_file(t, TRAIN),
+    "data info --data-dir without a screen": lambda t: (t / "empty").mkdir() or [
+        "data", "info", "synthetic-bray", "--size", "tiny", "--data-dir", str(t / "empty")],
+    "data check --data-dir absent": lambda t: ["data", "check", "synthetic-bray", "--data-dir", str(t / "absent")],
     "embed --out existing file": lambda t: existing_file(t, EMBED[:-1] + ["--quiet"]),
 }
 
