@@ -80,6 +80,19 @@ def wells_random_bytes(tmp: Path) -> list[str]:
     return ["data", "info", "folder", "--data-dir", str(folder)]
 
 
+def folder_of_rgb(tmp: Path) -> list[str]:
+    from PIL import Image
+
+    folder = tmp / "rgb"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8), mode="RGB").save(
+        folder / "a.png")
+    pl.DataFrame({"well_id": ["P_A01"], "batch": ["b"], "plate": ["P"], "well": ["A01"], "perturbation": ["DMSO"],
+                  "perturbation_type": ["control"], "concentration": [0.0], "is_control": [True], "site": [1],
+                  "file_DNA": ["a.png"]}).write_csv(folder / "wells.csv")
+    return ["data", "info", "folder", "--data-dir", str(folder)]
+
+
 def existing_file(tmp: Path, command: list[str]) -> list[str]:
     (tmp / "taken.parquet").write_text("x")
     return [*command, "--out", str(tmp / "taken.parquet")]
@@ -110,6 +123,7 @@ CASES = {
     "train --out existing file": lambda t: existing_file(t, TRAIN),
     "data info --data-dir without a screen": lambda t: (t / "empty").mkdir() or [
         "data", "info", "synthetic-bray", "--size", "tiny", "--data-dir", str(t / "empty")],
+    "folder of RGB images": folder_of_rgb,
     "data check --data-dir absent": lambda t: ["data", "check", "synthetic-bray", "--data-dir", str(t / "absent")],
     "embed --out existing file": lambda t: existing_file(t, EMBED[:-1] + ["--quiet"]),
 }

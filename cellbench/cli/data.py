@@ -74,7 +74,7 @@ def info(
     img = ds.read_sites([0])
     console.print(f"{ds.name}: {ds.wells.height} wells, {ds.sites.height} sites, "
                   f"{ds.wells['batch'].n_unique()} batches, channels {', '.join(ds.channels)}, "
-                  f"images {img.shape[2]}x{img.shape[3]} uint8, root {ds.root}")
+                  f"images {img.shape[2]}x{img.shape[3]} uint8 ({ds.intensity_scaling}), root {ds.root}")
 
 
 @data_app.command("check")

@@ -24,6 +24,8 @@ class ImageDataset:
 
     name: str = "dataset"
     ground_truth: pl.DataFrame | None = None
+    #: how stored pixel values become uint8, in words (loaders that decode images refine it)
+    intensity_scaling: str = "8-bit images as stored (other pixel types refused)"
 
     def __init__(self, name: str, root: str | os.PathLike, channels: tuple[str, ...],
                  wells: pl.DataFrame, sites: pl.DataFrame):

@@ -3,8 +3,10 @@
 Table (``wells.csv`` or given path): one row per site with WELL_COLUMNS (well_id, batch, plate,
 well, perturbation, perturbation_type, concentration, is_control), ``site``, and one column per
 channel named ``file_<Channel>`` holding the path (relative to the folder) of that channel's
-8-bit single-channel image (PNG/TIFF/JPEG, or JPEG 2000 with a decoder). Paths may not escape
-the folder.
+single-channel image (PNG/TIFF/JPEG, or JPEG 2000 with a decoder). 8-bit images are read as
+stored; 16-bit ones are rescaled per image by percentiles, or by ``bit_depth`` when declared
+(see :mod:`cellbench.data.images`; ``intensity_scaling`` says which). Paths may not escape the
+folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from cellbench.data.dataset import ImageDataset, wells_from_table
-from cellbench.data.images import decode, safe_join
+from cellbench.data.images import DECODE_VERSION, decode, safe_join, scaling_policy
 from cellbench.errors import InputError, NotFoundError
 from cellbench.schema import WELL_COLUMNS
 
@@ -24,8 +26,13 @@ TABLE = "wells.csv"
 
 
 class FolderDataset(ImageDataset):
-    def __init__(self, root: str | os.PathLike, table: str | os.PathLike | None = None, name: str = "folder"):
+    def __init__(self, root: str | os.PathLike, table: str | os.PathLike | None = None, name: str = "folder",
+                 bit_depth: int | None = None):
         root = Path(root)
+        if bit_depth is not None and not 1 <= int(bit_depth) <= 16:
+            raise InputError(f"bit depth {bit_depth} is not in 1..16; declare the camera's bit depth (e.g. 12)")
+        self.bit_depth = None if bit_depth is None else int(bit_depth)
+        self.intensity_scaling = scaling_policy(self.bit_depth)
         path = Path(table) if table else root / TABLE
         if not path.is_file():
             raise NotFoundError(f"no table at {path}; write one row per site with columns "
@@ -48,6 +55,13 @@ class FolderDataset(ImageDataset):
                             pl.col("well_id").cast(pl.Utf8), pl.col("site").cast(pl.Int64))
         super().__init__(name, root, channels, wells, sites)
 
+    def cache_key(self) -> str:
+        from cellbench.io import config_hash
+
+        return config_hash({"name": self.name, "channels": self.channels,
+                            "sites": self.sites["site_id"].to_list(),
+                            "decode": DECODE_VERSION, "bit_depth": self.bit_depth})
+
     def _read(self, indices: np.ndarray) -> np.ndarray:
         out = None
         for i, s in enumerate(indices):
@@ -57,7 +71,7 @@ class FolderDataset(ImageDataset):
                     data = p.read_bytes()
                 except OSError as exc:
                     raise NotFoundError(f"{p}: cannot read image ({exc}); fix the table's path") from exc
-                img = decode(data, str(p))
+                img = decode(data, str(p), self.bit_depth)
                 if out is None:
                     out = np.empty((len(indices), len(self.paths), *img.shape), dtype=np.uint8)
                 if img.shape != out.shape[2:]:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from cellbench.data.channels import canonical_name
 from cellbench.data.dataset import ImageDataset
-from cellbench.data.images import decode
+from cellbench.data.images import decode, scaling_policy
 from cellbench.errors import CellbenchError, InputError, NotFoundError
 
 METADATA = "metadata_rxrx3_core.csv"
@@ -48,6 +48,8 @@ def _shards(root: Path) -> list[Path]:
 
 class RxRx3Dataset(ImageDataset):
     """Images of an RxRx3-core-layout directory; reads shards lazily, decodes per image."""
+
+    intensity_scaling = scaling_policy()
 
     def __init__(self, root: str | os.PathLike, name: str = "rxrx3-core"):
         root = Path(root)
