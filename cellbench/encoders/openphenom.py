@@ -231,7 +231,7 @@ def weights_path(checkpoint: str | os.PathLike | None = None, download: bool = T
 
     fix = (
         f"get them with `hf download {HUB_ID} {WEIGHTS_FILE} {CONFIG_FILE} --local-dir DIR` "
-        f"(or `huggingface-cli download {HUB_ID} --local-dir DIR`) on a machine with internet "
+        f"on a machine with internet "
         f"and pass --checkpoint DIR; note: {LICENSE_NOTE}"
     )
     # the config names max_in_chans; small and optional
