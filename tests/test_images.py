@@ -96,3 +96,18 @@ def test_folder_loader_reads_16_bit_tiffs_and_says_how_it_scaled(tmp_path):
     assert imgs.dtype == np.uint8 and len(np.unique(imgs[0, 0])) > 200
     ds12 = FolderDataset(tmp_path, bit_depth=12)
     assert "12-bit" in ds12.intensity_scaling and ds12.cache_key() != ds.cache_key()
+
+
+def test_folder_table_can_declare_the_bit_depth(tmp_path):
+    arr = np.full((8, 8), 2048, np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", arr)
+    row = {"well_id": "P1_A01", "batch": "b1", "plate": "P1", "well": "A01", "perturbation": "DMSO",
+           "perturbation_type": "control", "concentration": 0.0, "is_control": True, "site": 1,
+           "file_DNA": "a.tif", "bit_depth": 12}
+    pl.DataFrame([row]).write_csv(tmp_path / "wells.csv")
+    ds = FolderDataset(tmp_path)
+    assert ds.bit_depth == 12 and "12-bit" in ds.intensity_scaling
+    assert ds.read_sites([0])[0, 0, 0, 0] == round(2048 * 255 / 4095)
+    pl.DataFrame([row, {**row, "site": 2, "bit_depth": 16}]).write_csv(tmp_path / "wells.csv")
+    with pytest.raises(InputError, match="bit_depth"):
+        FolderDataset(tmp_path)

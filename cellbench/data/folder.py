@@ -4,8 +4,9 @@ Table (``wells.csv`` or given path): one row per site with WELL_COLUMNS (well_id
 well, perturbation, perturbation_type, concentration, is_control), ``site``, and one column per
 channel named ``file_<Channel>`` holding the path (relative to the folder) of that channel's
 single-channel image (PNG/TIFF/JPEG, or JPEG 2000 with a decoder). 8-bit images are read as
-stored; 16-bit ones are rescaled per image by percentiles, or by ``bit_depth`` when declared
-(see :mod:`cellbench.data.images`; ``intensity_scaling`` says which). Paths may not escape the
+stored; 16-bit ones are rescaled per image by percentiles, or by the camera's bit depth when
+declared (the ``bit_depth`` argument, or an optional ``bit_depth`` column holding one value; see
+:mod:`cellbench.data.images`; ``intensity_scaling`` says which). Paths may not escape the
 folder.
 """
 
@@ -29,10 +30,6 @@ class FolderDataset(ImageDataset):
     def __init__(self, root: str | os.PathLike, table: str | os.PathLike | None = None, name: str = "folder",
                  bit_depth: int | None = None):
         root = Path(root)
-        if bit_depth is not None and not 1 <= int(bit_depth) <= 16:
-            raise InputError(f"bit depth {bit_depth} is not in 1..16; declare the camera's bit depth (e.g. 12)")
-        self.bit_depth = None if bit_depth is None else int(bit_depth)
-        self.intensity_scaling = scaling_policy(self.bit_depth)
         path = Path(table) if table else root / TABLE
         if not path.is_file():
             raise NotFoundError(f"no table at {path}; write one row per site with columns "
@@ -47,6 +44,20 @@ class FolderDataset(ImageDataset):
         if missing or not file_cols:
             raise InputError(f"{path}: missing column(s) {missing or ['file_<Channel>']}; needs "
                              f"{list(WELL_COLUMNS)}, site and one file_<Channel> per channel")
+        if bit_depth is None and "bit_depth" in meta.columns:
+            depths = meta["bit_depth"].drop_nulls().unique().to_list()
+            if len(depths) != 1:
+                raise InputError(f"{path}: the bit_depth column holds {sorted(map(str, depths)) or 'no value'}; "
+                                 "give one bit depth for every image (e.g. 12), or drop the column")
+            bit_depth = depths[0]
+        try:
+            bit_depth = None if bit_depth is None else int(bit_depth)
+        except (TypeError, ValueError):
+            bit_depth = -1
+        if bit_depth is not None and not 1 <= bit_depth <= 16:
+            raise InputError(f"{path}: bit_depth must be a whole number in 1..16 (the camera's, e.g. 12)")
+        self.bit_depth = bit_depth
+        self.intensity_scaling = scaling_policy(self.bit_depth)
         channels = tuple(c[len("file_"):] for c in file_cols)
         self.paths = [[safe_join(root, f) for f in meta[c].cast(pl.Utf8).to_list()] for c in file_cols]
         wells = wells_from_table(meta.group_by("well_id", maintain_order=True).agg(
