@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -150,6 +151,55 @@ def torch_save_atomic(target: str | os.PathLike, obj: Any) -> Path:
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
     return Path(target)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_FORBIDDEN_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+
+
+def plain_message(exc: BaseException) -> str:
+    """An exception's message fit for a one-line error: ANSI codes removed, whitespace folded,
+    and torch's advice to re-load with ``weights_only=False`` (which would run code from the
+    file) cut off."""
+    text = " ".join(_ANSI.sub("", str(exc)).split())
+    for marker in (" In PyTorch 2.6", " Re-running `torch.load`", " Please file an issue",
+                   " Check the documentation of torch.load"):
+        if marker in text:
+            text = text[: text.index(marker)]
+    return text.strip() or type(exc).__name__
+
+
+def load_torch_weights(path: str | os.PathLike, *, what: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)`` (tensors and plain values, never code), with
+    every failure a :class:`InputError` that says what is wrong with the file: a folder, empty,
+    not a PyTorch file, pickled Python objects, or damaged -- then ``fix``."""
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors", ".bin"))
+        hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+        raise InputError(f"{what} {path} is a folder, not a file{hint}; pass the file itself. {fix}")
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist. {fix}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} {path} is empty (0 bytes): an interrupted copy or download. {fix}")
+    try:
+        with open(path, "rb") as handle:  # a file object: torch would hand a *.safetensors path elsewhere
+            return torch.load(handle, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways
+        raw = _ANSI.sub("", str(exc))
+        found = _FORBIDDEN_GLOBAL.search(raw)
+        if found:
+            problem = (f"holds pickled Python objects ({found.group(1)}), which cellbench does not load "
+                       "because loading them could run code; only tensors and plain values are read")
+        elif not zipfile.is_zipfile(path):
+            problem = f"is not a PyTorch file, or is damaged ({type(exc).__name__}: {plain_message(exc)})"
+        else:
+            problem = f"is damaged ({type(exc).__name__}: {plain_message(exc)})"
+        raise InputError(f"{what} {path} {problem}. {fix}") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

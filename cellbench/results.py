@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cellbench import paths
@@ -87,15 +88,30 @@ class ResultsStore:
         path = self.path(*(full[k] for k in KEY_FIELDS))
         return write_json_atomic(path, full)
 
-    def iter_results(self, **match) -> Iterator[dict]:
-        """Every stored record (sorted by path), optionally filtered by equal fields."""
+    def iter_results(self, on_corrupt: Callable[[str], None] | None = None, **match) -> Iterator[dict]:
+        """Every stored record (sorted by path), optionally filtered by equal fields.
+
+        A file that is not a JSON object (torn by a crash outside cellbench, edited by hand) is
+        skipped, never silently: ``on_corrupt`` gets one message naming it (default: a
+        ``UserWarning``). A file removed while listing is skipped quietly."""
         if not self.root.exists():
             return
         for path in sorted(self.root.glob("*/*/*/*.json")):
             try:
                 record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # a file removed or replaced while listing
+                problem = None if isinstance(record, dict) else f"holds a JSON {type(record).__name__}, not a record"
+            except FileNotFoundError:
+                continue  # removed while listing
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                problem = f"cannot be read ({type(exc).__name__}: {exc})"
+            if problem is not None:
+                message = (f"skipped the result file {path}: it {problem}; delete it and run "
+                           "`cellbench run` again to recompute it, or restore it")
+                if on_corrupt is None:
+                    warnings.warn(message, UserWarning, stacklevel=2)
+                else:
+                    on_corrupt(message)
+                continue
             if all(record.get(k) == v for k, v in match.items()):
                 yield record
 

@@ -80,6 +80,19 @@ def wells_random_bytes(tmp: Path) -> list[str]:
     return ["data", "info", "folder", "--data-dir", str(folder)]
 
 
+def folder_of_rgb(tmp: Path) -> list[str]:
+    from PIL import Image
+
+    folder = tmp / "rgb"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8), mode="RGB").save(
+        folder / "a.png")
+    pl.DataFrame({"well_id": ["P_A01"], "batch": ["b"], "plate": ["P"], "well": ["A01"], "perturbation": ["DMSO"],
+                  "perturbation_type": ["control"], "concentration": [0.0], "is_control": [True], "site": [1],
+                  "file_DNA": ["a.png"]}).write_csv(folder / "wells.csv")
+    return ["data", "info", "folder", "--data-dir", str(folder)]
+
+
 def existing_file(tmp: Path, command: list[str]) -> list[str]:
     (tmp / "taken.parquet").write_text("x")
     return [*command, "--out", str(tmp / "taken.parquet")]
@@ -108,6 +121,10 @@ CASES = {
     "resume without config": lambda t: _resume_with(t, {"model": "cwa-msn", "seed": 0, "step": 3}),
     "wells.csv of random bytes": wells_random_bytes,
     "train --out existing file": lambda t: existing_file(t, TRAIN),
+    "data info --data-dir without a screen": lambda t: (t / "empty").mkdir() or [
+        "data", "info", "synthetic-bray", "--size", "tiny", "--data-dir", str(t / "empty")],
+    "folder of RGB images": folder_of_rgb,
+    "data check --data-dir absent": lambda t: ["data", "check", "synthetic-bray", "--data-dir", str(t / "absent")],
     "embed --out existing file": lambda t: existing_file(t, EMBED[:-1] + ["--quiet"]),
 }
 
@@ -139,3 +156,39 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "error:" in res.output and "CUDA" in res.output, (res.output, res.exception)
     assert not any(tmp_path.iterdir())
+
+
+def _checkpoint_cases(tmp: Path) -> dict[str, Path]:
+    from fractions import Fraction
+
+    folder = tmp / "ckpt-folder"
+    folder.mkdir()
+    pickled = tmp / "pickled.pt"
+    torch.save({"model": "cwa-msn", "state_dict": {}, "extra": Fraction(1, 2)}, pickled)
+    empty = tmp / "empty.pt"
+    empty.write_bytes(b"")
+    garbage = tmp / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(5).bytes(4096))
+    return {"folder": folder, "pickled": pickled, "empty": empty, "garbage": garbage}
+
+
+@pytest.mark.parametrize("kind", ["folder", "pickled", "empty", "garbage"])
+def test_checkpoint_errors_are_plain_and_name_the_problem(tmp_path, kind):
+    path = _checkpoint_cases(tmp_path)[kind]
+    res = runner.invoke(app, [*EMBED[:2], "cwa-msn", *EMBED[3:], "--checkpoint", str(path), "--out", str(tmp_path / "e")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    assert "weights_only" not in text and "\x1b" not in res.output and "will likely succeed" not in text, text
+    assert str(path) in text.replace(" ", "") or path.name in text
+    expected = {"folder": "is a folder", "pickled": "Python objects", "empty": "0 bytes", "garbage": "not a PyTorch"}[kind]
+    assert expected in text, text
+
+
+def test_a_table_with_no_rows_is_reported_as_empty(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "wells.csv").write_text(
+        "well_id,batch,plate,well,perturbation,perturbation_type,concentration,is_control,site,file_DNA\n")
+    res = runner.invoke(app, ["data", "info", "folder", "--data-dir", str(folder)])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    assert "empty" in res.output and "no rows" in " ".join(res.output.split()), res.output

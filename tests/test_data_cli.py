@@ -88,3 +88,53 @@ def test_check_reports_a_malformed_manifest(tmp_path):
     res = runner.invoke(app, ["data", "check", "synthetic-rxrx3-core", "--data-dir", str(out)])
     assert res.exit_code == 2 and "manifest" in res.output, res.output
     assert isinstance(res.exception, SystemExit)  # a clean exit, not a KeyError
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_generate_removes_stale_temporary_folders_of_dead_runs(tmp_path):
+    """A killed `data generate` leaves `.NAME.tmp-PID-*`; the next run into the same parent
+    removes those whose process is gone and leaves a live writer's alone."""
+    import os
+
+    stale = tmp_path / f".bray.tmp-{_dead_pid()}-deadbeef"
+    (stale / "images").mkdir(parents=True)
+    (stale / "images" / "half.npz").write_bytes(b"x")
+    live = tmp_path / f".bray.tmp-{os.getpid()}-cafef00d"
+    live.mkdir()
+    other = tmp_path / ".other-thing"
+    other.mkdir()
+    res = runner.invoke(app, ["data", "generate", "synthetic-bray", "--size", "tiny", "--out", str(tmp_path / "bray")])
+    assert res.exit_code == 0, res.output
+    assert not stale.exists() and live.is_dir() and other.is_dir()
+
+
+def test_is_complete_refuses_manifest_paths_outside_the_screen(tmp_path):
+    from cellbench.data.synthetic.generate import is_complete
+
+    root = tmp_path / "s"
+    root.mkdir()
+    (tmp_path / "outside.txt").write_text("x")
+    (root / "manifest.json").write_text(json.dumps({"files": [{"path": "../outside.txt", "bytes": 1, "sha256": "0"}]}))
+    assert not is_complete(root)
+
+
+def test_data_commands_do_not_generate_into_a_data_dir_without_a_screen(tmp_path):
+    for args in (["data", "info", "synthetic-bray"], ["data", "check", "synthetic-bray"],
+                 ["data", "show", "synthetic-bray", "--out", str(tmp_path / "m.png")]):
+        for target in (tmp_path / "absent", tmp_path / "empty"):
+            if target.name == "empty":
+                target.mkdir(exist_ok=True)
+            res = runner.invoke(app, [*args, "--size", "tiny", "--data-dir", str(target)])
+            text = " ".join(res.output.split())
+            assert res.exit_code == 2 and isinstance(res.exception, SystemExit), (args, res.output)
+            assert "cellbench data generate synthetic-bray" in text and f"--out {target}" in text, text
+            assert target.name == "empty" or not target.exists()
+    assert list((tmp_path / "empty").iterdir()) == [] and not (tmp_path / "m.png").exists()

@@ -131,9 +131,15 @@ def test_rxrx3_truncated_shard_names_the_file(tmp_path):
 
 
 def test_rxrx3_offline_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(NotFoundError, match="huggingface-cli download recursionpharma/rxrx3-core"):
+    """Offline mode is huggingface_hub's own setting (read once at its import), and the command
+    to run is `hf download` (huggingface_hub >= 1.0 has no `huggingface-cli`)."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(NotFoundError, match="hf download recursionpharma/rxrx3-core") as info:
         load_rxrx3(tmp_path / "absent")
+    assert "huggingface-cli" not in str(info.value)
 
 
 def test_synthetic_screen_goes_through_the_same_loader(tmp_path):

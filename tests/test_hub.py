@@ -21,3 +21,25 @@ def test_offline_message_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(NotFoundError, match="not in the Hugging Face cache; run hf download"):
         hub_file("org/absent", "w.bin", what="test weights", fix="run hf download org/absent")
+
+
+def test_offline_is_huggingface_hubs_own_setting(monkeypatch):
+    import huggingface_hub.constants as hc
+
+    from cellbench.encoders.hub import offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    assert offline()
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    assert not offline()
+
+
+def test_no_message_cites_the_removed_huggingface_cli():
+    from pathlib import Path
+
+    import cellbench
+
+    root = Path(cellbench.__file__).parent
+    cites = [str(p.relative_to(root)) for p in root.rglob("*.py") if "huggingface-cli" in p.read_text()]
+    assert not cites, f"`huggingface-cli` is gone from huggingface_hub >= 1.0; use `hf download` in {cites}"

@@ -41,12 +41,13 @@ def test_reader_is_tolerant_and_finds_seeds(store):
 
 def test_reader_uses_the_results_store_and_skips_a_torn_file(tmp_path):
     # cellbench.results.ResultsStore.iter_results is the reader; a file that is not valid JSON
-    # (only a foreign or half-copied file can be) is skipped, the others are read
+    # (only a foreign or half-copied file can be) is skipped with a warning, the others are read
     write_model(tmp_path, "cwa-msn", [0.3], tasks=("gene_gene",))
     bad = tmp_path / "synthetic-quick" / "cwa-msn" / "quick-seed9" / "gene_gene.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
-    recs = load_results(tmp_path)
+    with pytest.warns(UserWarning, match="quick-seed9"):
+        recs = load_results(tmp_path)
     assert [(r["model"], r["seed"]) for r in recs] == [("cwa-msn", 0)]
 
 

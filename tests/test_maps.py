@@ -188,3 +188,20 @@ def test_build_map_aligns_then_aggregates():
         _, expected, _ = aggregate_wells(aligned, wells)
     np.testing.assert_allclose(feats, expected)
     assert table.height == 5
+
+
+@pytest.mark.parametrize("name", ["pca-centerscale", "centerscale", "tvn", "spherize"])
+def test_constant_embeddings_align_without_a_runtime_warning(name):
+    """A collapsed encoder (every well the same vector) is scored, not a source of numpy/sklearn
+    RuntimeWarnings leaking to the user."""
+    import warnings
+
+    from cellbench.maps.align import make_aligner
+
+    X = np.ones((40, 8), np.float32)
+    batch = np.array(["a", "b"] * 20)
+    control = np.arange(40) % 4 < 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Z = make_aligner(name).fit_transform(X, batch, control)
+    assert np.isfinite(Z).all()

@@ -91,3 +91,25 @@ def test_records_from_an_evaluation_result(tmp_path):
     got = store.get("random", "none", "synthetic-quick", "gene_gene")
     assert got["scores"]["CORUM"]["n_relationships"] == 4 and got["config"]["null"] == "all" and got["synthetic"]
     assert store.has("random", "none", "synthetic-quick", "compound_gene")
+
+
+def test_corrupt_result_files_are_warned_about_not_skipped_silently(tmp_path):
+    from cellbench.report.store import load_results
+
+    store = ResultsStore(tmp_path)
+    store.put(_record())
+    bad = store.path("cwa-msn", "final", "synthetic-quick", "gene_gene")
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"model": "cwa-msn", "scor')
+    listed = store.path("oracle", "final", "synthetic-quick", "gene_gene")
+    listed.parent.mkdir(parents=True)
+    listed.write_text("[1, 2]")
+    seen: list[str] = []
+    assert [r["model"] for r in store.iter_results(on_corrupt=seen.append)] == ["random"]
+    assert len(seen) == 2 and str(bad) in seen[0] and str(listed) in seen[1], seen
+    assert all("delete it" in m for m in seen)
+    with pytest.warns(UserWarning, match="cwa-msn"):
+        assert len(list(store.iter_results())) == 1
+    warned: list[str] = []
+    assert [r["model"] for r in load_results(tmp_path, warn=warned.append)] == ["random"]
+    assert len(warned) == 2

@@ -27,6 +27,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _show_version(value: bool) -> None:
+    if value:
+        from cellbench import __version__
+
+        typer.echo(f"cellbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                 help="Print cellbench's version and exit."),
+) -> None:
+    return None  # the app's help (above) describes the program; this callback only adds --version
+
+
 for _module in (_run, _train, _evaluate, _models, _data, _report):
     _module.register(app)
 

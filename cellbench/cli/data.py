@@ -8,6 +8,9 @@ import typer
 
 from cellbench.cli._common import console, user_errors
 
+SYNTHETIC = ("synthetic-rxrx3-core", "synthetic-bray")
+DATASET_HELP = "synthetic-rxrx3-core (alias synthetic) | synthetic-bray | rxrx3-core | bray | folder"
+
 data_app = typer.Typer(help="Synthetic screens and image datasets: generate, look, check.",
                        no_args_is_help=True)
 
@@ -22,6 +25,10 @@ def generate(
 ) -> None:
     """Write a synthetic screen in the real dataset's file layout (atomic, cached by config)."""
     import time
+
+    from cellbench.data import check_dataset
+
+    name = check_dataset(name, SYNTHETIC, command="`cellbench data generate`", option="NAME")
 
     from cellbench.data.synthetic import generate_screen
     from cellbench.data.synthetic.generate import read_manifest
@@ -41,7 +48,7 @@ def generate(
 @data_app.command("show")
 @user_errors
 def show(
-    name: str = typer.Argument(..., help="dataset name (synthetic-rxrx3-core, synthetic-bray, rxrx3-core, bray, folder)"),
+    name: str = typer.Argument(..., help=DATASET_HELP),
     out: Path = typer.Option(..., "--out", help="PNG file to write"),
     size: str = typer.Option("tiny", "--size"),
     seed: int = typer.Option(0, "--seed"),
@@ -62,7 +69,7 @@ def show(
 @data_app.command("info")
 @user_errors
 def info(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., help=DATASET_HELP),
     size: str = typer.Option("tiny", "--size"),
     seed: int = typer.Option(0, "--seed"),
     data_dir: Path | None = typer.Option(None, "--data-dir"),
@@ -74,13 +81,13 @@ def info(
     img = ds.read_sites([0])
     console.print(f"{ds.name}: {ds.wells.height} wells, {ds.sites.height} sites, "
                   f"{ds.wells['batch'].n_unique()} batches, channels {', '.join(ds.channels)}, "
-                  f"images {img.shape[2]}x{img.shape[3]} uint8, root {ds.root}")
+                  f"images {img.shape[2]}x{img.shape[3]} uint8 ({ds.intensity_scaling}), root {ds.root}")
 
 
 @data_app.command("check")
 @user_errors
 def check(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., help=DATASET_HELP),
     size: str = typer.Option("tiny", "--size"),
     seed: int = typer.Option(0, "--seed"),
     data_dir: Path | None = typer.Option(None, "--data-dir"),
@@ -120,6 +127,7 @@ def realism(
                              help="folder for realism.json, realism.md and realism.png"),
     vit: bool = typer.Option(True, "--vit/--no-vit",
                              help="also embed with an untrained ViT-S/16 (a few minutes on a CPU)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """How real does a synthetic screen look? Fixed features only, beside real screens' values."""
     from cellbench.data import load_dataset
@@ -133,7 +141,7 @@ def realism(
         raise InputError(f"--out {out} is a file; pass a folder")
     ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
     report = R.build_report(ds, name=name, size=size, seed=seed, vit=vit,
-                            progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+                            progress=(lambda m: None) if quiet else (lambda m: console.print(f"[dim]{m}[/dim]")))
     paths = R.write_report(report, out)
     console.print(R.markdown(report))
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -69,14 +69,14 @@ def models(
 def embed(
     model: str = typer.Option(..., "--model", "-m", help="registered model name (see `cellbench models`)"),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="trained checkpoint or weights file/dir"),
-    data: str = typer.Option("synthetic", "--data", help="synthetic | synthetic-bray | rxrx3-core | bray | folder"),
+    data: str = typer.Option("synthetic", "--data", "-d", help="synthetic (= synthetic-rxrx3-core) | synthetic-bray | rxrx3-core | bray | folder"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="local copy of the dataset"),
     size: str = typer.Option("quick", "--size", help="synthetic screen size: tiny | quick | full"),
     seed: int = typer.Option(0, "--seed", help="synthetic screen seed"),
     out: Path | None = typer.Option(None, "--out", help="output directory or .parquet file (default: the cache)"),
     batch_size: int = typer.Option(64, "--batch-size", help="tiles per forward pass"),
     max_tiles: int | None = typer.Option(None, "--max-tiles", help="at most this many tiles per site"),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Embed every well of a dataset with a model: one parquet row per well (well_id, feature_*).
@@ -84,13 +84,13 @@ def embed(
     Sites are cut into the model's tiles, embedded in batches, averaged to sites and wells.
     Cached by model + weights + data; a killed run resumes where it stopped.
     """
-    from cellbench.data import load_dataset
+    from cellbench.data import check_dataset, load_dataset
     from cellbench.device import check_device
     from cellbench.embed import check_out, create_for_dataset, embed_dataset
     from cellbench.paths import embeddings_dir
 
-    if device is not None:
-        check_device(device)
+    check_dataset(data, command="`cellbench embed`")
+    check_device(device)
     if out is not None:
         check_out(out)
     dataset = load_dataset(data, data_dir=data_dir, size=size, seed=seed)

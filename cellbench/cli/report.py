@@ -39,7 +39,7 @@ def leaderboard(
     for text in texts.values():
         _print_markdown(text)
     if with_paper:
-        written = build_paper(out, results, dataset)  # same records: warned above already
+        written = build_paper(out, results, dataset, warn=lambda _m: None)  # same records: warned above already
         console.print(f"paper tables and figures: {len(written)} files under {out}")
     if texts:
         console.print(f"written: {out}/leaderboard_*.csv and .md")

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from cellbench.cli._common import console, user_errors
+from cellbench.cli._common import console, err_console, user_errors
+
+#: what ``run --data`` takes: the screen it embeds and scores (``synthetic`` = synthetic-rxrx3-core)
+RUN_DATA = ("synthetic-rxrx3-core", "rxrx3-core")
+
+
+def _say_training_screen(model: str, preset: str) -> None:
+    """A trainable model scored on the real screen is trained on a synthetic one: say which."""
+    from cellbench import registry
+    from cellbench.pipeline import DATA_SIZE, TRAIN_DATA
+
+    if registry.metadata(model).get("trainer"):
+        err_console.print(
+            f"note: {model} trains on {TRAIN_DATA} (synthetic, size {DATA_SIZE.get(preset, preset)}), "
+            "then embeds and scores rxrx3-core; pass --checkpoint to score weights trained elsewhere.",
+            highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,7 +29,7 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def run(
         model: str = typer.Option(..., "--model", "-m", help="A registered encoder (see `cellbench models`)."),
-        data: str = typer.Option("synthetic", help="'synthetic' (the embedded screen, default) or 'rxrx3-core' (real; needs --data-dir or network)."),
+        data: str = typer.Option("synthetic", "--data", "-d", help="Screen to score: 'synthetic' (= synthetic-rxrx3-core, default) or 'rxrx3-core' (real; needs --data-dir or network)."),
         data_dir: str = typer.Option(None, "--data-dir", help="Folder holding a local copy of the real dataset."),
         preset: str = typer.Option("quick", help="Training preset: tiny, quick (default, minutes on a CPU), standard, paper (GPU)."),
         seed: int = typer.Option(0, help="Seed of training / random initialisation (the screens stay fixed)."),
@@ -30,8 +45,14 @@ def register(app: typer.Typer) -> None:
 
         Every finished step is reused when the command is run again.
         """
+        from cellbench.data import check_dataset
         from cellbench.pipeline import floor_ceiling, run_pipeline
         from cellbench.report.run_summary import print_run_summary
+
+        data = check_dataset(data, RUN_DATA, command="`cellbench run`")
+        data = "synthetic" if data == "synthetic-rxrx3-core" else data
+        if data == "rxrx3-core" and checkpoint is None:
+            _say_training_screen(model, preset)
 
         options = dict(data=data, data_dir=data_dir, preset=preset, device=device,
                        eval_seeds=eval_seeds, progress=not quiet)

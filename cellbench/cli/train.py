@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", "-m", help="Encoder to train (cwa-msn, single-well-msn, cropmae-cross, cropmae-single, vit-wsl, infonce-cross)."),
         preset: str = typer.Option("quick", "--preset", "-p", help="tiny | quick | standard | paper."),
         seed: int = typer.Option(0, "--seed", help="Seed: same seed, same weights (CPU)."),
-        data: str = typer.Option("synthetic-bray", "--data", "-d", help="Dataset name."),
+        data: str = typer.Option("synthetic-bray", "--data", "-d", help="synthetic-bray | synthetic-rxrx3-core | rxrx3-core | bray | folder."),
         size: str = typer.Option("quick", "--size", help="Synthetic screen size: tiny | quick | full."),
         data_dir: Path | None = typer.Option(None, "--data-dir", help="Local copy of a real dataset."),
         prototypes: int | None = typer.Option(None, "--prototypes", help="Number of MSN prototypes."),
@@ -43,7 +43,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train an encoder; writes checkpoint.pt, model.pt and train_log.json."""
+        from cellbench.data import check_dataset
         from cellbench.train.api import train_model
+
+        data = check_dataset(data, command="`cellbench train`")
 
         overrides: dict = _parse_overrides(set_)
         if prototypes is not None:

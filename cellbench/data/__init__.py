@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 
 from cellbench.errors import NotFoundError
 
@@ -15,9 +17,30 @@ DATASETS = ("synthetic-rxrx3-core", "synthetic-bray", "rxrx3-core", "bray", "fol
 ALIASES = {"synthetic": "synthetic-rxrx3-core", "rxrx3": "rxrx3-core", "rxrx3_core": "rxrx3-core"}
 
 
+def _suggest(name: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_dataset(name: str, accepted: Sequence[str] = DATASETS, command: str = "this command",
+                  option: str = "--data") -> str:
+    """The canonical name of dataset ``name`` (aliases resolved), one of ``accepted``; a
+    :class:`NotFoundError` with the close names otherwise. Every command that takes a dataset
+    speaks this one vocabulary (:data:`DATASETS` and :data:`ALIASES`)."""
+    key = ALIASES.get(name, name)
+    if key in accepted:
+        return key
+    spelled = [*accepted, *(a for a, k in ALIASES.items() if k in accepted)]
+    if key in DATASETS:
+        raise NotFoundError(f"{command} does not take {option} {name!r}; it takes one of: {', '.join(accepted)}.")
+    raise NotFoundError(f"unknown dataset {name!r} for {option}.{_suggest(name, spelled)} "
+                        f"Use one of: {', '.join(accepted)} (aliases: "
+                        f"{', '.join(a for a, k in ALIASES.items() if k in accepted) or 'none'}).")
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: str = "quick", seed: int = 0):
     """Open dataset ``name`` (generating a synthetic one on first use)."""
-    key = ALIASES.get(name, name)
+    key = check_dataset(name, command="load_dataset")
     if key.startswith("synthetic-"):
         from cellbench.data.synthetic.loader import load_synthetic
 
@@ -36,7 +59,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: str
         if data_dir is None:
             raise NotFoundError("the folder dataset needs --data-dir (a folder with wells.csv)")
         return FolderDataset(data_dir)
-    raise NotFoundError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    raise NotFoundError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")  # pragma: no cover
 
 
 def generate_screen(*args, **kwargs):
@@ -51,4 +74,4 @@ def ensure_screen(*args, **kwargs):
     return _ens(*args, **kwargs)
 
 
-__all__ = ["DATASETS", "ensure_screen", "generate_screen", "load_dataset"]
+__all__ = ["ALIASES", "DATASETS", "check_dataset", "ensure_screen", "generate_screen", "load_dataset"]

@@ -24,12 +24,18 @@ class ImageDataset:
 
     name: str = "dataset"
     ground_truth: pl.DataFrame | None = None
+    #: how stored pixel values become uint8, in words (loaders that decode images refine it)
+    intensity_scaling: str = "8-bit images as stored (other pixel types refused)"
 
     def __init__(self, name: str, root: str | os.PathLike, channels: tuple[str, ...],
                  wells: pl.DataFrame, sites: pl.DataFrame):
         self.name = name
         self.root = Path(root)
         self.channels = tuple(channels)
+        if sites.height == 0 or wells.height == 0:
+            raise InputError(
+                f"{name}: the metadata under {root} is empty (no rows: no wells or sites); fill the "
+                "table with one row per site, or point --data-dir at the folder that holds the screen")
         missing = [c for c in WELL_COLUMNS if c not in wells.columns]
         if missing:
             raise InputError(f"{name}: the well table lacks {missing}; fix the loader's metadata")

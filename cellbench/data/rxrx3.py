@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from cellbench.data.channels import canonical_name
 from cellbench.data.dataset import ImageDataset
-from cellbench.data.images import decode
+from cellbench.data.images import decode, scaling_policy
 from cellbench.errors import CellbenchError, InputError, NotFoundError
 
 METADATA = "metadata_rxrx3_core.csv"
@@ -49,13 +49,15 @@ def _shards(root: Path) -> list[Path]:
 class RxRx3Dataset(ImageDataset):
     """Images of an RxRx3-core-layout directory; reads shards lazily, decodes per image."""
 
+    intensity_scaling = scaling_policy()
+
     def __init__(self, root: str | os.PathLike, name: str = "rxrx3-core"):
         root = Path(root)
         meta_path = root / METADATA
         if not meta_path.is_file():
             raise NotFoundError(
                 f"{root} has no {METADATA}; point --data-dir at the RxRx3-core download "
-                f"(`huggingface-cli download {HF_REPO} --repo-type dataset --local-dir {root}`)")
+                f"(`hf download {HF_REPO} --repo-type dataset --local-dir {root}`)")
         try:
             meta = pl.read_csv(meta_path, infer_schema_length=None,
                                schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8})
@@ -66,7 +68,7 @@ class RxRx3Dataset(ImageDataset):
         if not shards:
             raise NotFoundError(
                 f"{root} has no image shards (data/*.parquet); download them with "
-                f"`huggingface-cli download {HF_REPO} --repo-type dataset --local-dir {root}`")
+                f"`hf download {HF_REPO} --repo-type dataset --local-dir {root}`")
         self.shards = shards
         rows = []
         for k, path in enumerate(shards):
@@ -169,8 +171,10 @@ class RxRx3Dataset(ImageDataset):
 def download_rxrx3_core(data_dir: str | os.PathLike) -> Path:
     """Fetch the release with huggingface_hub (17 GB) unless offline; a clear message otherwise."""
     data_dir = Path(data_dir)
-    cmd = f"huggingface-cli download {HF_REPO} --repo-type dataset --local-dir {data_dir}"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    cmd = f"hf download {HF_REPO} --repo-type dataset --local-dir {data_dir}"
+    from cellbench.encoders.hub import offline
+
+    if offline():
         raise NotFoundError(
             f"RxRx3-core is not at {data_dir} and HF_HUB_OFFLINE is set; on a machine with network "
             f"run `{cmd}` and pass --data-dir {data_dir}")
@@ -192,7 +196,7 @@ def load_rxrx3(data_dir: str | os.PathLike | None = None, download: bool = True)
     if not (root / METADATA).is_file():
         if not download:
             raise NotFoundError(
-                f"RxRx3-core not found at {root}; run `huggingface-cli download {HF_REPO} "
+                f"RxRx3-core not found at {root}; run `hf download {HF_REPO} "
                 f"--repo-type dataset --local-dir {root}` and pass --data-dir {root}")
         download_rxrx3_core(root)
     return RxRx3Dataset(root)

@@ -89,8 +89,7 @@ def imagenet_weights_path(checkpoint: str | os.PathLike | None = None, download:
     from cellbench.encoders.hub import hub_file
 
     fix = (
-        f"download them once with `hf download {IMAGENET_HUB_ID} {IMAGENET_FILE}` "
-        f"(or `huggingface-cli download {IMAGENET_HUB_ID} {IMAGENET_FILE}`) on a machine "
+        f"download them once with `hf download {IMAGENET_HUB_ID} {IMAGENET_FILE}` on a machine "
         "with internet, or pass --checkpoint /path/to/model.safetensors"
     )
     return hub_file(IMAGENET_HUB_ID, IMAGENET_FILE, what="ImageNet ViT-S/16 weights", fix=fix,

@@ -16,8 +16,11 @@ from cellbench.errors import NotFoundError
 
 
 def offline() -> bool:
-    """True when the user asked huggingface_hub to stay offline."""
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    """True when huggingface_hub is in offline mode: its own setting (``HF_HUB_OFFLINE``, parsed
+    by huggingface_hub when it is imported), so cellbench and the library never disagree."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_file(

@@ -138,20 +138,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of an OpenPhenom file, never unpickling code (safetensors or weights_only)."""
     import torch
 
-    path = Path(path)
-    try:
-        if _is_safetensors(path):
-            from safetensors.torch import load_file
+    from cellbench.io import load_torch_weights, plain_message
 
+    path = Path(path)
+    fix = "The file is corrupt or not the release's model.safetensors — download it again."
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
+
+        try:
             state = load_file(str(path), device="cpu")
-        else:  # a file object: torch >= 2.x would hand a *.safetensors *path* to safetensors
-            with open(path, "rb") as handle:
-                state = torch.load(handle, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CellbenchError(
-            f"could not read OpenPhenom weights {path} ({type(exc).__name__}: {exc}); the file is "
-            "corrupt or not the release's model.safetensors — download it again"
-        ) from None
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds for a bad file
+            raise CellbenchError(
+                f"could not read OpenPhenom weights {path} ({type(exc).__name__}: {plain_message(exc)}); "
+                f"{fix[0].lower()}{fix[1:]}") from None
+    else:
+        state = load_torch_weights(path, what="OpenPhenom weights", fix=fix)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -231,7 +232,7 @@ def weights_path(checkpoint: str | os.PathLike | None = None, download: bool = T
 
     fix = (
         f"get them with `hf download {HUB_ID} {WEIGHTS_FILE} {CONFIG_FILE} --local-dir DIR` "
-        f"(or `huggingface-cli download {HUB_ID} --local-dir DIR`) on a machine with internet "
+        f"on a machine with internet "
         f"and pass --checkpoint DIR; note: {LICENSE_NOTE}"
     )
     # the config names max_in_chans; small and optional

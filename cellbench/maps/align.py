@@ -130,7 +130,7 @@ class PCACenterScale(_ControlAligner):
         self.n_components = n_components
 
     def _fit(self, X, groups, control):
-        self.pca_ = PCA(n_components=self.n_components, svd_solver="full").fit(X[control])
+        self.pca_ = _fit_pca(X[control], self.n_components)
         Z = self.pca_.transform(X[control])
         ctrl_idx = np.flatnonzero(control)
         pos = np.full(len(X), -1)
@@ -144,6 +144,14 @@ class PCACenterScale(_ControlAligner):
         for b, idx in groups.items():
             out[idx] = self.scalers_[b].transform(self.pca_.transform(X[idx]))
         return out
+
+
+def _fit_pca(X: np.ndarray, n_components: int | float | None = None) -> PCA:
+    """``PCA(svd_solver="full").fit(X)``; for controls without any variance (a collapsed encoder:
+    every well the same vector) sklearn's explained-variance *ratio* is 0/0, a RuntimeWarning
+    about a number cellbench never uses -- the components and transform are still defined."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return PCA(n_components=n_components, svd_solver="full").fit(X)
 
 
 def _inv_sqrt_spd(C: np.ndarray) -> np.ndarray:
@@ -164,7 +172,7 @@ class TVN(_ControlAligner):
         Xc = X[control]
         self.scaler1_ = StandardScaler().fit(Xc)
         Z = self.scaler1_.transform(Xc)
-        self.pca_ = PCA(svd_solver="full").fit(Z)
+        self.pca_ = _fit_pca(Z)
         Z = self.pca_.transform(Z)
         self.scaler2_ = StandardScaler().fit(Z)
         Z = self.scaler2_.transform(Z)

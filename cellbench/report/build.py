@@ -33,7 +33,7 @@ def _records(results: str | Path | None, dataset: str | None, warn: Warn | None 
             "<dataset>/<model>/<checkpoint>/<task>.json files (default: "
             f"{paths.results_dir()}), or run `cellbench run --model cwa-msn` first"
         )
-    records = load_results(root)
+    records = load_results(root, warn)
     if dataset is not None:
         known = sorted({str(r.get("dataset")) for r in records})
         records = [r for r in records if r.get("dataset") == dataset]

@@ -74,7 +74,11 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     )
 
     wanted = {result.model, *row_models()}
-    records = [r for r in load_results(results_dir())
+
+    def warn(message: str) -> None:
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    records = [r for r in load_results(results_dir(), warn=warn)
                if r.get("dataset") == result.dataset and r.get("model") in wanted]
     frame = leaderboard_frame(records)
     label = "synthetic (measured)" if result.dataset.startswith("synthetic") else "measured"

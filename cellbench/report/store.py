@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from cellbench.errors import InputError
 _SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)(?=$|[-_.])")
 
 
-def _from_store(root: Path) -> list[dict[str, Any]] | None:
+def _from_store(root: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]] | None:
     """Results via ``ResultsStore.iter_results()`` if that API exists, else None."""
     try:
         from cellbench.results import ResultsStore  # type: ignore[attr-defined]
@@ -32,7 +33,7 @@ def _from_store(root: Path) -> list[dict[str, Any]] | None:
         return None
     try:
         store = ResultsStore(root)
-        items = list(store.iter_results())
+        items = list(store.iter_results(on_corrupt=warn))
     except Exception:  # noqa: BLE001 - a store API mismatch falls back to reading files
         return None
     out = []
@@ -65,8 +66,10 @@ def _from_files(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def load_results(root: str | Path) -> list[dict[str, Any]]:
+def load_results(root: str | Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """All results under ``root`` as normalised dicts (see module docstring).
+
+    A corrupt result file is skipped with one message to ``warn`` (default: a ``UserWarning``).
 
     An absent root gives an empty list (nothing measured yet). Every record gets
     ``seed`` (from the record, else its config, else a ``seed<N>`` token in the checkpoint
@@ -77,7 +80,7 @@ def load_results(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     if not root.exists():
         return []
-    records = _from_store(root)
+    records = _from_store(root, warn)
     if records is None:
         records = _from_files(root)
     for rec in records:

@@ -16,21 +16,18 @@ DEFAULT_CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")  # Bray / the synthetic-b
 
 
 def load_model_file(path: str | Path) -> dict[str, Any]:
-    import torch
+    from cellbench.io import load_torch_weights
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NotFoundError(
             f"checkpoint {path} does not exist; train one with `cellbench train --model NAME` "
             "or pass the path of its model.pt."
         )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CellbenchError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it is corrupt or "
-            "not a cellbench checkpoint - delete it and train again."
-        ) from exc
+    fix = ("Pass the model.pt that `cellbench train` wrote"
+           + (f" ({path / 'model.pt'})" if (path / "model.pt").is_file() else "")
+           + ", or train again.")
+    data = load_torch_weights(path, what="checkpoint", fix=fix)
     if not isinstance(data, dict) or "state_dict" not in data or "model" not in data:
         raise CellbenchError(
             f"{path} is not a cellbench model file (no 'model'/'state_dict'); pass the model.pt "

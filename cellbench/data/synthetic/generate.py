@@ -2,23 +2,26 @@
 
 The screen is written into a temporary sibling directory, ``manifest.json`` (config, its
 hash, simulator version, every file with size and SHA-256) is written last, and the
-directory is renamed into place: a killed generation leaves only a ``.tmp`` directory that is
-never taken as a dataset.
+directory is renamed into place: a killed generation leaves only a ``.NAME.tmp-PID-*`` directory
+that is never taken as a dataset, and that the next generation into the same parent removes once
+process PID is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 from pathlib import Path
 
+from cellbench.data.images import safe_join
 from cellbench.data.synthetic.config import ScreenConfig, make_config
 from cellbench.data.synthetic.simulate import simulate
 from cellbench.data.synthetic.writer import GROUND_TRUTH, MANIFEST, write_bray, write_rxrx3
-from cellbench.errors import CellbenchError
+from cellbench.errors import CellbenchError, InputError
 from cellbench.io import config_hash, sha256_file, write_json_atomic
 from cellbench.paths import data_dir
 
@@ -42,27 +45,50 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
 
 
 def is_complete(root: str | os.PathLike, cfg: ScreenConfig | None = None) -> bool:
+    """Whether ``root`` holds a finished screen (of ``cfg`` when given): a manifest whose every
+    file exists inside ``root``; a manifest naming a path outside ``root`` is never complete."""
     man = read_manifest(root)
-    if man is None:
+    if not isinstance(man, dict):
         return False
     if cfg is not None and man.get("config_hash") != screen_hash(cfg):
         return False
-    return all((Path(root) / f["path"]).is_file() for f in man.get("files", []))
+    files = man.get("files", [])
+    if not isinstance(files, list):
+        return False
+    try:
+        return all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                   and safe_join(root, f["path"]).is_file() for f in files)
+    except InputError:  # a path escaping root: not a screen we wrote
+        return False
 
 
-def verify_manifest(root: str | os.PathLike) -> list[str]:
-    """Problems found when checking every file of the manifest (size and SHA-256)."""
-    man = read_manifest(root)
-    if man is None:
-        return [f"{root}: no readable manifest.json (an incomplete or foreign directory)"]
-    problems = []
-    for f in man.get("files", []):
-        path = Path(root) / f["path"]
-        if not path.is_file():
-            problems.append(f"{f['path']}: missing")
-        elif path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
-            problems.append(f"{f['path']}: content differs from the manifest (corrupt or modified)")
-    return problems
+_TMP = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists under another user, or cannot tell: keep its folder
+    return True
+
+
+def remove_stale_temporaries(parent: Path) -> list[Path]:
+    """Remove the ``.NAME.tmp-PID-xxxxxxxx`` folders in ``parent`` left by generations that were
+    killed (their PID no longer runs); a live writer's folder is left alone."""
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def _write(cfg: ScreenConfig, tmp: Path) -> dict:
@@ -108,6 +134,7 @@ def generate_screen(name: str, size: str = "quick", seed: int = 0,
                 f"configuration (size={size}, seed={seed}); remove it or pass another --out"
             )
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

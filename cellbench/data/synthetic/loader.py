@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from cellbench.data.synthetic.generate import ensure_screen, is_complete, read_manifest
-from cellbench.data.synthetic.writer import GROUND_TRUTH
+from cellbench.data.synthetic.writer import GROUND_TRUTH, MANIFEST
 from cellbench.errors import InputError
 
 
@@ -39,10 +39,16 @@ def open_synthetic(root: str | os.PathLike):
 
 
 def load_synthetic(name: str, size: str = "quick", seed: int = 0, data_dir=None):
-    if data_dir is not None and is_complete(data_dir):
-        return open_synthetic(data_dir)
-    if data_dir is not None:
-        from cellbench.data.synthetic.generate import generate_screen
-
-        return open_synthetic(generate_screen(name, size, seed, data_dir))
-    return open_synthetic(ensure_screen(name, size, seed))
+    """The screen in ``data_dir`` (which must hold a complete generated screen; nothing is ever
+    generated into a folder the user named), or the cached screen of ``name``/``size``/``seed``,
+    generated once into the cache."""
+    if data_dir is None:
+        return open_synthetic(ensure_screen(name, size, seed))
+    root = Path(data_dir)
+    if not (root / MANIFEST).is_file():
+        where = "does not exist" if not root.exists() else "holds no generated screen (no manifest.json)"
+        raise InputError(
+            f"--data-dir {root} {where}; generate one there with "
+            f"`cellbench data generate {name} --size {size} --seed {seed} --out {root}`, "
+            "or drop --data-dir to use the cached screen")
+    return open_synthetic(root)
