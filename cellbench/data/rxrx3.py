@@ -172,9 +172,9 @@ def download_rxrx3_core(data_dir: str | os.PathLike) -> Path:
     """Fetch the release with huggingface_hub (17 GB) unless offline; a clear message otherwise."""
     data_dir = Path(data_dir)
     cmd = f"hf download {HF_REPO} --repo-type dataset --local-dir {data_dir}"
-    from cellbench.encoders.hub import offline
+    from huggingface_hub import constants  # huggingface_hub's own offline setting
 
-    if offline():
+    if constants.HF_HUB_OFFLINE:
         raise NotFoundError(
             f"RxRx3-core is not at {data_dir} and HF_HUB_OFFLINE is set; on a machine with network "
             f"run `{cmd}` and pass --data-dir {data_dir}")
