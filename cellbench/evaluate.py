@@ -25,7 +25,9 @@ import io
 import math
 import os
 import platform
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata as _metadata
@@ -744,3 +746,16 @@ def _check_out_dir(out_dir: Path) -> Path:
                 "the results replace the folder as a whole. Fix: pass a new folder, or an earlier result folder."
             )
     return check_writable(out_dir)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``cellbench.evaluate(...)`` is :func:`cellbench.api.evaluate`
+    (the package attribute and the submodule are one object, in any import order)."""
+
+    def __call__(self, *args, **kwargs):
+        from cellbench.api import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
