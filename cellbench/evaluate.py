@@ -1,24 +1,30 @@
-"""Score well-level embeddings: what ``cellbench evaluate`` runs.
+"""Score well-level embeddings or profiles: what ``cellbench evaluate`` runs.
 
-Two entry points:
+Entry points:
 
 * :func:`evaluate_arrays` - in-process (used by the pipeline): well ids, a feature matrix and a
-  metadata table (the RxRx3-core metadata columns, or an already normalised table with
-  ``schema.WELL_COLUMNS``) -> a dict of results.
+  metadata table (polars or pandas: the RxRx3-core metadata columns, an already normalised table
+  with ``schema.WELL_COLUMNS``, or JUMP-style ``Metadata_*`` columns) -> a dict of results.
 * :func:`evaluate_files` - the real release files: an embeddings parquet (``well_id`` +
   ``feature_0..feature_{D-1}``, read in record batches straight into one preallocated array) and
-  ``metadata_rxrx3_core.csv``; validates everything, then writes ``gene_gene.csv``,
-  ``compound_gene.csv``, ``batch.csv`` and ``results.json`` (configuration, versions, input
-  SHA-256, timings per stage) as one set: only once every score is computed, into a temporary
-  folder that then replaces the output folder as a whole. On an error nothing is written, and
-  the folder never mixes the files of two runs.
+  its metadata (``metadata_rxrx3_core.csv``, or CSV/parquet with ``Metadata_*`` columns).
+* :func:`evaluate_profiles_file` - one JUMP-style profiles table (parquet or CSV,
+  :mod:`cellbench.maps.profiles`).
+
+Both file entry points validate everything, then write one CSV per scored task
+(``gene_gene.csv``, ``compound_gene.csv``, ``batch.csv``, ``activity.csv``,
+``consistency.csv``) and ``results.json`` (configuration, versions, input SHA-256, timings per
+stage, and per task its ``main_score`` and ``evaluation_time``) as one set: only once every
+score is computed, into a temporary folder that then replaces the output folder as a whole. On
+an error nothing is written, and the folder never mixes the files of two runs. The Python API,
+``cellbench.evaluate(...)``, is :mod:`cellbench.api` (this module is made callable for it).
 
 Order (evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
 (null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
-diagnostics on the aligned wells. A map without genes or without compounds scores what it can
-and records what it skipped and why.
+diagnostics on the aligned wells -> phenotypic activity and consistency on the aligned wells
+(copairs; :mod:`cellbench.metrics.activity`). The map is built only for the map tasks. A map
+without genes or without compounds scores what it can and records what it skipped and why.
 """
-
 from __future__ import annotations
 
 import io
