@@ -1,31 +1,39 @@
-"""Score well-level embeddings: what ``cellbench evaluate`` runs.
+"""Score well-level embeddings or profiles: what ``cellbench evaluate`` runs.
 
-Two entry points:
+Entry points:
 
 * :func:`evaluate_arrays` - in-process (used by the pipeline): well ids, a feature matrix and a
-  metadata table (the RxRx3-core metadata columns, or an already normalised table with
-  ``schema.WELL_COLUMNS``) -> a dict of results.
+  metadata table (polars or pandas: the RxRx3-core metadata columns, an already normalised table
+  with ``schema.WELL_COLUMNS``, or JUMP-style ``Metadata_*`` columns) -> a dict of results.
 * :func:`evaluate_files` - the real release files: an embeddings parquet (``well_id`` +
   ``feature_0..feature_{D-1}``, read in record batches straight into one preallocated array) and
-  ``metadata_rxrx3_core.csv``; validates everything, then writes ``gene_gene.csv``,
-  ``compound_gene.csv``, ``batch.csv`` and ``results.json`` (configuration, versions, input
-  SHA-256, timings per stage) as one set: only once every score is computed, into a temporary
-  folder that then replaces the output folder as a whole. On an error nothing is written, and
-  the folder never mixes the files of two runs.
+  its metadata (``metadata_rxrx3_core.csv``, or CSV/parquet with ``Metadata_*`` columns).
+* :func:`evaluate_profiles_file` - one JUMP-style profiles table (parquet or CSV,
+  :mod:`cellbench.maps.profiles`).
+
+Both file entry points validate everything, then write one CSV per scored task
+(``gene_gene.csv``, ``compound_gene.csv``, ``batch.csv``, ``activity.csv``,
+``consistency.csv``) and ``results.json`` (configuration, versions, input SHA-256, timings per
+stage, and per task its ``main_score`` and ``evaluation_time``) as one set: only once every
+score is computed, into a temporary folder that then replaces the output folder as a whole. On
+an error nothing is written, and the folder never mixes the files of two runs. The Python API,
+``cellbench.evaluate(...)``, is :mod:`cellbench.api` (this module is made callable for it).
 
 Order (evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
 (null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
-diagnostics on the aligned wells. A map without genes or without compounds scores what it can
-and records what it skipped and why.
+diagnostics on the aligned wells -> phenotypic activity and consistency on the aligned wells
+(copairs; :mod:`cellbench.metrics.activity`). The map is built only for the map tasks. A map
+without genes or without compounds scores what it can and records what it skipped and why.
 """
-
 from __future__ import annotations
 
 import io
 import math
 import os
 import platform
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata as _metadata
@@ -44,17 +52,46 @@ from cellbench.io import (
     write_text_atomic,
 )
 from cellbench.maps.align import ALIGNMENTS
-from cellbench.maps.build import build_map_full
+from cellbench.maps.build import align_wells, build_map_full
 from cellbench.maps.labels import wells_from_rxrx3
+from cellbench.maps.profiles import (
+    ProfileOptions,
+    is_profiles_table,
+    split_profiles,
+    wells_from_profiles,
+)
 from cellbench.metrics.annotations import SOURCES, annotation_version, check_sources
 from cellbench.metrics.gene_gene import MIN_ENTITIES, THRESHOLD_PAIRS, map_recall, recall_key
-from cellbench.schema import COMPOUND, CRISPR, EMBEDDING_ID_COLUMN, FEATURE_PREFIX, WELL_COLUMNS
+from cellbench.schema import (
+    COMPOUND,
+    CRISPR,
+    EMBEDDING_ID_COLUMN,
+    FEATURE_PREFIX,
+    TARGET_COLUMN,
+    WELL_COLUMNS,
+)
 
-TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
+TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch", "activity", "consistency")
+#: run by default on RxRx3-core-layout metadata
+DEFAULT_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
+#: run by default on JUMP-style (``Metadata_*``) profiles or metadata
+PROFILE_TASKS: tuple[str, ...] = ("activity", "consistency", "batch")
+#: the tasks scored on the aggregated perturbation map (the others on wells)
+MAP_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene")
 NULL_SCOPES: tuple[str, ...] = ("all", "genes")
-STAGES: tuple[str, ...] = ("read", "map", "gene_gene", "compound_gene", "batch", "write")
+STAGES: tuple[str, ...] = ("read", "map", "gene_gene", "compound_gene", "batch", "activity", "consistency", "write")
 #: what an output folder may hold: it is replaced as a whole, so it must hold nothing else
-RESULT_FILES: tuple[str, ...] = ("gene_gene.csv", "compound_gene.csv", "batch.csv", "results.json")
+RESULT_FILES: tuple[str, ...] = (
+    "gene_gene.csv", "compound_gene.csv", "batch.csv", "activity.csv", "consistency.csv", "results.json"
+)
+#: each task's headline number in ``results.json["tasks"]``: (metric, higher is better)
+MAIN_METRICS: dict[str, tuple[str, bool]] = {
+    "gene_gene": ("CORUM recall_0.05_0.95", True),
+    "compound_gene": ("average_precision at max concentration", True),
+    "batch": ("batch_accuracy from aligned controls", False),
+    "activity": ("fraction_retrieved", True),
+    "consistency": ("fraction_retrieved", True),
+}
 
 #: progress(stage, done, total) - called as stages advance (the CLI draws bars from it)
 Progress = Callable[[str, float, float], None]
@@ -67,7 +104,7 @@ def _noop(stage: str, done: float, total: float) -> None:
 def versions() -> dict[str, str]:
     """Versions of everything that can change a number."""
     out = {"python": platform.python_version()}
-    for pkg in ("cellbench", "efaar-benchmarking", "numpy", "scipy", "scikit-learn", "polars", "pyarrow"):
+    for pkg in ("cellbench", "efaar-benchmarking", "copairs", "numpy", "scipy", "scikit-learn", "pandas", "polars", "pyarrow"):
         try:
             out[pkg] = _metadata.version(pkg)
         except _metadata.PackageNotFoundError:
@@ -75,7 +112,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sources: Sequence[str]):
+def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sources: Sequence[str],
+                   null_size: int = 100_000, threshold: float = 0.05):
     if align not in ALIGNMENTS:
         raise InputError(f"unknown alignment '{align}'. Fix: use one of {list(ALIGNMENTS)}.")
     if null not in NULL_SCOPES:
@@ -84,7 +122,11 @@ def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sour
         raise InputError(f"--seeds must be at least 1 (got {seeds}). Fix: pass --seeds 100 as the reference does.")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
-        raise InputError(f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)}.")
+        raise InputError(f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)} (--tasks).")
+    if int(null_size) < 1:
+        raise InputError(f"--null-size must be at least 1 (got {null_size}). Fix: pass --null-size 10000 or more.")
+    if not 0 < float(threshold) < 1:
+        raise InputError(f"--threshold must lie between 0 and 1 (got {threshold}). Fix: pass --threshold 0.05.")
     check_sources(sources)
 
 
@@ -103,10 +145,42 @@ def _check_features(well_ids: Sequence[str], features: np.ndarray) -> None:
         )
 
 
-def _wells_table(metadata: pl.DataFrame) -> pl.DataFrame:
+def _as_polars(metadata) -> pl.DataFrame:
+    """A polars table from a polars or pandas frame (anything else is refused by name)."""
+    if isinstance(metadata, pl.DataFrame):
+        return metadata
+    if type(metadata).__module__.startswith("pandas"):
+        return pl.from_pandas(metadata.reset_index(drop=True) if hasattr(metadata, "reset_index") else metadata)
+    raise InputError(
+        f"the metadata must be a polars or pandas DataFrame (got {type(metadata).__name__}). "
+        "Fix: pass a table, or a CSV/parquet path to evaluate_files / cellbench.evaluate."
+    )
+
+
+def _wells_table(
+    metadata: pl.DataFrame, target: str | None = None, profile_options: ProfileOptions | None = None
+) -> tuple[pl.DataFrame, dict | None]:
+    """The normalised well table (+ ``target`` when annotated) and, for ``Metadata_*`` tables,
+    the columns it was read from."""
     if all(c in metadata.columns for c in WELL_COLUMNS):
-        return metadata.select(list(WELL_COLUMNS))
-    return wells_from_rxrx3(metadata)
+        keep = list(WELL_COLUMNS) + ([TARGET_COLUMN] if TARGET_COLUMN in metadata.columns and target is None else [])
+        wells, columns = metadata.select(keep), None
+    elif is_profiles_table(metadata.columns):
+        opts = profile_options or ProfileOptions()
+        if target is not None:
+            opts = ProfileOptions(**{**opts.as_dict(), "target": target})
+        wells, cols = wells_from_profiles(metadata, opts)
+        return wells, cols.as_dict()
+    else:
+        wells, columns = wells_from_rxrx3(metadata), None
+    if target is not None:
+        if target not in metadata.columns:
+            raise InputError(
+                f"--target {target}: the metadata has no column '{target}' (columns: {metadata.columns[:10]}). "
+                "Fix: pass --target naming the annotation column (e.g. a gene or target column)."
+            )
+        wells = wells.with_columns(metadata[target].cast(pl.Utf8).alias(TARGET_COLUMN))
+    return wells, columns
 
 
 def _line_up(well_ids: Sequence[str], wells: pl.DataFrame) -> pl.DataFrame:
@@ -139,6 +213,11 @@ def _line_up(well_ids: Sequence[str], wells: pl.DataFrame) -> pl.DataFrame:
     return joined.sort("_pos").drop("_pos")
 
 
+def default_tasks(metadata_columns) -> tuple[str, ...]:
+    """PROFILE_TASKS for ``Metadata_*`` tables, DEFAULT_TASKS for the RxRx3-core layout."""
+    return PROFILE_TASKS if is_profiles_table(metadata_columns) else DEFAULT_TASKS
+
+
 def evaluate_arrays(
     well_ids: Sequence[str],
     features: np.ndarray,
@@ -147,81 +226,154 @@ def evaluate_arrays(
     align: str = "pca-centerscale",
     null: str = "all",
     seeds: int = 100,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] | None = None,
     sources: Sequence[str] = SOURCES,
     progress: Progress | None = None,
     truth: pl.DataFrame | None = None,
+    null_size: int = 100_000,
+    threshold: float = 0.05,
+    target: str | None = None,
+    profile_options: ProfileOptions | None = None,
 ) -> dict:
     """Score well embeddings in memory. Returns a JSON-serialisable dict with ``config``,
-    ``map``, ``scores`` (per task), ``skipped`` (task -> reason), ``warnings`` and ``timings``.
+    ``map``, ``scores`` (per task), ``tasks`` (per task: ``main_score``, ``evaluation_time``),
+    ``skipped`` (task -> reason), ``warnings`` and ``timings``.
+
+    ``metadata`` (polars or pandas): the RxRx3-core metadata columns, an already normalised table
+    with ``schema.WELL_COLUMNS``, or JUMP-style ``Metadata_*`` columns (see
+    :mod:`cellbench.maps.profiles`; ``profile_options`` names columns explicitly). ``tasks``
+    defaults to :data:`DEFAULT_TASKS`, or :data:`PROFILE_TASKS` for ``Metadata_*`` metadata.
+    ``target`` names the annotation column phenotypic consistency groups by.
 
     BLAS runs single-threaded unless ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
     ``MKL_NUM_THREADS`` is set: on a small shared machine extra BLAS threads mostly contend
     (measured on the loaded 2-core box, release-sized map stage: 5.7-6.4 s with one thread,
     8.3-25.8 s with two)."""
+    result, _tables = evaluate_core(
+        well_ids, features, metadata, align=align, null=null, seeds=seeds, tasks=tasks, sources=sources,
+        progress=progress, truth=truth, null_size=null_size, threshold=threshold, target=target,
+        profile_options=profile_options,
+    )
+    return result
+
+
+def evaluate_core(well_ids, features, metadata, **options) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """:func:`evaluate_arrays`, also returning the per-row tables (``activity``,
+    ``consistency``, ``gene_gene``, ``compound_gene``, ``batch``) as polars frames."""
     explicit = any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
     with threadpool_limits(None if explicit else 1, user_api="blas"):
-        return _evaluate_arrays(
-            well_ids,
-            features,
-            metadata,
-            align=align,
-            null=null,
-            seeds=seeds,
-            tasks=tasks,
-            sources=sources,
-            progress=progress,
-            truth=truth,
-        )
+        return _evaluate_arrays(well_ids, features, metadata, **options)
+
+
+def _as_ids(well_ids) -> list[str] | pl.Series:
+    if isinstance(well_ids, pl.Series):
+        return well_ids
+    if hasattr(well_ids, "tolist"):  # pandas Series / Index, numpy array
+        return [str(v) for v in well_ids.tolist()]
+    return list(well_ids)
+
+
+def _as_features(features) -> np.ndarray:
+    if type(features).__module__.startswith(("pandas", "polars")):
+        non_numeric = [str(c) for c, t in zip(features.columns, _dtypes(features), strict=True) if not t]
+        if non_numeric:
+            raise InputError(
+                f"feature columns {non_numeric[:5]} are not numeric. Fix: pass only numeric feature columns."
+            )
+        features = features.to_numpy()
+    features = np.asarray(features)
+    if features.dtype not in (np.float32, np.float64):
+        try:
+            features = features.astype(np.float32)
+        except (TypeError, ValueError):
+            raise InputError("the features are not numeric. Fix: pass a numeric feature matrix.") from None
+    return features
+
+
+def _dtypes(frame) -> list[bool]:
+    if isinstance(frame, pl.DataFrame):
+        return [t.is_numeric() for t in frame.dtypes]
+    return [np.issubdtype(t, np.number) or np.issubdtype(t, np.bool_) for t in frame.dtypes]
+
+
+def _main_score(task: str, scores: dict):
+    if task == "gene_gene":
+        source = "CORUM" if "CORUM" in scores else next(iter(scores), None)
+        return None if source is None else scores[source].get("recall_0.05_0.95")
+    if task == "compound_gene":
+        row = next((r for r in scores.get("rows", []) if r.get("concentration") == "max"), None)
+        return None if row is None else row.get("average_precision")
+    if task == "batch":
+        return scores.get("batch_predictability", {}).get("batch_accuracy")
+    return scores.get("fraction_retrieved")
 
 
 def _evaluate_arrays(
-    well_ids, features, metadata, *, align, null, seeds, tasks, sources, progress, truth
-) -> dict:
+    well_ids, features, metadata, *, align="pca-centerscale", null="all", seeds=100, tasks=None,
+    sources=SOURCES, progress=None, truth=None, null_size=100_000, threshold=0.05, target=None,
+    profile_options=None,
+) -> tuple[dict, dict[str, pl.DataFrame]]:
+    from cellbench.metrics.activity import activity_table, consistency_table
+
     progress = progress or _noop
-    tasks, sources = tuple(tasks), tuple(sources)
-    _check_options(align, null, seeds, tasks, sources)
-    features = np.asarray(features)
-    if features.dtype not in (np.float32, np.float64):
-        features = features.astype(np.float32)
+    metadata = _as_polars(metadata)
+    tasks = tuple(default_tasks(metadata.columns) if tasks is None else tasks)
+    sources = tuple(sources)
+    _check_options(align, null, seeds, tasks, sources, null_size, threshold)
+    well_ids = _as_ids(well_ids)
+    features = _as_features(features)
     _check_features(well_ids, features)
     timings: dict[str, float] = {}
     caught: list[str] = []
 
     t0 = time.perf_counter()
     progress("map", 0, 3)
-    wells = _line_up(well_ids, _wells_table(metadata))
+    wells, columns = _wells_table(metadata, target, profile_options)
+    if columns:
+        caught += columns.get("notes", [])
+    wells = _line_up(well_ids, wells)
     if not wells["is_control"].any() and align != "none":
         raise InputError(
-            "the metadata has no control wells (treatment EMPTY_control), so alignment "
-            f"'{align}' cannot be fitted. Fix: include the control wells, or use --align none."
+            "the metadata has no control wells (treatment EMPTY_control, or Metadata_pert_type negcon), so "
+            f"alignment '{align}' cannot be fitted. Fix: include the control wells, pass --control COL=VALUE "
+            "naming them, or use --align none."
         )
     progress("map", 1, 3)
+    map_tasks = any(t in MAP_TASKS for t in tasks)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        built = build_map_full(features, wells, align)
+        if map_tasks:
+            built = build_map_full(features, wells, align)
+            aligned = built.aligned_wells
+        else:
+            built, aligned = None, align_wells(features, wells, align)
     caught += [str(w.message) for w in record]
-    table, map_feats = built.table, built.features
     progress("map", 3, 3)
     timings["map"] = time.perf_counter() - t0
-    is_gene = (table["perturbation_type"] == CRISPR).to_numpy()
-    is_compound = (table["perturbation_type"] == COMPOUND).to_numpy()
     map_info = {
-        "n_rows": table.height,
-        "n_gene_rows": int(is_gene.sum()),
-        "n_compound_rows": int(is_compound.sum()),
         "n_wells": len(features),
+        "n_control_wells": int(wells["is_control"].sum()),
         "n_features_in": int(features.shape[1]),
-        "n_features_map": int(map_feats.shape[1]),
-        **built.report.as_dict(),
     }
-    if table.height < MIN_ENTITIES:
-        raise InputError(
-            f"the map has only {table.height} perturbations; scoring needs at least {MIN_ENTITIES}. "
-            "Fix: evaluate more wells (more genes or compounds)."
-        )
     scores: dict = {}
     skipped: dict[str, str] = {}
+    tables: dict[str, pl.DataFrame] = {}
+    if built is not None:
+        table, map_feats = built.table, built.features
+        is_gene = (table["perturbation_type"] == CRISPR).to_numpy()
+        is_compound = (table["perturbation_type"] == COMPOUND).to_numpy()
+        map_info.update({
+            "n_rows": table.height,
+            "n_gene_rows": int(is_gene.sum()),
+            "n_compound_rows": int(is_compound.sum()),
+            "n_features_map": int(map_feats.shape[1]),
+            **built.report.as_dict(),
+        })
+        if table.height < MIN_ENTITIES:
+            raise InputError(
+                f"the map has only {table.height} perturbations; scoring needs at least {MIN_ENTITIES}. "
+                "Fix: evaluate more wells (more genes or compounds), or --tasks activity,consistency,batch."
+            )
 
     if "gene_gene" in tasks:
         t0 = time.perf_counter()
@@ -236,6 +388,7 @@ def _evaluate_arrays(
                 scores["gene_gene"] = map_recall(
                     table, map_feats, null=null, sources=sources, progress=lambda d, t: progress("gene_gene", d, t)
                 )
+                tables["gene_gene"] = gene_gene_frame(scores["gene_gene"])
         progress("gene_gene", 1, 1)
         timings["gene_gene"] = time.perf_counter() - t0
 
@@ -260,6 +413,7 @@ def _evaluate_arrays(
                         progress=lambda d, t: progress("compound_gene", d, t),
                     )
                     scores["compound_gene"] = {"rows": result["rows"], "counts": result["counts"]}
+                    tables["compound_gene"] = compound_gene_frame(scores["compound_gene"])
                 except InputError as exc:
                     if "no compound" not in str(exc):
                         raise
@@ -274,27 +428,88 @@ def _evaluate_arrays(
         t0 = time.perf_counter()
         progress("batch", 0, 1)
         with threadpool_limits(1):  # small logistic regressions: extra BLAS threads only contend
-            scores["batch"] = batch_diagnostics(built.aligned_wells, wells, features=features, align=align)
+            scores["batch"] = batch_diagnostics(aligned, wells, features=features, align=align)
+        tables["batch"] = batch_frame(scores["batch"])
         progress("batch", 1, 1)
         timings["batch"] = time.perf_counter() - t0
 
-    return {
-        "config": {
-            "align": align,
-            "null": null,
-            "seeds": int(seeds),
-            "tasks": list(tasks),
-            "sources": list(sources),
-            "recall_thresholds": [list(p) for p in THRESHOLD_PAIRS],
-            "annotations": f"efaar-benchmarking {annotation_version()}",
-            "compound_gene": "evaluation.md §3; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
-        },
+    activity = None
+    if "activity" in tasks or "consistency" in tasks:
+        t0 = time.perf_counter()
+        progress("activity", 0, 1)
+        activity, activity_scores = activity_table(aligned, wells, null_size=int(null_size),
+                                                   threshold=float(threshold))
+        if "activity" in tasks:
+            scores["activity"], tables["activity"] = activity_scores, activity
+        progress("activity", 1, 1)
+        timings["activity"] = time.perf_counter() - t0
+
+    if "consistency" in tasks:
+        t0 = time.perf_counter()
+        progress("consistency", 0, 1)
+        if TARGET_COLUMN not in wells.columns:
+            skipped["consistency"] = (
+                "no target annotation: the metadata has no Metadata_target / Metadata_gene / Metadata_Symbol "
+                "column other than the perturbation's; pass --target COL to score phenotypic consistency"
+            )
+        elif not activity["retrieved"].any():
+            skipped["consistency"] = "no perturbation is phenotypically active: nothing to compare"
+        else:
+            cons, cons_scores, cons_skipped = consistency_table(
+                aligned, wells, activity, null_size=int(null_size), threshold=float(threshold)
+            )
+            if cons.height:
+                scores["consistency"], tables["consistency"] = cons_scores, cons
+            else:
+                skipped["consistency"] = "; ".join(f"{k}: {v}" for k, v in cons_skipped.items())
+        progress("consistency", 1, 1)
+        timings["consistency"] = time.perf_counter() - t0
+
+    summary = {
+        task: {
+            "main_score": _main_score(task, scores[task]),
+            "main_metric": MAIN_METRICS[task][0],
+            "higher_is_better": MAIN_METRICS[task][1],
+            "evaluation_time": timings.get(task, 0.0),
+        }
+        for task in TASKS
+        if task in scores
+    }
+    config = {
+        "align": align,
+        "null": null,
+        "seeds": int(seeds),
+        "tasks": list(tasks),
+        "sources": list(sources),
+        "recall_thresholds": [list(p) for p in THRESHOLD_PAIRS],
+        "annotations": f"efaar-benchmarking {annotation_version()}",
+        "compound_gene": "evaluation.md §3; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
+    }
+    if "activity" in tasks or "consistency" in tasks:
+        config.update(
+            null_size=int(null_size),
+            threshold=float(threshold),
+            activity=(
+                "copairs mAP (cosine) of each perturbation's aligned wells against the negative-control wells "
+                "of its perturbation type; permutation p-values, Benjamini-Hochberg within each type"
+            ),
+            consistency=(
+                "copairs mAP (cosine) between median consensus profiles of the active perturbations: "
+                "positives share the target, negatives have another"
+            ),
+        )
+    if columns is not None:
+        config["columns"] = {k: v for k, v in columns.items() if k != "notes"}
+    result = {
+        "config": config,
         "map": map_info,
         "scores": scores,
+        "tasks": summary,
         "skipped": skipped,
         "warnings": caught,
         "timings": timings,
     }
+    return result, tables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,14 +565,37 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
 
 
 def read_metadata(path: str | Path) -> pl.DataFrame:
-    """``metadata_rxrx3_core.csv`` (all columns read as text; concentration parsed later)."""
+    """A metadata table: ``metadata_rxrx3_core.csv`` or JUMP-style ``Metadata_*`` columns, as CSV
+    (all columns read as text; concentration parsed later) or parquet."""
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"metadata file {path} does not exist. Fix: check the --metadata path.")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return pl.read_parquet(path)
+        except Exception as exc:
+            raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass a metadata .parquet or .csv.") from None
     try:
         return pl.read_csv(path, infer_schema=False)
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv.") from None
+
+
+def read_profiles(path: str | Path) -> pl.DataFrame:
+    """A profiles table (``Metadata_*`` + feature columns) from parquet or CSV."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"profiles file {path} does not exist. Fix: check the --profiles path.")
+    try:
+        if path.suffix.lower() in (".csv", ".tsv", ".gz"):
+            sep = "\t" if ".tsv" in path.name.lower() else ","
+            return pl.read_csv(path, separator=sep, infer_schema_length=None)
+        return pl.read_parquet(path)
+    except Exception as exc:
+        raise InputError(
+            f"cannot read {path} as {'CSV' if path.suffix.lower() == '.csv' else 'parquet'} ({type(exc).__name__}: {exc}). "
+            "Fix: pass a profiles .parquet or .csv file (Metadata_* + feature columns)."
+        ) from None
 
 
 def _csv(frame: pl.DataFrame) -> str:
@@ -378,11 +616,16 @@ def compound_gene_frame(scores: dict) -> pl.DataFrame:
 
 
 def batch_frame(scores: dict) -> pl.DataFrame:
+    """The numeric batch diagnostics, one row each (lists become ``name_0``, ``name_1``...;
+    text such as a skip reason or the fit stays in ``results.json``)."""
     rows = []
     for diagnostic, values in scores.items():
         for key, value in values.items():
-            rows.append({"diagnostic": diagnostic, "metric": key, "value": str(value)})
-    return pl.DataFrame(rows, schema={"diagnostic": pl.Utf8, "metric": pl.Utf8, "value": pl.Utf8})
+            items = [(f"{key}_{i}", v) for i, v in enumerate(value)] if isinstance(value, list | tuple) else [(key, value)]
+            for name, v in items:
+                if isinstance(v, bool | int | float | np.number) and not isinstance(v, str):
+                    rows.append({"diagnostic": diagnostic, "metric": name, "value": float(v)})
+    return pl.DataFrame(rows, schema={"diagnostic": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64})
 
 
 def _jsonable(obj):
@@ -402,42 +645,89 @@ def evaluate_files(
     metadata: str | Path,
     out_dir: str | Path,
     *,
-    align: str = "pca-centerscale",
-    null: str = "all",
-    seeds: int = 100,
-    tasks: Sequence[str] = TASKS,
-    sources: Sequence[str] = SOURCES,
     progress: Progress | None = None,
+    **options,
 ) -> dict:
-    """Score the release files and write the result files into ``out_dir`` (see module doc)."""
+    """Score an embeddings parquet against its metadata (CSV or parquet: RxRx3-core layout or
+    ``Metadata_*`` columns) and write the result files into ``out_dir`` (see module doc).
+    ``options``: those of :func:`evaluate_arrays`."""
     progress = progress or _noop
-    _check_options(align, null, seeds, tasks, sources)
+    _check_options(**_option_subset(options))
     out_dir = _check_out_dir(Path(out_dir))
     t0 = time.perf_counter()
     ids, feats = read_embeddings(embeddings, progress)
     meta = read_metadata(metadata)
     hashes = {"embeddings": sha256_file(embeddings), "metadata": sha256_file(metadata)}
     read_s = time.perf_counter() - t0
-    result = evaluate_arrays(
-        ids, feats, meta, align=align, null=null, seeds=seeds, tasks=tasks, sources=sources, progress=progress
-    )
+    result, tables = evaluate_core(ids, feats, meta, progress=progress, **options)
     del feats
+    inputs = {"embeddings": str(Path(embeddings).resolve()), "metadata": str(Path(metadata).resolve())}
+    return finish(result, tables, out_dir, inputs=inputs, hashes=hashes, read_s=read_s, progress=progress)[0]
+
+
+def evaluate_profiles_file(
+    profiles: str | Path,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    profile_options: ProfileOptions | None = None,
+    **options,
+) -> dict:
+    """Score one JUMP-style profiles table (parquet or CSV: ``Metadata_*`` + numeric feature
+    columns, see :mod:`cellbench.maps.profiles`) and write the result files into ``out_dir``."""
+    progress = progress or _noop
+    _check_options(**_option_subset(options))
+    out_dir = _check_out_dir(Path(out_dir))
     t0 = time.perf_counter()
-    progress("write", 0, 1)
+    progress("read", 0, 1)
+    frame = read_profiles(profiles)
+    ids, feats, wells, columns, _names = split_profiles(frame, profile_options, name=str(profiles))
+    del frame
+    hashes = {"profiles": sha256_file(profiles)}
+    progress("read", 1, 1)
+    read_s = time.perf_counter() - t0
+    if options.get("tasks") is None:
+        options["tasks"] = PROFILE_TASKS
+    result, tables = evaluate_core(ids, feats, wells, progress=progress, **options)
+    del feats
+    result["config"]["columns"] = {k: v for k, v in columns.as_dict().items() if k != "notes"}
+    result["warnings"] = columns.notes + result["warnings"]
+    return finish(result, tables, out_dir, inputs={"profiles": str(Path(profiles).resolve())}, hashes=hashes,
+                  read_s=read_s, progress=progress)[0]
+
+
+def _option_subset(options: dict) -> dict:
+    keys = ("align", "null", "seeds", "tasks", "sources", "null_size", "threshold")
+    defaults = {"align": "pca-centerscale", "null": "all", "seeds": 100, "tasks": DEFAULT_TASKS, "sources": SOURCES}
+    out = {k: options[k] for k in keys if k in options and options[k] is not None}
+    return {**defaults, **out}
+
+
+def finish(
+    result: dict,
+    tables: dict[str, pl.DataFrame],
+    out_dir: Path | None,
+    *,
+    inputs: dict,
+    hashes: dict,
+    read_s: float,
+    progress: Progress | None = None,
+) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """Add inputs, hashes, versions and the read time to a result; write the result files into
+    ``out_dir`` (when given) as one set. Returns the JSON-ready result and the tables."""
+    progress = progress or _noop
+    t0 = time.perf_counter()
     result["timings"] = {"read": read_s, **result["timings"]}
     result.update(
-        inputs={"embeddings": str(Path(embeddings).resolve()), "metadata": str(Path(metadata).resolve())},
+        inputs=inputs,
         hashes=hashes,
         versions=versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    files: dict[str, str] = {}
-    if "gene_gene" in result["scores"]:
-        files["gene_gene.csv"] = _csv(gene_gene_frame(result["scores"]["gene_gene"]))
-    if "compound_gene" in result["scores"]:
-        files["compound_gene.csv"] = _csv(compound_gene_frame(result["scores"]["compound_gene"]))
-    if "batch" in result["scores"]:
-        files["batch.csv"] = _csv(batch_frame(result["scores"]["batch"]))
+    if out_dir is None:
+        return _jsonable(result), tables
+    progress("write", 0, 1)
+    files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
     with atomic_dir(out_dir) as tmp:  # the folder is replaced as a set: no file of an older run stays
         for name, text in files.items():
             write_text_atomic(tmp / name, text)
@@ -446,7 +736,7 @@ def evaluate_files(
         result = _jsonable(result)
         write_json_atomic(tmp / "results.json", result)
     progress("write", 1, 1)
-    return result
+    return result, tables
 
 
 def _check_out_dir(out_dir: Path) -> Path:
@@ -462,3 +752,16 @@ def _check_out_dir(out_dir: Path) -> Path:
                 "the results replace the folder as a whole. Fix: pass a new folder, or an earlier result folder."
             )
     return check_writable(out_dir)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``cellbench.evaluate(...)`` is :func:`cellbench.api.evaluate`
+    (the package attribute and the submodule are one object, in any import order)."""
+
+    def __call__(self, *args, **kwargs):
+        from cellbench.api import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

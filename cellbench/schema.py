@@ -24,6 +24,8 @@ RXRX3_METADATA_COLUMNS: tuple[str, ...] = (
 )
 CRISPR = "CRISPR"
 COMPOUND = "COMPOUND"
+ORF = "ORF"  # gene overexpression (JUMP); read from profiles, not part of RxRx3-core
+PERTURBATION_TYPES: tuple[str, ...] = (CRISPR, ORF, COMPOUND)
 CONTROL_TREATMENT = "EMPTY_control"  # the negative control used for alignment
 # Canonical compound concentrations (µM) of the RxRx3-core benchmark.
 CANONICAL_CONCENTRATIONS: tuple[float, ...] = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
@@ -43,10 +45,12 @@ WELL_COLUMNS: dict[str, str] = {
     "plate": "str: plate id (unique within the batch)",
     "well": "str: well address, e.g. B02",
     "perturbation": "str: gene symbol, compound name, or control label",
-    "perturbation_type": "str: CRISPR | COMPOUND",
+    "perturbation_type": "str: CRISPR | COMPOUND (| ORF from JUMP-style profiles)",
     "concentration": "f64 | null: µM (compounds), null for genes",
     "is_control": "bool: a negative-control well used to fit the alignment",
 }
+#: optional extra column of the well table: the annotation phenotypic consistency groups by
+TARGET_COLUMN = "target"
 
 # --- site (field of view) table of an image dataset ---------------------------------------
 SITE_COLUMNS: dict[str, str] = {

@@ -99,3 +99,234 @@ def phenotypic_activity(
              "retrieved").sort("perturbation")
     fraction = float(table["retrieved"].mean()) if table.height else 0.0
     return ActivityResult(table, fraction, threshold, null_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# phenotypic consistency and the well-table tasks
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsistencyResult:
+    """Per-target table (target, n_perturbations, mean_average_precision, p_value,
+    corrected_p_value, retrieved) and the fraction of targets retrieved."""
+
+    per_target: pl.DataFrame
+    fraction_retrieved: float
+    threshold: float
+    null_size: int
+
+
+def phenotypic_consistency(
+    features: np.ndarray,
+    target: np.ndarray,
+    compound: np.ndarray | None = None,
+    *,
+    null_size: int = 100_000,
+    threshold: float = 0.05,
+    seed: int = 0,
+) -> ConsistencyResult:
+    """Phenotypic consistency (copairs): do perturbations sharing a target retrieve each other?
+
+    ``features`` (n, d) perturbation-level consensus profiles (one row per perturbation);
+    ``target`` (n,) their annotation. Positives: perturbations with the same target; negatives:
+    perturbations with a different target (copairs' recipe, Kalinin et al. 2025). ``compound``
+    (optional, n): a perturbation's base identity (e.g. the compound across its doses); two rows
+    of the same base are never positives. Only targets with two or more bases are scored.
+    """
+    import pandas as pd
+    from copairs.map import average_precision, mean_average_precision
+
+    x = np.asarray(features, dtype=np.float64)
+    tgt = np.asarray(target).astype(str)
+    base = np.arange(len(tgt)).astype(str) if compound is None else np.asarray(compound).astype(str)
+    if x.ndim != 2 or x.shape[0] != tgt.size or tgt.size != base.size:
+        raise InputError("features, target and compound must describe the same perturbations")
+    frame = pl.DataFrame({"t": tgt, "b": base})
+    n_bases = frame.group_by("t").agg(pl.col("b").n_unique().alias("n"))
+    scored = set(n_bases.filter(pl.col("n") >= 2)["t"].to_list())
+    keep = np.isin(tgt, list(scored))
+    if len(scored) < 2:
+        raise InputError(
+            f"only {len(scored)} target(s) have two or more perturbations; consistency needs at least two"
+        )
+    meta = pd.DataFrame({"target": tgt[keep], "base": base[keep]})
+    logging.getLogger("copairs").setLevel(logging.WARNING)
+    ap = average_precision(meta, x[keep], pos_sameby=["target"], pos_diffby=["base"], neg_sameby=[],
+                           neg_diffby=["target"], progress_bar=False)
+    maps = mean_average_precision(ap, ["target"], null_size=null_size, threshold=threshold, seed=seed,
+                                  progress_bar=False)
+    counts = dict(zip(*np.unique(tgt[keep], return_counts=True), strict=True))
+    table = pl.DataFrame({
+        "target": maps["target"].astype(str).tolist(),
+        "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
+        "p_value": maps["p_value"].to_numpy(np.float64),
+        "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
+        "retrieved": maps["below_corrected_p"].to_numpy(bool),
+    })
+    table = table.with_columns(
+        pl.col("target").replace_strict({str(k): int(v) for k, v in counts.items()}, return_dtype=pl.Int64)
+        .alias("n_perturbations")
+    ).select("target", "n_perturbations", "mean_average_precision", "p_value", "corrected_p_value",
+             "retrieved").sort("target")
+    fraction = float(table["retrieved"].mean()) if table.height else 0.0
+    return ConsistencyResult(table, fraction, threshold, null_size)
+
+
+_SEP = "\x1f"
+ACTIVITY_COLUMNS: tuple[str, ...] = (
+    "perturbation_type", "perturbation", "concentration", "n_wells", "mean_average_precision",
+    "p_value", "corrected_p_value", "retrieved",
+)
+CONSISTENCY_COLUMNS: tuple[str, ...] = (
+    "perturbation_type", "target", "n_perturbations", "mean_average_precision", "p_value",
+    "corrected_p_value", "retrieved",
+)
+
+
+def _units(wells: pl.DataFrame) -> np.ndarray:
+    """One label per well: perturbation at its concentration (genes: the perturbation)."""
+    conc = wells["concentration"].cast(pl.Float64)
+    return (
+        wells.select(
+            pl.concat_str(
+                [pl.col("perturbation").cast(pl.Utf8), conc.cast(pl.Utf8).fill_null("").alias("c")],
+                separator=_SEP,
+            )
+        )
+        .to_series()
+        .to_numpy()
+        .astype(str)
+    )
+
+
+def activity_table(
+    features: np.ndarray, wells: pl.DataFrame, *, null_size: int = 100_000, threshold: float = 0.05,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, dict]:
+    """Phenotypic activity of a well table (``schema.WELL_COLUMNS``), per perturbation type.
+
+    A perturbation at one concentration is one unit (a gene pools its guides); its wells are the
+    replicates, the negative-control wells of the same perturbation type are the negatives, and
+    p-values are corrected within each type. Returns ``(table of ACTIVITY_COLUMNS, scores)``."""
+    units = _units(wells)
+    types = wells["perturbation_type"].to_numpy().astype(str)
+    ctrl = wells["is_control"].to_numpy().astype(bool)
+    frames, per_type = [], {}
+    for ptype in sorted(set(types[~ctrl].tolist())):
+        rows = types == ptype
+        if not (ctrl & rows).any():
+            raise InputError(
+                f"the {ptype} wells have no negative-control wells of their own type, so their activity "
+                "cannot be scored. Fix: include those controls, or pass --control COL=VALUE naming them."
+            )
+        try:
+            res = phenotypic_activity(features[rows], units[rows], ctrl[rows], null_size=null_size,
+                                      threshold=threshold, seed=seed)
+        except InputError as exc:
+            if "two or more wells" not in str(exc):
+                raise
+            per_type[ptype] = {"skipped": f"no {ptype} perturbation has two or more wells"}
+            continue
+        t = res.per_perturbation
+        parts = t["perturbation"].str.split_exact(_SEP, 1).struct.rename_fields(["p", "c"]).struct.unnest()
+        frames.append(t.with_columns(
+            pl.lit(ptype).alias("perturbation_type"),
+            parts["p"].alias("perturbation"),
+            parts["c"].replace("", None).cast(pl.Float64).alias("concentration"),
+        ).select(ACTIVITY_COLUMNS))
+        per_type[ptype] = res.summary()
+    schema = {"perturbation_type": pl.Utf8, "perturbation": pl.Utf8, "concentration": pl.Float64,
+              "n_wells": pl.Int64, "mean_average_precision": pl.Float64, "p_value": pl.Float64,
+              "corrected_p_value": pl.Float64, "retrieved": pl.Boolean}
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    table = table.sort(["perturbation_type", "perturbation", "concentration"], nulls_last=True)
+    scores = {
+        "fraction_retrieved": float(table["retrieved"].mean()) if table.height else 0.0,
+        "mean_map": float(table["mean_average_precision"].mean() or 0.0),
+        "n_perturbations": table.height,
+        "n_retrieved": int(table["retrieved"].sum()),
+        "threshold": threshold,
+        "null_size": null_size,
+        "per_type": per_type,
+    }
+    return table, scores
+
+
+def consensus_profiles(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median profile per label (pycytominer's consensus default): ``(sorted labels, profiles)``."""
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+    x = np.asarray(features)
+    out = np.empty((len(uniq), x.shape[1]), dtype=np.float64)
+    for k in range(len(uniq)):
+        out[k] = np.median(x[order[bounds[k] : bounds[k + 1]]], axis=0)
+    return uniq, out
+
+
+def consistency_table(
+    features: np.ndarray, wells: pl.DataFrame, activity: pl.DataFrame, *, null_size: int = 100_000,
+    threshold: float = 0.05, seed: int = 0,
+) -> tuple[pl.DataFrame, dict, dict[str, str]]:
+    """Phenotypic consistency of the *active* perturbations of a well table with a ``target``
+    column, per perturbation type: ``(table of CONSISTENCY_COLUMNS, scores, skipped types)``.
+
+    Consensus profile = median of a unit's wells (as in :func:`activity_table`); positives share
+    the target, negatives have another; a compound's doses are never positives of each other."""
+    if "target" not in wells.columns:
+        raise InputError("the well table has no target column")
+    units = _units(wells)
+    ctrl = wells["is_control"].to_numpy().astype(bool)
+    active = activity.filter(pl.col("retrieved")).select(
+        "perturbation_type",
+        pl.concat_str([pl.col("perturbation"), pl.col("concentration").cast(pl.Utf8).fill_null("")],
+                      separator=_SEP).alias("unit"),
+    )
+    types = wells["perturbation_type"].to_numpy().astype(str)
+    target = wells["target"].to_numpy()
+    frames, per_type, skipped = [], {}, {}
+    for ptype in sorted(set(types[~ctrl].tolist())):
+        keep_units = set(active.filter(pl.col("perturbation_type") == ptype)["unit"].to_list())
+        rows = (types == ptype) & ~ctrl & np.isin(units, list(keep_units))
+        labels, profiles = consensus_profiles(features[rows], units[rows])
+        # one target per unit: its wells' annotation (several values -> an error naming them)
+        pairs = pl.DataFrame({"u": units[rows], "t": target[rows]}).unique().drop_nulls()
+        pairs = pairs.filter(pl.col("t") != "")
+        multi = pairs.filter(pl.col("u").is_duplicated())
+        if multi.height:
+            u = multi["u"][0].split(_SEP)[0]
+            raise InputError(
+                f"perturbation '{u}' has several target annotations {multi.filter(pl.col('u') == multi['u'][0])['t'].to_list()}. "
+                "Fix: give each perturbation one target value (or pass --target COL)."
+            )
+        lookup = dict(pairs.iter_rows())
+        has = np.array([lab in lookup for lab in labels], dtype=bool)
+        tgt = np.array([lookup.get(lab, "") for lab in labels], dtype=object)
+        base = np.array([lab.split(_SEP)[0] for lab in labels], dtype=object)
+        try:
+            res = phenotypic_consistency(profiles[has], tgt[has].astype(str), base[has].astype(str),
+                                         null_size=null_size, threshold=threshold, seed=seed)
+        except InputError as exc:
+            skipped[ptype] = f"{int(has.sum())} active annotated {ptype} perturbations: {exc}"
+            continue
+        frames.append(res.per_target.with_columns(pl.lit(ptype).alias("perturbation_type")).select(CONSISTENCY_COLUMNS))
+        per_type[ptype] = {"fraction_retrieved": res.fraction_retrieved, "n_targets": res.per_target.height,
+                           "n_active_annotated": int(has.sum())}
+    schema = {"perturbation_type": pl.Utf8, "target": pl.Utf8, "n_perturbations": pl.Int64,
+              "mean_average_precision": pl.Float64, "p_value": pl.Float64, "corrected_p_value": pl.Float64,
+              "retrieved": pl.Boolean}
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    scores = {
+        "fraction_retrieved": float(table["retrieved"].mean()) if table.height else None,
+        "mean_map": float(table["mean_average_precision"].mean()) if table.height else None,
+        "n_targets": table.height,
+        "n_retrieved": int(table["retrieved"].sum()) if table.height else 0,
+        "threshold": threshold,
+        "null_size": null_size,
+        "consensus": "median of the unit's wells",
+        "per_type": per_type,
+    }
+    if skipped:
+        scores["skipped_types"] = skipped
+    return table.sort(["perturbation_type", "target"]), scores, skipped
