@@ -19,7 +19,7 @@ score is computed, into a temporary folder that then replaces the output folder 
 an error nothing is written, and the folder never mixes the files of two runs. The Python API,
 ``cellbench.evaluate(...)``, is :mod:`cellbench.api` (this module is made callable for it).
 
-Order (evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
+Order (docs/evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
 (null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
 diagnostics on the aligned wells -> phenotypic activity and consistency on the aligned wells
 (copairs; :mod:`cellbench.metrics.activity`). The map is built only for the map tasks. A map
@@ -66,14 +66,15 @@ from cellbench.schema import (
     COMPOUND,
     CRISPR,
     EMBEDDING_ID_COLUMN,
+    EVAL_TASKS,
     FEATURE_PREFIX,
     TARGET_COLUMN,
     WELL_COLUMNS,
 )
 
-TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch", "activity", "consistency")
+TASKS: tuple[str, ...] = (*EVAL_TASKS, "activity", "consistency")
 #: run by default on RxRx3-core-layout metadata
-DEFAULT_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
+DEFAULT_TASKS: tuple[str, ...] = EVAL_TASKS
 #: run by default on JUMP-style (``Metadata_*``) profiles or metadata
 PROFILE_TASKS: tuple[str, ...] = ("activity", "consistency", "batch")
 #: the tasks scored on the aggregated perturbation map (the others on wells)
@@ -131,6 +132,8 @@ def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sour
 
 
 def _check_features(well_ids: Sequence[str], features: np.ndarray) -> None:
+    if len(features) == 0:
+        raise InputError("the embeddings are empty (no rows). Fix: embed the wells again or pass the right file.")
     if features.ndim != 2 or features.shape[1] == 0:
         raise InputError(f"the embeddings must be a 2-D table with at least one feature (got shape {features.shape}).")
     if len(well_ids) != len(features):
@@ -483,7 +486,7 @@ def _evaluate_arrays(
         "sources": list(sources),
         "recall_thresholds": [list(p) for p in THRESHOLD_PAIRS],
         "annotations": f"efaar-benchmarking {annotation_version()}",
-        "compound_gene": "evaluation.md §3; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
+        "compound_gene": "docs/evaluation.md, compound-gene retrieval; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
     }
     if "activity" in tasks or "consistency" in tasks:
         config.update(
@@ -547,11 +550,15 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
         ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
         if ids.null_count():
             raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+        if len(ids) == 0:
+            raise InputError(f"{path} is empty (no rows). Fix: embed the wells again or pass the right file.")
         out = np.empty((len(ids), len(feats)), dtype=dtype)
+        null_rows = np.zeros(len(ids), dtype=bool)
         group = 64
         for start in range(0, len(feats), group):
             cols = feats[start : start + group]
             block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+            null_rows |= block.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()
             out[:, start : start + len(cols)] = block.to_numpy()
             progress("read", start + len(cols), len(feats))
     except InputError:
@@ -561,6 +568,12 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
             f"cannot read the values of {path} ({type(exc).__name__}); the file is damaged. "
             "Fix: write or download the embeddings again."
         ) from None
+    if null_rows.any():
+        raise InputError(
+            f"{int(null_rows.sum())} embedding rows of {path} have null (missing) feature values "
+            f"(e.g. wells {ids.filter(pl.Series(null_rows)).head(3).to_list()}). "
+            "Fix: re-embed those wells or drop them from both the embeddings and the metadata."
+        )
     return ids, out
 
 
@@ -572,13 +585,17 @@ def read_metadata(path: str | Path) -> pl.DataFrame:
         raise NotFoundError(f"metadata file {path} does not exist. Fix: check the --metadata path.")
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
-            return pl.read_parquet(path)
+            frame = pl.read_parquet(path)
         except Exception as exc:
             raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass a metadata .parquet or .csv.") from None
-    try:
-        return pl.read_csv(path, infer_schema=False)
-    except Exception as exc:
-        raise InputError(f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv.") from None
+    else:
+        try:
+            frame = pl.read_csv(path, infer_schema=False)
+        except Exception as exc:
+            raise InputError(f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv.") from None
+    if frame.height == 0:
+        raise InputError(f"{path} is empty (no rows). Fix: pass the metadata file that belongs to the embeddings.")
+    return frame
 
 
 def read_profiles(path: str | Path) -> pl.DataFrame:

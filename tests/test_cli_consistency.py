@@ -60,7 +60,7 @@ def test_run_speaks_the_same_dataset_names():
     assert res.exit_code == 2 and "no-such-model" in res.output and "--data" not in res.output, res.output
 
 
-@pytest.mark.parametrize("path", [("run",), ("train",), ("embed",), ("data", "realism")])
+@pytest.mark.parametrize("path", [("run",), ("train",), ("embed",), ("evaluate",), ("data", "realism")])
 def test_every_command_that_prints_progress_has_quiet(path):
     opts = _option(_command(*path), "--quiet").opts
     assert "-q" in opts and "--quiet" in opts, (path, opts)

@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         perturbation_type: str = typer.Option(None, "--perturbation-type", help="Profiles: CRISPR, ORF or COMPOUND for the whole table, or the column holding it (default: Metadata_perturbation_type or Metadata_experiment_type)."),
         null_size: int = typer.Option(100_000, "--null-size", help="Activity/consistency: size of copairs' permutation null."),
         threshold: float = typer.Option(0.05, "--threshold", help="Activity/consistency: corrected p-value below which a perturbation (target) counts as retrieved."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars or tables (for scripts)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables (for scripts)."),
     ) -> None:
         """Score well embeddings or profiles: gene-gene recall, compound-gene retrieval, batch
         diagnostics, phenotypic activity and consistency (copairs mAP)."""
