@@ -500,20 +500,23 @@ def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | Non
     return "\n".join(parts)
 
 
-def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
-                      dataset: str | None = None, include_reported: bool = True) -> dict[str, str]:
+def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path | None, *,
+                      dataset: str | None = None, include_reported: bool = True,
+                      compact: bool = False) -> dict[str, str]:
     """Write ``leaderboard_<dataset>.csv`` and ``.md`` per dataset (and the reported block as
     ``leaderboard_reported.csv``, the cross- vs single-well comparison as
-    ``cross_vs_single_well.csv``); returns {dataset: compact markdown} for the terminal."""
+    ``cross_vs_single_well.csv``); returns {dataset: text} for the terminal: the markdown
+    without intervals, or with ``compact`` the narrow table of :func:`compact_text`.
+    ``out_dir=None`` writes nothing and only returns the texts."""
     records = list(records)
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else None
     df = leaderboard_frame(records)
     long = long_results(records)
     comparisons = pl.concat([cross_vs_single(long),
                              cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
                             how="diagonal_relaxed")
     rep = reported_frame() if include_reported else None
-    if rep is not None:
+    if rep is not None and out is not None:
         write_csv_atomic(rep, out / "leaderboard_reported.csv")
     datasets = sorted(set(df["dataset"].to_list())) if df.height else []
     if dataset is not None:
@@ -521,11 +524,13 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
     texts = {}
     for ds in datasets:
         d = df.filter(pl.col("dataset") == ds)
-        write_csv_atomic(with_chance(d), out / f"leaderboard_{_safe(ds)}.csv")
-        write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
-                          leaderboard_markdown(ds, df, rep, comparisons))
-        texts[ds] = leaderboard_markdown(ds, df, rep, comparisons, intervals=False)
-    if comparisons.height:
+        if out is not None:
+            write_csv_atomic(with_chance(d), out / f"leaderboard_{_safe(ds)}.csv")
+            write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
+                              leaderboard_markdown(ds, df, rep, comparisons))
+        texts[ds] = (compact_text(ds, df, rep) if compact
+                     else leaderboard_markdown(ds, df, rep, comparisons, intervals=False))
+    if comparisons.height and out is not None:
         write_csv_atomic(comparisons, out / "cross_vs_single_well.csv")
     return texts
 
@@ -676,3 +681,82 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"method": pl.String, "model": pl.String, "dataset": pl.String,
                                       "corum": pl.Float64, "corum_std": pl.Float64, "n_seeds": pl.Int64,
                                       "floor_corum": pl.Float64, "images_millions": pl.Float64, "parameters_billions": pl.Float64})
+
+
+# ----------------------------------------------------------------------------------------
+# The terminal table: a few columns that fit 100 characters
+# ----------------------------------------------------------------------------------------
+#: (metric key, header) of the compact table: the headline recall, a second source, the
+#: compound–gene AP, and the two nuisance diagnostics.
+COMPACT_METRICS: tuple[tuple[str, str], ...] = (
+    ("corum", "CORUM ↑"), ("humap", "HuMAP ↑"), ("ap_max", "AP@max ↑"),
+    ("batch_predictability", "batch ↓"), ("well_shortcut_rate", "shortcut ↓"),
+)
+COMPACT_WIDTH = 100
+
+
+def _compact_cell(mean: Any, std: Any = None) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.3f}" + ("" if std is None else f"±{std:.3f}")
+
+
+def _fit(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _text_table(headers: list[str], rows: list[list[str]], first_max: int) -> list[str]:
+    """Left-aligned first column (cut at ``first_max``), the others padded to their widths."""
+    rows = [[_fit(r[0], first_max), *r[1:]] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return " ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(headers), line(["─" * w for w in widths])] + [line(r) for r in rows]
+
+
+def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None) -> str:
+    """One dataset's leaderboard for an 80–100 column terminal: model, seeds, CORUM, HuMAP,
+    AP@max, batch predictability, well-shortcut rate (mean±std over seeds) and the source of
+    every row (synthetic / measured / chance); the paper's rows below, as their own block."""
+    import textwrap
+
+    from cellbench.report.store import short_variant
+
+    d = with_chance(df.filter(pl.col("dataset") == dataset))
+    synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
+    # a model's rows are told apart by their variant; its untrained row is named "untrained ..."
+    kinds = [(m, is_untrained(v)) for m, v in zip(d["model"], d["variant"], strict=True)]
+    many = {k for k in kinds if kinds.count(k) > 1}
+    rows = []
+    for r, kind in zip(d.iter_rows(named=True), kinds, strict=True):
+        label = r["display"]
+        if kind in many:
+            label += f" {short_variant(r['variant'])}"
+        seeds = "–" if r.get("source") == CHANCE_LABEL else str(r["n_seeds"])
+        rows.append([label, seeds, *[_compact_cell(r.get(f"{k}_mean"), r.get(f"{k}_std"))
+                                     for k, _ in COMPACT_METRICS], r.get("source") or "measured"])
+    headers = ["model", "seeds", *[h for _, h in COMPACT_METRICS], "source"]
+    kind = "synthetic screen" if synthetic else "real data"
+    lines = [f"{dataset} — measured by cellbench ({kind}); mean±std over training seeds", ""]
+    lines += _text_table(headers, rows, 24)
+    if synthetic:
+        missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
+        if missing:
+            lines += ["", *textwrap.wrap("Missing reference rows: " + ", ".join(missing) + " — run "
+                                         + ", ".join(f"`cellbench run --model {m}`" for m in missing)
+                                         + ".", COMPACT_WIDTH)]
+    if rep is not None and rep.height:
+        lines += ["", f"{REPORTED_LABEL}: CWA-MSN paper, not comparable in value", ""]
+        rrows = [[r["method"] + (" (= chance)" if r["model"] == "random" else ""), _compact_cell(r["corum"]), _compact_cell(r["humap"]),
+                  _compact_cell(r["ap_max"], r["ap_max_std"]), "reported"] for r in rep.iter_rows(named=True)]
+        lines += _text_table(["method", "CORUM ↑", "HuMAP ↑", "AP@max ↑", "source"], rrows, 40)
+    notes = ("CORUM/HuMAP: gene–gene recall at (0.05, 0.95); AP@max: compound–gene AP at the highest "
+             "concentration; batch: batch predictability from controls; shortcut: well-shortcut rate. "
+             "chance = recall 0.10 by construction (the paper's Random row); untrained = the same "
+             "architecture at step 0; random ViT-S/16 = a seeded random initialisation. "
+             "--wide: every column with intervals; --html PATH: a sortable page.")
+    lines += ["", *textwrap.wrap(notes, COMPACT_WIDTH)]
+    return "\n".join(lines) + "\n"
