@@ -27,15 +27,17 @@ from cellbench.report.store import is_untrained, short_variant
 MONTAGE = Path("docs") / "images" / "simulator_montage.png"
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1600px;
+body{font:13px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1600px;
 color:#1d2330;background:#fff;padding:0 20px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 6px}
 p.lead{color:#4a5568;margin:4px 0 12px;max-width:1100px}
 .wrap{overflow-x:auto;border:1px solid #d9dee7;border-radius:6px}
 table.lb{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.lb th,table.lb td{padding:5px 9px;border-bottom:1px solid #edf0f5;text-align:right}
+table.lb th,table.lb td{padding:4px 7px;border-bottom:1px solid #edf0f5;text-align:right}
 table.lb th:first-child,table.lb td:first-child,table.lb td.txt,table.lb th.txt{text-align:left}
-table.lb thead th{background:#f4f6fa;position:sticky;top:0;cursor:pointer;user-select:none;font-weight:600}
+table.lb td{background:#fff}
+table.lb td:first-child{position:sticky;left:0;z-index:1;box-shadow:1px 0 0 #edf0f5}
+table.lb thead th{background:#f4f6fa;position:sticky;top:0;z-index:2;cursor:pointer;user-select:none;font-weight:600}
 table.lb thead th:hover{background:#e8ecf4}
 table.lb thead th.asc::after{content:" ▲";font-size:10px}table.lb thead th.desc::after{content:" ▼";font-size:10px}
 tr.ceiling td{background:#eef7ee}tr.floor td{background:#fbf5ea}tr.chance td{background:#f6eee0;font-style:italic}
@@ -51,7 +53,7 @@ td.na{color:#a0a8b8}
 .figs{display:flex;flex-wrap:wrap;gap:18px;margin-top:10px}
 figure{margin:0;border:1px solid #d9dee7;border-radius:6px;padding:8px;background:#fff;max-width:760px}
 figure img{max-width:100%;height:auto;display:block}figcaption{font-size:12px;color:#4a5568;margin-top:4px}
-.legend span{margin-right:14px}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;max-width:1200px}.legend>span{white-space:nowrap}
 footer{margin-top:30px;color:#6b7587;font-size:12px}
 """
 
@@ -188,7 +190,8 @@ def _measured_rows(d: pl.DataFrame, prov: dict[tuple[str, str, str], str]) -> li
             badge = f'<span class="badge {css}">{_e(label)}</span>'
         seeds = "" if kind == "chance" else r.get("n_seeds")
         cells = [f'<td class="txt" data-v="{_e(name)}">{_e(name)}{badge}</td>',
-                 f'<td class="txt" data-v="{_e(r["variant"])}">{_e(r["variant"])}</td>',
+                 f'<td class="txt" data-v="{_e(r["variant"])}" title="{_e(r["variant"])}">'
+                 f'{_e(short_variant(r["variant"]))}</td>',
                  f'<td data-v="{_e(seeds)}">{_e(seeds if seeds != "" else "–")}</td>',
                  f'<td class="txt" data-v="{_e(r.get("source"))}">{_e(r.get("source"))}</td>']
         cells += [_metric_td(r, m.key) for m in _METRICS]
@@ -230,9 +233,8 @@ def _table(dataset: str, d: pl.DataFrame, rep: pl.DataFrame | None, prov: dict) 
              "<thead><tr>" + "".join(head) + "</tr></thead>",
              f'<tbody class="sortable">\n{body}\n</tbody>']
     if rep is not None and rep.height:
-        sep = (f'<tr class="sep"><td colspan="{len(head)}">{_e(tables.REPORTED_LABEL)} — measured by '
-               "the paper's authors on the real RxRx3-core release; not comparable in value with "
-               "rows measured on a synthetic screen (never sorted with them)</td></tr>")
+        sep = (f'<tr class="sep"><td colspan="{len(head)}">{_e(tables.REPORTED_LABEL)} — not '
+               "comparable in value with the rows above</td></tr>")
         parts.append('<tbody class="reported">\n' + sep + "\n" + "\n".join(_reported_rows(rep)) + "\n</tbody>")
     parts.append("</table></div>")
     return "\n".join(parts)
@@ -271,7 +273,9 @@ def render_html(records: Iterable[dict[str, Any]], *, figures_dir: str | Path | 
         sections.append(f'<section><h2 id="{_e(tables._safe(ds))}">{_e(ds)}</h2>'
                         f'<p class="lead">Measured by cellbench on a {kind}. Cells: mean ± half-width '
                         "of the 95 % t-interval over training seeds (one seed: the mean alone; hover "
-                        "a cell for the interval, a row for its provenance). Click a column to sort.</p>"
+                        "a cell for the interval, a row for its provenance). Click a column to sort. Below "
+                        "the measured rows, never sorted with them: the paper's reported rows, "
+                        "measured by its authors on the real RxRx3-core release.</p>"
                         + _table(ds, d, rep, prov) + "</section>")
     if not sections:
         sections.append('<p class="lead">No measured results yet — run <code>cellbench run --model '
