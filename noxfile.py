@@ -95,5 +95,7 @@ def _publish(session: nox.Session) -> None:
     """Copy the results store into leaderboard/results and rebuild tables and figures from it."""
     session.run("python", "-c", "import shutil, cellbench.paths as p; "
                 "shutil.copytree(p.results_dir(), 'leaderboard/results', dirs_exist_ok=True)")
-    session.run("cellbench", "leaderboard", "--results", "leaderboard/results", "--out", "leaderboard")
     session.run("cellbench", "paper", "--results", "leaderboard/results", "--out", "leaderboard")
+    # after the figures, so the page embeds the ones just drawn
+    session.run("cellbench", "leaderboard", "--results", "leaderboard/results", "--out", "leaderboard",
+                "--html", "leaderboard/leaderboard.html", "--figures", "leaderboard/figures")

@@ -44,15 +44,71 @@ def _is_trainable(record: dict[str, Any]) -> bool:
     return bool(record.get("trainer"))
 
 
+def training_overrides(prototypes: int | None, steps: int | None) -> dict[str, Any]:
+    """The preset fields ``cellbench run`` replaces for ``--prototypes`` and ``--steps``."""
+    overrides: dict[str, Any] = {"num_prototypes": prototypes} if prototypes else {}
+    if steps is not None:
+        overrides["max_steps"] = steps
+        overrides["warmup_steps"] = steps // 10  # the presets warm up over a tenth of training
+    return overrides
+
+
+def training_identity(name: str, preset: str, prototypes: int | None = None,
+                      steps: int | None = None) -> dict[str, Any]:
+    """What a trained checkpoint is made of, seed apart: the model, its training config as
+    resolved (preset + method defaults + overrides, exactly what ``train_model`` uses) and
+    the training screen (name, size, data seed, simulator version)."""
+    from cellbench.data.synthetic import SIMULATOR_VERSION
+    from cellbench.train.methods import method_defaults
+    from cellbench.train.presets import resolve
+
+    config = resolve(preset, {**method_defaults(name, preset), **training_overrides(prototypes, steps)})
+    return {"model": name, "train": config.to_dict(),
+            "data": {"name": TRAIN_DATA, "size": DATA_SIZE.get(preset, preset), "seed": DATA_SEED,
+                     "simulator_version": SIMULATOR_VERSION}}
+
+
+def training_config_hash(name: str, preset: str, prototypes: int | None = None,
+                         steps: int | None = None) -> str:
+    """Hash of :func:`training_identity`: equal exactly when two runs train the same weights
+    (given the same seed)."""
+    from cellbench.io import config_hash
+
+    return config_hash(training_identity(name, preset, prototypes, steps), length=10)
+
+
 def checkpoint_id(name: str, record: dict[str, Any], preset: str, seed: int,
                   prototypes: int | None, steps: int | None = None) -> str:
-    """How a result names the weights it came from."""
+    """How a result names the weights it came from.
+
+    A trained checkpoint is named by what it is, not by how it was asked for:
+    ``{preset}-steps{N}[-proto{K}]-h{hash}-seed{seed}``, where the readable part comes from the
+    resolved config and ``hash`` covers the resolved training config and the training data
+    (:func:`training_config_hash`). ``--steps 600`` on a preset that trains 600 steps therefore
+    names the same checkpoint as no ``--steps``. The seed stays a separate token so results
+    differing only by seed are aggregated over seeds (their variant is the id without it).
+    """
     if _is_trainable(record):
-        ident = preset + (f"-steps{steps}" if steps is not None else "") + f"-seed{seed}"
-        return ident + (f"-proto{prototypes}" if prototypes else "")
+        ident = training_identity(name, preset, prototypes, steps)
+        train = ident["train"]
+        parts = [preset]
+        if train.get("max_steps") is not None:
+            parts.append(f"steps{train['max_steps']}")
+        default_k = training_identity(name, preset)["train"].get("num_prototypes")
+        if train.get("num_prototypes") != default_k:
+            parts.append(f"proto{train['num_prototypes']}")
+        parts.append("h" + training_config_hash(name, preset, prototypes, steps))
+        return "-".join(parts) + f"-seed{seed}"
     if name == "random":
         return f"seed{seed}"
     return "released" if record.get("weights") else "none"
+
+
+def untrained_checkpoint_id(name: str, preset: str, seed: int, prototypes: int | None = None) -> str:
+    """The checkpoint of the same architecture and preset before training (``--steps 0``)."""
+    from cellbench import registry
+
+    return checkpoint_id(name, registry.metadata(name), preset, seed, prototypes, steps=0)
 
 
 def custom_checkpoint_id(checkpoint: str | Path) -> str:
@@ -121,6 +177,8 @@ def run_pipeline(
     check_device(device)
     size = DATA_SIZE[preset]
     ckpt_name = custom_checkpoint_id(checkpoint) if checkpoint else checkpoint_id(model, record, preset, seed, prototypes, steps)
+    cfg_hash = (training_config_hash(model, preset, prototypes, steps)
+                if _is_trainable(record) and not checkpoint else None)
     dataset_name = dataset_id(data, size)
     store = ResultsStore()
     result = RunResult(model, ckpt_name, dataset_name)
@@ -149,10 +207,7 @@ def run_pipeline(
         training_images = int(train_ds.sites.height)
         result.timings["data_train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        overrides: dict[str, Any] = {"num_prototypes": prototypes} if prototypes else {}
-        if steps is not None:
-            overrides["max_steps"] = steps
-            overrides["warmup_steps"] = steps // 10  # the presets warm up over a tenth of training
+        overrides = training_overrides(prototypes, steps)
         cpu0 = time.process_time()
         checkpoint = str(train_model(model, train_ds, preset=preset, seed=seed, resume=True,
                                      overrides=overrides or None, progress=progress, device=device,
@@ -182,12 +237,15 @@ def run_pipeline(
         "model": model, "checkpoint": ckpt_name, "dataset": dataset_name,
         "provenance": "measured", "synthetic": data == "synthetic", "seed": seed,
         "config": {"preset": preset, "prototypes": prototypes, "device": device, "steps": steps,
+                   "config_hash": cfg_hash,
                    "training_images": training_images, "parameters": parameters,
                    "eval": scores["config"], "train": (train_log or {}).get("config")},
         "versions": scores.get("versions", {}),
         "timings": result.timings,
         **_provenance(eval_ds, emb_path),
     }
+    if cfg_hash:
+        common["hashes"]["config"] = cfg_hash
     for task in EVAL_TASKS:
         if task in scores["scores"]:
             task_scores = scores["scores"][task]

@@ -54,7 +54,8 @@ def collect(preset: str, dataset: str) -> list[dict]:
     for rec in ResultsStore().iter_results(dataset=dataset):
         model, ckpt = rec["model"], rec["checkpoint"]
         if model in MODELS:
-            m = re.fullmatch(rf"{preset}-steps(\d+)-seed(\d+)", ckpt)
+            # "{preset}-steps{N}-seed{S}" (older results) or "{preset}-steps{N}-h{hash}-seed{S}"
+            m = re.fullmatch(rf"{preset}-steps(\d+)(?:-h[0-9a-f]{{10}})?-seed(\d+)", ckpt)
             if not m:
                 continue
             key = (model, int(m.group(1)))

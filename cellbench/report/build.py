@@ -1,7 +1,8 @@
 """One call per command: rebuild the leaderboard, or the paper's tables and figures.
 
 ``build_leaderboard`` is what ``cellbench leaderboard`` runs; ``build_paper`` is what
-``cellbench paper`` runs. Output layout under ``out`` (default ``./leaderboard``)::
+``cellbench paper`` runs. Output layout under ``out`` (``cellbench leaderboard`` writes only
+when given ``--out``; ``cellbench paper`` defaults to ``./leaderboard``)::
 
     leaderboard_<dataset>.csv/.md, leaderboard_reported.csv, cross_vs_single_well.csv
     paper/table{1..5}_*.csv/.md/.tex, paper/table2_zscore_check.csv      (reported)
@@ -22,11 +23,35 @@ from cellbench.report.store import load_results, newest_simulator
 Warn = Callable[[str], None]
 
 
-def _records(results: str | Path | None, dataset: str | None, warn: Warn | None = None):
+def checkout_root() -> Path | None:
+    """The repository checkout this package runs from (an editable install or the source
+    tree), or None for an installed package: the folder above the package that has the
+    project's ``pyproject.toml`` and ``leaderboard/``."""
+    import cellbench
+
+    root = Path(cellbench.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "leaderboard").is_dir():
+        return root
+    return None
+
+
+def default_results_dir() -> Path:
+    """Where the leaderboard reads results by default: the committed ``leaderboard/results``
+    when the package runs from its repository checkout, else ``$CELLBENCH_HOME/results``."""
+    from cellbench import paths
+
+    root = checkout_root()
+    if root is not None and (root / "leaderboard" / "results").is_dir():
+        return root / "leaderboard" / "results"
+    return paths.results_dir()
+
+
+def _records(results: str | Path | None, dataset: str | None, warn: Warn | None = None,
+             default: Path | None = None):
     from cellbench import paths
 
     explicit = results is not None
-    root = Path(results) if explicit else paths.results_dir()
+    root = Path(results) if explicit else (default or paths.results_dir())
     if explicit and not root.exists():
         raise NotFoundError(
             f"no results directory at {root}; pass the folder that holds "
@@ -49,12 +74,19 @@ def _records(results: str | Path | None, dataset: str | None, warn: Warn | None 
     return root, records
 
 
-def build_leaderboard(results: str | Path | None = None, out: str | Path = "leaderboard",
-                      dataset: str | None = None, warn: Warn | None = None) -> tuple[Path, dict[str, str]]:
-    """Write the leaderboard files; returns (results root, {dataset: terminal markdown}).
-    ``warn`` gets one message per dataset whose results mixed simulator versions."""
-    root, records = _records(results, dataset, warn)
-    texts = tables.write_leaderboard(records, out, dataset=dataset)
+def build_leaderboard(results: str | Path | None = None, out: str | Path | None = None,
+                      dataset: str | None = None, warn: Warn | None = None, *,
+                      compact: bool = False, html: str | Path | None = None,
+                      figures_dir: str | Path | None = None) -> tuple[Path, dict[str, str]]:
+    """The leaderboard: returns (results root, {dataset: terminal text}); writes its files
+    only into ``out`` when given, and the HTML page only to ``html`` when given. ``warn``
+    gets one message per dataset whose results mixed simulator versions."""
+    root, records = _records(results, dataset, warn, default=default_results_dir())
+    texts = tables.write_leaderboard(records, out, dataset=dataset, compact=compact)
+    if html is not None:
+        from cellbench.report.html import write_html
+
+        write_html(records, html, figures_dir=figures_dir or root.parent / "figures", dataset=dataset)
     return root, texts
 
 

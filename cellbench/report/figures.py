@@ -17,6 +17,7 @@ import polars as pl
 from cellbench.io import atomic_path
 from cellbench.registry import is_highlighted
 from cellbench.report.paper import figure1_data, write_csv_atomic
+from cellbench.report.store import is_preset_default, is_untrained, short_variant
 
 HIGHLIGHT = "#d62728"  # the paper highlights its method in red
 REPORTED = "#8c8c8c"
@@ -333,8 +334,9 @@ def _labels(df: pl.DataFrame) -> dict[tuple[str, str], str]:
     for m, v in zip(df["model"], df["variant"], strict=True):
         variants.setdefault(m, set()).add(v)
     def label(m: str, v: str, many: bool) -> str:
-        if v.endswith("-steps0"):  # `cellbench run --steps 0`: the network before training
-            return f"untrained {v.removesuffix('-steps0')} ViT ({_display(m)} architecture)"
+        if is_untrained(v):  # `cellbench run --steps 0`: the network before training
+            preset = short_variant(v).split("-steps0")[0]
+            return f"untrained {preset} ViT ({_display(m)} architecture)"
         return f"{_display(m)} ({v})" if many else _display(m)
 
     return {(m, v): label(m, v, len(vs) > 1) for m, vs in variants.items() for v in vs}
@@ -358,8 +360,8 @@ def _linestyles(keys: list[tuple[str, str]], colors: dict) -> dict[tuple[str, st
 
 def _highlight_key(keys: list[tuple[str, str]]) -> tuple[str, str] | None:
     """The CWA-MSN curve to highlight: the default run's ("quick"), else the first trained one."""
-    msn = [k for k in keys if is_highlighted(k[0]) and not k[1].endswith("-steps0")]
-    preferred = [k for k in msn if k[1] in ("quick", "default")]
+    msn = [k for k in keys if is_highlighted(k[0]) and not is_untrained(k[1])]
+    preferred = [k for k in msn if is_preset_default(k[0], k[1])]
     return (preferred or msn or [None])[0]
 
 
@@ -404,11 +406,13 @@ def one_variant_per_model(d: pl.DataFrame) -> pl.DataFrame:
     keep = []
     for _model, g in d.group_by("model", maintain_order=True):
         seeds = g.group_by("variant", maintain_order=True).agg(pl.col("n_seeds").max())
-        trained = seeds.filter(~pl.col("variant").str.ends_with("-steps0"))
-        own = trained.filter(pl.col("variant").is_in(["quick", "default"]))
+        untrained = seeds.filter(pl.col("variant").map_elements(is_untrained, return_dtype=pl.Boolean))
+        trained = seeds.filter(~pl.col("variant").is_in(untrained["variant"].to_list()))
+        own = trained.filter(pl.col("variant").map_elements(
+            lambda v, m=_model[0]: is_preset_default(m, v), return_dtype=pl.Boolean))
         pick = own if own.height else trained.sort(["n_seeds", "variant"], descending=[True, False])
         chosen = set(pick["variant"][:1].to_list())
-        chosen |= set(seeds.filter(pl.col("variant").str.ends_with("-steps0"))["variant"].to_list())
+        chosen |= set(untrained["variant"].to_list())
         keep.append(g.filter(pl.col("variant").is_in(sorted(chosen))))
     return pl.concat(keep) if keep else d
 

@@ -1,5 +1,6 @@
 """What ``cellbench run`` prints: the model's row between its floor and ceiling, the paper's
-reported rows for comparison (labelled as such), and a plain verdict against the untrained ViT."""
+reported rows for comparison (labelled as such), and a verdict against the untrained network of
+the run's own architecture, over seeds."""
 
 from __future__ import annotations
 
@@ -15,51 +16,118 @@ def row_models() -> tuple[str, ...]:
     return models_with_role("floor", "ceiling", "reference")
 
 
-def _row(frame: pl.DataFrame, model: str, variant: str | None) -> dict | None:
-    """The row of ``model`` (and ``variant`` when given; else its only row)."""
-    rows = [r for r in frame.iter_rows(named=True) if r["model"] == model]
-    if variant is not None:
-        rows = [r for r in rows if r.get("variant") == variant]
-    return rows[0] if len(rows) == 1 else None
+def _per_seed(long: pl.DataFrame, model: str, variant: str, metric: str) -> dict[int, float]:
+    d = long.filter((pl.col("model") == model) & (pl.col("variant") == variant)
+                    & (pl.col("metric") == metric) & pl.col("seed").is_not_null())
+    return dict(zip(d["seed"].to_list(), d["value"].to_list(), strict=True))
 
 
-def verdict(frame: pl.DataFrame, model: str, variant: str | None = None) -> str | None:
-    """One sentence comparing the model's CORUM recall with the untrained ViT (``random``).
+def paired_difference(a: dict[int, float], b: dict[int, float],
+                      level: float = 0.95) -> tuple[float, float | None, float | None, int]:
+    """Mean of the per-seed differences ``a[s] - b[s]`` over the seeds both have, with its
+    two-sided Student-t interval (None below 2 seeds); returns (mean, low, high, n)."""
+    import math
 
-    ``variant`` names the run's row (its checkpoint without the seed) when the model has
-    several (trained for different budgets, a custom checkpoint...).
+    from scipy import stats
+
+    diffs = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    n = len(diffs)
+    if not n:
+        return math.nan, None, None, 0
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, None, None, n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def direction(low: float | None, high: float | None, n: int) -> str:
+    """"above" / "below" only when the interval excludes zero."""
+    if n < 2 or low is None or high is None:
+        return "one seed only, not evidence"
+    if low > 0:
+        return "above"
+    if high < 0:
+        return "below"
+    return "no clear difference"
+
+
+def verdict(long: pl.DataFrame, model: str, variant: str | None = None,
+            untrained_variant: str | None = None, metric: str = "corum") -> str | None:
+    """One sentence comparing the run's CORUM recall with the untrained network of its own
+    architecture (``untrained_variant``: the same preset at ``--steps 0``, when stored).
+
+    ``long`` is :func:`cellbench.report.tables.long_results`; ``variant`` the run's row (its
+    checkpoint without the seed; needed when the model has several). The comparison is paired
+    by seed: the mean per-seed difference and its 95 % t-interval (≥ 2 seeds); "above" or
+    "below" only when the interval excludes zero, "no clear difference" otherwise, and "one
+    seed only, not evidence" for a single seed. Without a stored untrained run the
+    comparison is with chance (recall 0.10 by construction) and the line says how to add it.
     """
-    if model in row_models():
+    from cellbench.report.store import short_variant
+    from cellbench.report.tables import CHANCE_RECALL
+
+    if model in row_models() or not long.height:
         return None
-    m, r = _row(frame, model, variant), _row(frame, "random", None)
-    if m is None or r is None:
+    if variant is None:
+        variants = set(long.filter(pl.col("model") == model)["variant"].to_list())
+        if len(variants) != 1:
+            return None
+        variant = variants.pop()
+    ours = _per_seed(long, model, variant, metric)
+    if not ours:
         return None
-    mm, rm = m.get("corum_mean"), r.get("corum_mean")
-    if mm is None or rm is None:
-        return None
-    # 'clearly above' needs intervals that do not overlap; with one seed we can only compare means
-    lo, hi = m.get("corum_ci_low"), r.get("corum_ci_high")
-    if lo is not None and hi is not None:
-        clear = lo > hi
-        how = "its 95 % interval lies above" if clear else "its 95 % interval overlaps or lies below"
+    base = _per_seed(long, model, untrained_variant, metric) if untrained_variant else {}
+    name = f"{model} ({short_variant(variant)})"
+    mean = sum(ours.values()) / len(ours)
+    if base:
+        against = f"the untrained ViT of its architecture ({short_variant(untrained_variant)})"
+        ref = sum(base[s] for s in ours if s in base) / max(len(set(ours) & set(base)), 1)
+        missing = ""
     else:
-        clear = None
-        how = "one seed only, which is not evidence; run --seed 1 and --seed 2 for an interval"
-    if mm > rm and clear:
-        word = "ABOVE"
-    elif mm > rm and clear is None:
-        word = "above"
-    elif mm > rm:
-        word = "above but not clearly"
-    else:
-        word = "NOT above"
-    line = (f"{model}: CORUM recall {mm:.3f} vs untrained ViT (random) {rm:.3f} -> {word} the "
-            f"untrained ViT ({how}). Synthetic screen; compare with the reported rows only in "
-            "direction, never in value.")
-    if word != "ABOVE":
+        against = f"chance ({CHANCE_RECALL:.3f} by construction)"
+        base = {s: CHANCE_RECALL for s in ours}
+        ref = CHANCE_RECALL
+        seeds = " ".join(str(s) for s in sorted(ours))
+        missing = (" The untrained ViT of this architecture is not stored"
+                   + (f": run `cellbench run --model {model} --steps 0` for seed(s) {seeds} "
+                      "to compare with it." if untrained_variant else "."))
+    diff, lo, hi, n = paired_difference(ours, base)
+    if n == 0:
+        return (f"{name}: CORUM recall {mean:.3f}; {against} has no seed in common with this "
+                "run, so no comparison.")
+    word = direction(lo, hi, n)
+    interval = ("" if lo is None else
+                f", 95 % t-interval [{lo:+.3f}, {hi:+.3f}] over {n} paired seeds")
+    line = (f"{name}: CORUM recall {mean:.3f} vs {against} {ref:.3f}: difference {diff:+.3f}"
+            f"{interval} -> {word}.")
+    if n < 2:
+        line += " Run --seed 1 and --seed 2 (and the same for the untrained run) for an interval."
+    line += missing
+    line += (" Synthetic screen; compare with the reported rows only in direction, never in "
+             "value.")
+    if word != "above":
         line += (" The budget curve in leaderboard/README.md shows what longer CPU training and "
                  "the contrastive positive control reach.")
     return line
+
+
+def untrained_variant_of(result: Any) -> str | None:
+    """The variant of the run's architecture before training (same preset, ``--steps 0``),
+    or None for a model cellbench does not train."""
+    from cellbench import registry
+    from cellbench.pipeline import untrained_checkpoint_id
+    from cellbench.report.store import variant_of
+
+    if not registry.metadata(result.model).get("trainer"):
+        return None
+    rec = next((r for r in result.records.values() if r.get("config")), None) or {}
+    cfg = rec.get("config") or {}
+    if not cfg.get("preset"):
+        return None
+    return variant_of(untrained_checkpoint_id(result.model, cfg["preset"], int(rec.get("seed") or 0),
+                                              cfg.get("prototypes")))
 
 
 def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFrame:
@@ -68,9 +136,11 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     from cellbench.report.store import load_results, variant_of
     from cellbench.report.tables import (
         leaderboard_frame,
+        long_results,
         markdown_measured,
         markdown_reported,
         reported_frame,
+        with_chance,
     )
 
     wanted = {result.model, *row_models()}
@@ -83,7 +153,7 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     frame = leaderboard_frame(records)
     label = "synthetic (measured)" if result.dataset.startswith("synthetic") else "measured"
     console.print(f"\n[bold]{result.dataset}[/bold] — {label}; mean ± std over the stored seeds\n")
-    console.print(markdown_measured(frame, intervals=False), highlight=False, markup=False, soft_wrap=True)
+    console.print(markdown_measured(with_chance(frame), intervals=False), highlight=False, markup=False, soft_wrap=True)
     rep = reported_frame().filter(pl.col("model").is_in([result.model, "random"]))
     if rep.height:
         console.print("\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n")
@@ -91,7 +161,8 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     trace = probe_trace(result.records.get("health"))
     if trace:
         console.print("\n" + trace, highlight=False, markup=False, soft_wrap=True)
-    line = verdict(frame, result.model, variant_of(result.checkpoint))
+    line = verdict(long_results(records), result.model, variant_of(result.checkpoint),
+                   untrained_variant_of(result))
     if line:
         console.print("\n" + line, highlight=False, markup=False, soft_wrap=True)
     return frame

@@ -11,6 +11,7 @@ how the store is implemented.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -96,7 +97,78 @@ def load_results(root: str | Path, warn: Callable[[str], None] | None = None) ->
         rec["seed"] = seed
         rec["variant"] = variant_of(ckpt)
         rec["synthetic"] = bool(rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic")))
+        rec["weights_key"] = weights_key(rec)
+    _merge_same_weights(records)
     return records
+
+
+def weights_key(rec: dict[str, Any]) -> str | None:
+    """What a trained result's weights are, seed apart: a hash of its model and its training
+    config as resolved (``config.train``, stored by every ``cellbench run`` that trained),
+    or None for a result without one (reference rows, released or user-given weights)."""
+    from cellbench.io import config_hash
+
+    train = (rec.get("config") or {}).get("train")
+    if not isinstance(train, dict) or not train:
+        return None
+    return config_hash({"model": rec.get("model"), "train": train}, length=10)
+
+
+def _merge_same_weights(records: list[dict[str, Any]]) -> None:
+    """Give results of the same weights one variant, so one checkpoint is one leaderboard row.
+
+    Checkpoints used to be named by the command line (``quick-seed0`` and
+    ``quick-steps600-seed0`` name the same weights when the preset trains 600 steps); such
+    stored results stay readable and are shown under one name: the content-named one
+    (``...-h<hash>``) when there is one, else the shortest.
+    """
+    def ckpt(rec: dict[str, Any]) -> tuple[str, str, str]:
+        return str(rec.get("dataset")), str(rec.get("model")), str(rec.get("checkpoint"))
+
+    # one checkpoint's tasks share its weights, whichever of them recorded the training config
+    key_of = {ckpt(r): r["weights_key"] for r in records if r.get("weights_key")}
+    names: dict[tuple, set[str]] = {}
+    for rec in records:
+        if ckpt(rec) in key_of:
+            rec["weights_key"] = key_of[ckpt(rec)]
+            names.setdefault((*ckpt(rec)[:2], rec["weights_key"]), set()).add(rec["variant"])
+    canonical = {key: min(v, key=lambda n: (_HASH_TOKEN.search(n) is None, len(n), n))
+                 for key, v in names.items() if len(v) > 1}
+    for rec in records:
+        key = (*ckpt(rec)[:2], rec.get("weights_key"))
+        if key in canonical:
+            rec["variant"] = canonical[key]
+
+
+# the content hash token of a checkpoint id (cellbench.pipeline.checkpoint_id): "-h3fa2c1d9e0"
+_HASH_TOKEN = re.compile(r"(?:^|[-_.])h[0-9a-f]{10}(?=$|[-_.])")
+
+
+def short_variant(variant: str) -> str:
+    """A variant without its content hash, for narrow tables (the hash stays in the files)."""
+    return _HASH_TOKEN.sub("", str(variant)).strip("-_.") or "default"
+
+
+@functools.lru_cache(maxsize=256)
+def is_preset_default(model: str, variant: str, preset: str = "quick") -> bool:
+    """Whether ``variant`` is ``model`` trained by ``preset`` as it is (no ``--steps`` or
+    ``--prototypes``): the plain preset name of older results, or today's content-named id."""
+    if variant in (preset, "default"):
+        return True
+    if _HASH_TOKEN.search(variant) is None:
+        return False
+    try:
+        from cellbench import registry
+        from cellbench.pipeline import checkpoint_id
+
+        return variant_of(checkpoint_id(model, registry.metadata(model), preset, 0, None)) == variant
+    except Exception:  # noqa: BLE001 - unknown model or preset: not its default
+        return False
+
+
+def is_untrained(variant: str) -> bool:
+    """Whether a variant is the network before training (``cellbench run --steps 0``)."""
+    return re.search(r"(?:^|-)steps0(?=$|-)", str(variant)) is not None
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -3,7 +3,9 @@
 Measured rows are aggregated over training seeds (mean ± std, ``n_seeds``, and a 95 %
 t-interval when there are ≥ 3 seeds). Reference models measured on synthetic data are
 labelled by role: ``ceiling`` (oracle: the simulator's true latent state) and ``floor``
-(Random untrained ViT, pixel statistics, nuisance-only). The paper's numbers are a separate
+(untrained networks at step 0, the random ViT-S/16, pixel statistics, nuisance-only), and
+each dataset's tables end with the computed ``chance`` row (recall 0.10 by construction: the
+paper's "Random" row). The paper's numbers are a separate
 block, "reported (paper, real RxRx3-core)", in their own table and CSV: a reported number
 never shares a numeric column with a measured one (they were measured on different data).
 
@@ -32,7 +34,7 @@ from cellbench.io import write_text_atomic
 from cellbench.report import paper
 from cellbench.report.paper import write_csv_atomic
 from cellbench.report.render import to_markdown
-from cellbench.report.store import find_key
+from cellbench.report.store import find_key, is_untrained
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,39 @@ def floor_ceiling_required() -> tuple[str, ...]:
     return registry.models_with_role("floor", "ceiling")
 
 REPORTED_LABEL = "reported (paper, real RxRx3-core)"
+
+#: Recall at (0.05, 0.95) of a map whose similarities are random: 5 % + 5 % of all pairs, so
+#: 0.10 of the annotated ones, by construction. The paper's "Random" row (CORUM .107) is this.
+CHANCE_RECALL = 0.10
+#: AUC-ROC of random scores, by construction.
+CHANCE_AUC = 0.5
+CHANCE_LABEL = "chance"
+
+
+def chance_row(dataset: str, synthetic: bool = True) -> dict[str, Any]:
+    """The computed chance row of ``dataset``: no model, no seeds, numbers by construction
+    (gene–gene recall 0.10 for every source, AUC 0.5; AP at chance is the prevalence, shown
+    beside every measured AP as its baseline, so it is left empty here)."""
+    row: dict[str, Any] = {"dataset": dataset, "block": CHANCE_LABEL, "role": "floor",
+                           "model": CHANCE_LABEL, "display": CHANCE_LABEL, "variant": "computed",
+                           "synthetic": synthetic, "seeds": "", "n_seeds": 0,
+                           "provenance": CHANCE_LABEL, "source": CHANCE_LABEL}
+    for src in GENE_SOURCES:
+        row[f"{src}_mean"] = CHANCE_RECALL
+    row["auc_max_mean"] = CHANCE_AUC
+    return row
+
+
+def with_chance(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (one or more datasets' measured rows) with each dataset's chance row last."""
+    if not frame.height or "dataset" not in frame.columns:
+        return frame
+    rows = []
+    for ds in dict.fromkeys(frame["dataset"].to_list()):
+        d = frame.filter(pl.col("dataset") == ds)
+        synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns else True
+        rows.append(pl.concat([d, pl.DataFrame([chance_row(ds, synthetic)])], how="diagonal_relaxed"))
+    return pl.concat(rows, how="diagonal_relaxed")
 
 
 def _norm_source(name: str) -> str:
@@ -220,9 +255,13 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
         groups = long.partition_by(keys, as_dict=True, maintain_order=True)
         for (dataset, model, variant), g in groups.items():
             seeds = sorted({s for s in g["seed"].to_list() if s is not None})
+            untrained = is_untrained(variant)
             row: dict[str, Any] = {
-                "dataset": dataset, "block": "measured", "role": leaderboard_role(model),
-                "model": model, "display": _display(model), "variant": variant,
+                "dataset": dataset, "block": "measured",
+                "role": "floor" if untrained else leaderboard_role(model),
+                "model": model,
+                "display": f"untrained {_display(model)}" if untrained else _display(model),
+                "variant": variant,
                 "synthetic": bool(g["synthetic"].any()),
                 "seeds": " ".join(str(s) for s in seeds),
             }
@@ -248,6 +287,7 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
             row["train_hours"] = row.pop("train_seconds") / 3600 if row["train_seconds"] else None
             row["n_seeds"] = n_seeds
             row["provenance"] = "measured"
+            row["source"] = "synthetic" if row["synthetic"] else "measured"
             out_rows.append(row)
     if not out_rows:
         return pl.DataFrame(schema={"dataset": pl.String, "block": pl.String, "role": pl.String,
@@ -331,14 +371,16 @@ def markdown_measured(df: pl.DataFrame, *, metrics: Iterable[str] = METRIC_KEYS,
                       intervals: bool = True) -> str:
     """The measured rows as markdown; ``intervals=False`` drops the [95 %] part (terminal)."""
     metrics = [m for m in metrics if f"{m}_mean" in df.columns and df[f"{m}_mean"].is_not_null().any()]
-    headers = ["role", "model", "variant", "seeds", *[_HEADER[m] for m in metrics]]
+    headers = ["role", "model", "variant", "seeds", *[_HEADER[m] for m in metrics], "source"]
     rows = []
     for rec in df.iter_rows(named=True):
-        rows.append([rec["role"], rec["display"], rec["variant"], rec["n_seeds"],
+        seeds = "–" if rec.get("source") == CHANCE_LABEL else rec["n_seeds"]
+        rows.append([rec["role"], rec["display"], rec["variant"], seeds,
                      *[fmt_cell(rec[f"{m}_mean"], rec.get(f"{m}_std"),
                                 rec.get(f"{m}_ci_low") if intervals else None,
                                 rec.get(f"{m}_ci_high") if intervals else None,
-                                _metric_digits(m)) for m in metrics]])
+                                _metric_digits(m)) for m in metrics],
+                     rec.get("source") or rec.get("provenance") or "measured"])
     return to_markdown(headers, rows)
 
 
@@ -355,9 +397,11 @@ def markdown_reported(rep: pl.DataFrame) -> str:
         rows.append([r["method"], f(r["corum"]), f(r["humap"]), f(r["reactome"]), f(r["stringdb"]),
                      fmt_cell(r["ap_max"], r["ap_max_std"]),
                      f(r["ap_max_z"], 2) + (r["ap_max_z_flag"] or ""),
-                     fmt_cell(r["auc_max"], r["auc_max_std"]), f(r["auc_max_z"], 2), r["source"]])
+                     fmt_cell(r["auc_max"], r["auc_max_std"]), f(r["auc_max_z"], 2),
+                     f"reported ({r['source']})"])
     notes = ["± is the std over compound–gene sampling seeds as printed in the paper; the paper "
              "reports no SIGNOR recall.",
+             "The paper's Random row is chance (a random map), not an untrained network.",
              "† printed z-score inconsistent with its own row (see leaderboard/paper/"
              "table2_zscore_check.csv); kept as printed."]
     return to_markdown(headers, rows, notes=notes)
@@ -419,9 +463,13 @@ def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | Non
                  + (", [95 % t-interval] with ≥ 3 seeds" if intervals else "") + ". Gene–gene "
                  "columns: recall at (0.05, 0.95). AP/AUC at the maximum concentration; z = "
                  "(μ − μ_b)/√(σ² + σ_b²) against the random-score baseline. Roles: ceiling = "
-                 "oracle (true latent state), floor = untrained / nuisance-only / pixel baselines.")
+                 "oracle (true latent state); floors = chance (computed: recall 0.10 by "
+                 "construction, the paper's Random row), untrained (the same architecture at "
+                 "step 0), random ViT-S/16 (a seeded random initialisation), nuisance-only and "
+                 "pixel statistics. Source: synthetic (measured on the simulator's screen), "
+                 "measured (real data), chance (computed).")
     parts.append("")
-    parts.append(markdown_measured(d, intervals=intervals))
+    parts.append(markdown_measured(with_chance(d), intervals=intervals))
     if synthetic:
         missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
         if missing:
@@ -452,20 +500,23 @@ def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | Non
     return "\n".join(parts)
 
 
-def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
-                      dataset: str | None = None, include_reported: bool = True) -> dict[str, str]:
+def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path | None, *,
+                      dataset: str | None = None, include_reported: bool = True,
+                      compact: bool = False) -> dict[str, str]:
     """Write ``leaderboard_<dataset>.csv`` and ``.md`` per dataset (and the reported block as
     ``leaderboard_reported.csv``, the cross- vs single-well comparison as
-    ``cross_vs_single_well.csv``); returns {dataset: compact markdown} for the terminal."""
+    ``cross_vs_single_well.csv``); returns {dataset: text} for the terminal: the markdown
+    without intervals, or with ``compact`` the narrow table of :func:`compact_text`.
+    ``out_dir=None`` writes nothing and only returns the texts."""
     records = list(records)
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else None
     df = leaderboard_frame(records)
     long = long_results(records)
     comparisons = pl.concat([cross_vs_single(long),
                              cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
                             how="diagonal_relaxed")
     rep = reported_frame() if include_reported else None
-    if rep is not None:
+    if rep is not None and out is not None:
         write_csv_atomic(rep, out / "leaderboard_reported.csv")
     datasets = sorted(set(df["dataset"].to_list())) if df.height else []
     if dataset is not None:
@@ -473,11 +524,13 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path, *,
     texts = {}
     for ds in datasets:
         d = df.filter(pl.col("dataset") == ds)
-        write_csv_atomic(d, out / f"leaderboard_{_safe(ds)}.csv")
-        write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
-                          leaderboard_markdown(ds, df, rep, comparisons))
-        texts[ds] = leaderboard_markdown(ds, df, rep, comparisons, intervals=False)
-    if comparisons.height:
+        if out is not None:
+            write_csv_atomic(with_chance(d), out / f"leaderboard_{_safe(ds)}.csv")
+            write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
+                              leaderboard_markdown(ds, df, rep, comparisons))
+        texts[ds] = (compact_text(ds, df, rep) if compact
+                     else leaderboard_markdown(ds, df, rep, comparisons, intervals=False))
+    if comparisons.height and out is not None:
         write_csv_atomic(comparisons, out / "cross_vs_single_well.csv")
     return texts
 
@@ -628,3 +681,82 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"method": pl.String, "model": pl.String, "dataset": pl.String,
                                       "corum": pl.Float64, "corum_std": pl.Float64, "n_seeds": pl.Int64,
                                       "floor_corum": pl.Float64, "images_millions": pl.Float64, "parameters_billions": pl.Float64})
+
+
+# ----------------------------------------------------------------------------------------
+# The terminal table: a few columns that fit 100 characters
+# ----------------------------------------------------------------------------------------
+#: (metric key, header) of the compact table: the headline recall, a second source, the
+#: compound–gene AP, and the two nuisance diagnostics.
+COMPACT_METRICS: tuple[tuple[str, str], ...] = (
+    ("corum", "CORUM ↑"), ("humap", "HuMAP ↑"), ("ap_max", "AP@max ↑"),
+    ("batch_predictability", "batch ↓"), ("well_shortcut_rate", "shortcut ↓"),
+)
+COMPACT_WIDTH = 100
+
+
+def _compact_cell(mean: Any, std: Any = None) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.3f}" + ("" if std is None else f"±{std:.3f}")
+
+
+def _fit(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _text_table(headers: list[str], rows: list[list[str]], first_max: int) -> list[str]:
+    """Left-aligned first column (cut at ``first_max``), the others padded to their widths."""
+    rows = [[_fit(r[0], first_max), *r[1:]] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return " ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(headers), line(["─" * w for w in widths])] + [line(r) for r in rows]
+
+
+def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None) -> str:
+    """One dataset's leaderboard for an 80–100 column terminal: model, seeds, CORUM, HuMAP,
+    AP@max, batch predictability, well-shortcut rate (mean±std over seeds) and the source of
+    every row (synthetic / measured / chance); the paper's rows below, as their own block."""
+    import textwrap
+
+    from cellbench.report.store import short_variant
+
+    d = with_chance(df.filter(pl.col("dataset") == dataset))
+    synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
+    # a model's rows are told apart by their variant; its untrained row is named "untrained ..."
+    kinds = [(m, is_untrained(v)) for m, v in zip(d["model"], d["variant"], strict=True)]
+    many = {k for k in kinds if kinds.count(k) > 1}
+    rows = []
+    for r, kind in zip(d.iter_rows(named=True), kinds, strict=True):
+        label = r["display"]
+        if kind in many:
+            label += f" {short_variant(r['variant'])}"
+        seeds = "–" if r.get("source") == CHANCE_LABEL else str(r["n_seeds"])
+        rows.append([label, seeds, *[_compact_cell(r.get(f"{k}_mean"), r.get(f"{k}_std"))
+                                     for k, _ in COMPACT_METRICS], r.get("source") or "measured"])
+    headers = ["model", "seeds", *[h for _, h in COMPACT_METRICS], "source"]
+    kind = "synthetic screen" if synthetic else "real data"
+    lines = [f"{dataset} — measured by cellbench ({kind}); mean±std over training seeds", ""]
+    lines += _text_table(headers, rows, 24)
+    if synthetic:
+        missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
+        if missing:
+            lines += ["", *textwrap.wrap("Missing reference rows: " + ", ".join(missing) + " — run "
+                                         + ", ".join(f"`cellbench run --model {m}`" for m in missing)
+                                         + ".", COMPACT_WIDTH)]
+    if rep is not None and rep.height:
+        lines += ["", f"{REPORTED_LABEL}: CWA-MSN paper, not comparable in value", ""]
+        rrows = [[r["method"] + (" (= chance)" if r["model"] == "random" else ""), _compact_cell(r["corum"]), _compact_cell(r["humap"]),
+                  _compact_cell(r["ap_max"], r["ap_max_std"]), "reported"] for r in rep.iter_rows(named=True)]
+        lines += _text_table(["method", "CORUM ↑", "HuMAP ↑", "AP@max ↑", "source"], rrows, 40)
+    notes = ("CORUM/HuMAP: gene–gene recall at (0.05, 0.95); AP@max: compound–gene AP at the highest "
+             "concentration; batch: batch predictability from controls; shortcut: well-shortcut rate. "
+             "chance = recall 0.10 by construction (the paper's Random row); untrained = the same "
+             "architecture at step 0; random ViT-S/16 = a seeded random initialisation. "
+             "--wide: every column with intervals; --html PATH: a sortable page.")
+    lines += ["", *textwrap.wrap(notes, COMPACT_WIDTH)]
+    return "\n".join(lines) + "\n"
