@@ -7,7 +7,7 @@ import pytest
 import torch
 from _train_fakes import FakeDataset, fixed_batch, overfit_losses  # noqa: I001
 
-from cellbench.encoders.contrastive import info_nce
+from cellbench.methods.infonce import info_nce
 from cellbench.train.methods import build_method
 from cellbench.train.presets import resolve
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from _train_fakes import FakeDataset, fixed_batch, overfit_losses  # noqa: I001
 
-from cellbench.encoders.cropmae import masked_mse, normalized_patches, patchify
+from cellbench.methods.cropmae import masked_mse, normalized_patches, patchify
 from cellbench.train.backbone import random_keep
 from cellbench.train.methods import build_method, method_defaults
 from cellbench.train.presets import resolve

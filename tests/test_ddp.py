@@ -73,7 +73,7 @@ def test_two_cpu_processes(tmp_path):
     # the checkpoint holds the synchronised model and loads into an encoder
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 6
-    from cellbench.encoders.msn import create
+    from cellbench.methods.msn import create
 
     enc = create(checkpoint=str(out / "model.pt"))
     assert torch.isfinite(enc.embed(torch.randn(2, 3, 16, 16))).all()

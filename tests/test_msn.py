@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cellbench.encoders.msn import msn_loss, sharpen, sinkhorn
+from cellbench.methods.msn import msn_loss, sharpen, sinkhorn
 from cellbench.train import schedules
 from cellbench.train.backbone import build_backbone, random_keep, tokens
 from cellbench.train.ema import ema_update, make_target
@@ -262,7 +262,7 @@ def test_msn_loss_literal_case_with_sinkhorn():
 
 # ----------------------------------------------------------------- the official recipe
 def _tiny_msn(**over):
-    from cellbench.encoders.msn import MSN
+    from cellbench.methods.msn import MSN
 
     torch.manual_seed(0)
     return MSN(resolve("tiny", over), 3, cross_well=False)
@@ -279,7 +279,7 @@ def _inputs(n=8, size=24, seed=0):
 
 def _token_calls(monkeypatch, method, **over):
     """(number of images, patch tokens kept or None) of each masked-capable backbone pass."""
-    import cellbench.encoders.msn as msn_mod
+    import cellbench.methods.msn as msn_mod
 
     calls = []
     real = msn_mod.tokens

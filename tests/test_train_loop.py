@@ -109,7 +109,7 @@ def test_time_budget_stops_and_writes_a_model(dataset, tmp_path):
 
 
 def test_trained_checkpoint_becomes_an_encoder(dataset, tmp_path):
-    from cellbench.encoders.msn import create
+    from cellbench.methods.msn import create
 
     result = _run(dataset, tmp_path, max_steps=2)
     enc = create(checkpoint=str(result.model_path))
@@ -123,7 +123,7 @@ def test_trained_checkpoint_becomes_an_encoder(dataset, tmp_path):
     method, _ = load_method(result.model_path)
     torch.testing.assert_close(out, method.embed_tokens(x))
     with pytest.raises(Exception, match="single-well-msn"):
-        from cellbench.encoders.msn import create_single_well
+        from cellbench.methods.msn import create_single_well
 
         create_single_well(checkpoint=str(result.model_path))
 
@@ -229,7 +229,7 @@ def test_betas_accept_a_pair_in_any_common_syntax(betas):
 def test_prototypes_are_not_gradient_clipped(dataset, tmp_path):
     """With a vanishing clip norm the clipped (encoder) gradients fall far below AdamW's eps, so
     the encoder hardly moves in one step, while the unclipped prototypes take a full ~lr step."""
-    from cellbench.encoders.msn import MSN
+    from cellbench.methods.msn import MSN
     from cellbench.train.loop import clipped_parameters
 
     torch.set_num_threads(1)

@@ -50,7 +50,7 @@ def test_early_stop_rule():
 
 
 def test_training_stops_early_when_heldout_loss_rises(dataset, tmp_path, monkeypatch):
-    from cellbench.encoders.wsl import WSL
+    from cellbench.methods.wsl import WSL
 
     calls = iter(range(100))
     monkeypatch.setattr(WSL, "validate", lambda self, x, y: {"val_loss": float(next(calls))})
@@ -81,7 +81,7 @@ def _assert_same(a, b):
 
 
 def test_early_stop_keeps_the_weights_of_the_best_heldout_check(dataset, tmp_path, monkeypatch):
-    from cellbench.encoders.wsl import WSL
+    from cellbench.methods.wsl import WSL
 
     losses, seen = iter([5.0, 4.0, 3.0, 4.0, 5.0, 6.0]), []  # best at the 3rd check (step 6)
 
@@ -150,7 +150,7 @@ def test_resume_with_early_stopping_equals_uninterrupted_run(dataset, tmp_path, 
 
 
 def test_embedding_is_mean_patch_token_without_classifier(dataset, tmp_path):
-    from cellbench.encoders.wsl import create
+    from cellbench.methods.wsl import create
     from cellbench.train.export import load_method
 
     config = resolve("tiny", {"max_steps": 2})

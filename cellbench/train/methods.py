@@ -1,4 +1,8 @@
-"""Trainable models by name: which :class:`~cellbench.train.method.Method` trains which encoder."""
+"""Trainable models by name: which :class:`~cellbench.train.method.Method` trains which encoder.
+
+The methods live one layer up, in :mod:`cellbench.methods`; they are imported by the strings of
+:data:`TRAINABLE` only when a model is built, so :mod:`cellbench.train` imports nothing above it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ from cellbench.train.presets import TrainConfig
 
 #: model name -> (module, class, keyword arguments)
 TRAINABLE: dict[str, tuple[str, str, dict]] = {
-    "cwa-msn": ("cellbench.encoders.msn", "MSN", {"cross_well": True}),
-    "single-well-msn": ("cellbench.encoders.msn", "MSN", {"cross_well": False}),
-    "cropmae-cross": ("cellbench.encoders.cropmae", "CropMAE", {"cross_well": True}),
-    "cropmae-single": ("cellbench.encoders.cropmae", "CropMAE", {"cross_well": False}),
-    "vit-wsl": ("cellbench.encoders.wsl", "WSL", {}),
-    "infonce-cross": ("cellbench.encoders.contrastive", "InfoNCE", {"cross_well": True}),
-    "infonce-single": ("cellbench.encoders.contrastive", "InfoNCE", {"cross_well": False}),
+    "cwa-msn": ("cellbench.methods.msn", "MSN", {"cross_well": True}),
+    "single-well-msn": ("cellbench.methods.msn", "MSN", {"cross_well": False}),
+    "cropmae-cross": ("cellbench.methods.cropmae", "CropMAE", {"cross_well": True}),
+    "cropmae-single": ("cellbench.methods.cropmae", "CropMAE", {"cross_well": False}),
+    "vit-wsl": ("cellbench.methods.wsl", "WSL", {}),
+    "infonce-cross": ("cellbench.methods.infonce", "InfoNCE", {"cross_well": True}),
+    "infonce-single": ("cellbench.methods.infonce", "InfoNCE", {"cross_well": False}),
 }
 
 

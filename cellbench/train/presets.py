@@ -23,7 +23,7 @@
 Where the CWA-MSN paper is silent, every preset follows the official MSN code
 (github.com/facebookresearch/msn, Assran et al. 2022): focal views are not masked
 (``mask_focal=False``), the projection head runs per crop-size group, the prototypes are not
-gradient-clipped, and the official initialisations are used (cellbench/encoders/msn.py). The
+gradient-clipped, and the official initialisations are used (cellbench/methods/msn.py). The
 official code's 1.25x schedule horizon is an option (``schedule_horizon=1.25``); the default
 1.0 ends the EMA ramp at 1.0, as the CWA-MSN paper states.
 

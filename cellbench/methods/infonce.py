@@ -9,7 +9,8 @@ Under DDP the projections of all ranks are gathered, so negatives span the globa
 
 If this objective learns biology on a CPU budget where MSN does not, the failure is MSN's, not
 the data's or the pipeline's (on an earlier synthetic screen, cross-well InfoNCE learned
-in minutes). Embedding: the backbone's CLS token (preset ``pooling``).
+in minutes). Embedding: the backbone's CLS token (preset ``pooling``). :func:`create` /
+:func:`create_single` are the registry factories of ``infonce-cross`` / ``infonce-single``.
 """
 
 from __future__ import annotations

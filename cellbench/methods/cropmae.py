@@ -1,4 +1,4 @@
-"""CropMAE, single-well and cross-well (Eymael et al., "Efficient Image Pre-Training with
+"""CropMAE, single-well and cross-well (Eymaël et al., "Efficient Image Pre-Training with
 Siamese Cropped Masked Autoencoders", ECCV 2024, arXiv:2403.17823; the paper's Table 4 ablation).
 
 A reference view (unmasked) and a second view masked at a very high ratio (0.985 by default)
@@ -13,6 +13,7 @@ on masked patches of per-patch-normalised pixels (MAE's ``norm_pix_loss``).
 
 Optimiser (applied by :func:`cellbench.train.methods.method_defaults`): AdamW (0.9, 0.95),
 weight decay 0.05. Embedding: the encoder's mean patch token (MAE's linear-probe pooling).
+:func:`create` / :func:`create_single` are the registry factories of the two models.
 """
 
 from __future__ import annotations

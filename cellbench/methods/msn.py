@@ -29,6 +29,9 @@ Where the CWA-MSN paper is silent, the defaults follow the official MSN code
 unmasked, the head per crop-size group, clipping of the encoder only, its initialisations. The
 official code also runs its lr, weight-decay and EMA schedules over 1.25x the training steps;
 that is the ``schedule_horizon`` option (default 1.0: the paper ramps EMA to 1.0 by the end).
+
+:func:`create` / :func:`create_single_well` are the registry factories of ``cwa-msn`` /
+``single-well-msn`` (a trained checkpoint -> an encoder, :mod:`cellbench.train.export`).
 """
 
 from __future__ import annotations
