@@ -44,6 +44,17 @@ class ActivityResult:
         }
 
 
+def _scores_table(maps, label: str) -> pl.DataFrame:
+    """copairs' ``mean_average_precision`` output as a polars table keyed by ``label``."""
+    return pl.DataFrame({
+        label: maps[label].astype(str).tolist(),
+        "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
+        "p_value": maps["p_value"].to_numpy(np.float64),
+        "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
+        "retrieved": maps["below_corrected_p"].to_numpy(bool),
+    })
+
+
 def phenotypic_activity(
     features: np.ndarray,
     perturbation: np.ndarray,
@@ -87,13 +98,7 @@ def phenotypic_activity(
     maps = mean_average_precision(ap, sameby, null_size=null_size, threshold=threshold, seed=seed,
                                   progress_bar=False)
     n_wells = dict(zip(labels.tolist(), counts.tolist(), strict=True))
-    table = pl.DataFrame({
-        "perturbation": maps["perturbation"].astype(str).tolist(),
-        "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
-        "p_value": maps["p_value"].to_numpy(np.float64),
-        "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
-        "retrieved": maps["below_corrected_p"].to_numpy(bool),
-    }).with_columns(
+    table = _scores_table(maps, "perturbation").with_columns(
         pl.col("perturbation").replace_strict(n_wells, return_dtype=pl.Int64).alias("n_wells")
     ).select("perturbation", "n_wells", "mean_average_precision", "p_value", "corrected_p_value",
              "retrieved").sort("perturbation")
@@ -157,14 +162,7 @@ def phenotypic_consistency(
     maps = mean_average_precision(ap, ["target"], null_size=null_size, threshold=threshold, seed=seed,
                                   progress_bar=False)
     counts = dict(zip(*np.unique(tgt[keep], return_counts=True), strict=True))
-    table = pl.DataFrame({
-        "target": maps["target"].astype(str).tolist(),
-        "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
-        "p_value": maps["p_value"].to_numpy(np.float64),
-        "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
-        "retrieved": maps["below_corrected_p"].to_numpy(bool),
-    })
-    table = table.with_columns(
+    table = _scores_table(maps, "target").with_columns(
         pl.col("target").replace_strict({str(k): int(v) for k, v in counts.items()}, return_dtype=pl.Int64)
         .alias("n_perturbations")
     ).select("target", "n_perturbations", "mean_average_precision", "p_value", "corrected_p_value",
