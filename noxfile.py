@@ -22,9 +22,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and import order."""
+    """Ruff: lint, import order and formatting."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
@@ -53,14 +54,33 @@ def leaderboard(session: nox.Session) -> None:
     store in $CELLBENCH_HOME and are copied to leaderboard/results/ (committed).
     """
     session.install("-e", ".")
-    models = session.posargs or ["random", "pixel-stats", "oracle", "nuisance-only", "cwa-msn",
-                                 "single-well-msn", "infonce-cross", "cropmae-cross",
-                                 "cropmae-single", "vit-wsl"]
+    models = session.posargs or [
+        "random",
+        "pixel-stats",
+        "oracle",
+        "nuisance-only",
+        "cwa-msn",
+        "single-well-msn",
+        "infonce-cross",
+        "cropmae-cross",
+        "cropmae-single",
+        "vit-wsl",
+    ]
     deterministic = {"pixel-stats", "oracle", "nuisance-only"}  # no seed to vary
     for model in models:
-        for seed in (["0"] if model in deterministic else ["0", "1", "2"]):
-            session.run("cellbench", "run", "--model", model, "--seed", seed, "--eval-seeds", "100",
-                        "--no-floors", "--quiet")
+        for seed in ["0"] if model in deterministic else ["0", "1", "2"]:
+            session.run(
+                "cellbench",
+                "run",
+                "--model",
+                model,
+                "--seed",
+                seed,
+                "--eval-seeds",
+                "100",
+                "--no-floors",
+                "--quiet",
+            )
     _publish(session)
 
 
@@ -70,8 +90,20 @@ def prototypes(session: nox.Session) -> None:
     session.install("-e", ".")
     for seed in ("0", "1", "2"):
         for k in ("256", "512", "1024", "2048"):
-            session.run("cellbench", "run", "--model", "cwa-msn", "--prototypes", k, "--seed", seed,
-                        "--eval-seeds", "100", "--no-floors", "--quiet")
+            session.run(
+                "cellbench",
+                "run",
+                "--model",
+                "cwa-msn",
+                "--prototypes",
+                k,
+                "--seed",
+                seed,
+                "--eval-seeds",
+                "100",
+                "--no-floors",
+                "--quiet",
+            )
     _publish(session)
 
 
@@ -79,12 +111,39 @@ def prototypes(session: nox.Session) -> None:
 def budget(session: nox.Session) -> None:
     """CORUM recall and health vs training budget (CPU), written to leaderboard/."""
     session.install("-e", ".")
-    session.run("python", "experiments/budget_curve.py", "--steps", "0", "600", "2400", "--seeds",
-                "0", "1", "2", "--eval-seeds", "100")
-    session.run("python", "experiments/budget_curve.py", "--steps", "4800", "--seeds", "0",
-                "--eval-seeds", "100", "--skip-references")
-    session.run("python", "experiments/pair_signal.py", "--screens", "synthetic-bray:quick",
-                "synthetic-rxrx3-core:quick", "synthetic-bray:full")
+    session.run(
+        "python",
+        "experiments/budget_curve.py",
+        "--steps",
+        "0",
+        "600",
+        "2400",
+        "--seeds",
+        "0",
+        "1",
+        "2",
+        "--eval-seeds",
+        "100",
+    )
+    session.run(
+        "python",
+        "experiments/budget_curve.py",
+        "--steps",
+        "4800",
+        "--seeds",
+        "0",
+        "--eval-seeds",
+        "100",
+        "--skip-references",
+    )
+    session.run(
+        "python",
+        "experiments/pair_signal.py",
+        "--screens",
+        "synthetic-bray:quick",
+        "synthetic-rxrx3-core:quick",
+        "synthetic-bray:full",
+    )
     session.run("python", "experiments/nuisance_ablation.py", "--denser")
     session.run("python", "experiments/msn_bootstrap.py")
     session.run("python", "experiments/signal_check.py", "--seeds", "0", "1", "2")
@@ -93,9 +152,23 @@ def budget(session: nox.Session) -> None:
 
 def _publish(session: nox.Session) -> None:
     """Copy the results store into leaderboard/results and rebuild tables and figures from it."""
-    session.run("python", "-c", "import shutil, cellbench.paths as p; "
-                "shutil.copytree(p.results_dir(), 'leaderboard/results', dirs_exist_ok=True)")
+    session.run(
+        "python",
+        "-c",
+        "import shutil, cellbench.paths as p; "
+        "shutil.copytree(p.results_dir(), 'leaderboard/results', dirs_exist_ok=True)",
+    )
     session.run("cellbench", "paper", "--results", "leaderboard/results", "--out", "leaderboard")
     # after the figures, so the page embeds the ones just drawn
-    session.run("cellbench", "leaderboard", "--results", "leaderboard/results", "--out", "leaderboard",
-                "--html", "leaderboard/leaderboard.html", "--figures", "leaderboard/figures")
+    session.run(
+        "cellbench",
+        "leaderboard",
+        "--results",
+        "leaderboard/results",
+        "--out",
+        "leaderboard",
+        "--html",
+        "leaderboard/leaderboard.html",
+        "--figures",
+        "leaderboard/figures",
+    )

@@ -46,7 +46,9 @@ class SubsetDataset:
         keep = set(self.wells["well_id"].to_list())
         sites = base.sites.with_row_index("_base").filter(pl.col("well_id").is_in(list(keep)))
         copies = [
-            sites.with_columns(pl.col("site_id") + f"_r{r}", (pl.col("site") + r * 1000).alias("site"))
+            sites.with_columns(
+                pl.col("site_id") + f"_r{r}", (pl.col("site") + r * 1000).alias("site")
+            )
             for r in range(repeat)
         ]
         self.sites = pl.concat(copies)
@@ -118,7 +120,16 @@ def child_memory(args) -> None:
     before = _peak_mb()
     with tempfile.TemporaryDirectory() as out:
         embed_dataset(encoder, data, out, batch_size=args.batch_size, progress=False)
-    print(json.dumps({"repeat": args.repeat, "sites": data.sites.height, "peak_rss_mb": _peak_mb(), "rss_before_mb": before}))
+    print(
+        json.dumps(
+            {
+                "repeat": args.repeat,
+                "sites": data.sites.height,
+                "peak_rss_mb": _peak_mb(),
+                "rss_before_mb": before,
+            }
+        )
+    )
 
 
 def throughput(args) -> dict:
@@ -168,9 +179,26 @@ def throughput(args) -> dict:
 def memory(args) -> dict:
     runs = {}
     for repeat in (1, 10):
-        cmd = [sys.executable, __file__, "--child-memory", "--repeat", str(repeat), "--size", args.size,
-               "--wells", str(args.memory_wells), "--batch-size", str(args.batch_size), "--model", args.model]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-memory",
+            "--repeat",
+            str(repeat),
+            "--size",
+            args.size,
+            "--wells",
+            str(args.memory_wells),
+            "--batch-size",
+            str(args.batch_size),
+            "--model",
+            args.model,
+        ]
+        out = (
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         runs[repeat] = json.loads(out)
     growth = runs[10]["peak_rss_mb"] / runs[1]["peak_rss_mb"] - 1
     return {
@@ -190,14 +218,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="quick")
     ap.add_argument("--wells", type=int, default=2048, help="throughput: wells embedded")
-    ap.add_argument("--memory-wells", type=int, default=1000, help="memory: wells (x1 and x10 sites)")
+    ap.add_argument(
+        "--memory-wells", type=int, default=1000, help="memory: wells (x1 and x10 sites)"
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--model", default="cwa-msn")
     ap.add_argument("--repeats", type=int, default=2, help="throughput repetitions (best of)")
     ap.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--only", choices=["throughput", "memory"], default=None)
-    ap.add_argument("--no-vit-s", action="store_true", help="skip the throughput run with a ViT-S/16 (random)")
+    ap.add_argument(
+        "--no-vit-s", action="store_true", help="skip the throughput run with a ViT-S/16 (random)"
+    )
     args = ap.parse_args()
     if args.child_memory:
         child_memory(args)
@@ -205,7 +237,9 @@ def main() -> None:
     if args.only in (None, "throughput"):
         print(json.dumps(throughput(args)), flush=True)
         if args.model == "cwa-msn" and not args.no_vit_s:  # also the paper's backbone size
-            vit_s = argparse.Namespace(**{**vars(args), "model": "random", "wells": max(64, args.wells // 8)})
+            vit_s = argparse.Namespace(
+                **{**vars(args), "model": "random", "wells": max(64, args.wells // 8)}
+            )
             print(json.dumps(throughput(vit_s)), flush=True)
     if args.only in (None, "memory"):
         print(json.dumps(memory(args)), flush=True)

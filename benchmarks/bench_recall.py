@@ -42,9 +42,15 @@ def run_reference(labels, X):
     from efaar_benchmarking.benchmarking import known_relationship_benchmark
     from sklearn.utils import Bunch
 
-    df = known_relationship_benchmark(Bunch(features=pd.DataFrame(X), metadata=pd.DataFrame({"p": labels})), "p")
+    df = known_relationship_benchmark(
+        Bunch(features=pd.DataFrame(X), metadata=pd.DataFrame({"p": labels})), "p"
+    )
     return {
-        r.source: (int(r.query_distribution_size), float(r["recall_0.05_0.95"]), float(r["recall_0.1_0.9"]))
+        r.source: (
+            int(r.query_distribution_size),
+            float(r["recall_0.05_0.95"]),
+            float(r["recall_0.1_0.9"]),
+        )
         for _, r in df.iterrows()
     }
 
@@ -53,7 +59,10 @@ def run_cellbench(labels, X):
     from cellbench.metrics.gene_gene import gene_gene_recall
 
     out = gene_gene_recall(X, labels)
-    return {s: (v["n_relationships"], v["recall_0.05_0.95"], v["recall_0.1_0.9"]) for s, v in out.items()}
+    return {
+        s: (v["n_relationships"], v["recall_0.05_0.95"], v["recall_0.1_0.9"])
+        for s, v in out.items()
+    }
 
 
 RUNNERS = {"reference": run_reference, "cellbench": run_cellbench}
@@ -89,7 +98,9 @@ def in_subprocess(which: str, n: int, dim: int) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[735, 13000])
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
@@ -104,8 +115,10 @@ def main() -> int:
     for fn in RUNNERS.values():
         fn(small_labels, small_X)
     ok = True
-    print(f"gene-gene recall: cellbench vs efaar known_relationship_benchmark (float64, dim {args.dim}, "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
+    print(
+        f"gene-gene recall: cellbench vs efaar known_relationship_benchmark (float64, dim {args.dim}, "
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    )
     for n in args.sizes:
         labels, X = make_map(n, args.dim)
         times, results = {}, {}
@@ -125,13 +138,20 @@ def main() -> int:
         if n <= 1000:
             bar, passed = ">= 20x faster", speedup >= 20
         else:
-            bar, passed = ">= 10x faster and <= 25% peak memory", speedup >= 10 and mem_ratio <= 0.25
+            bar, passed = (
+                ">= 10x faster and <= 25% peak memory",
+                speedup >= 10 and mem_ratio <= 0.25,
+            )
         passed = passed and same
         ok &= passed
         print(f"  N={n:>6}: identical numbers: {same}")
-        print(f"           time  reference {times['reference']:8.3f} s | cellbench {times['cellbench']:8.4f} s | {speedup:7.1f}x")
-        print(f"           peak  reference {mem['reference']['peak_mb']:8.0f} MB | cellbench {mem['cellbench']['peak_mb']:8.0f} MB | "
-              f"{100 * mem_ratio:5.1f}% (growth during the call: {growth['reference']:.0f} MB vs {growth['cellbench']:.0f} MB)")
+        print(
+            f"           time  reference {times['reference']:8.3f} s | cellbench {times['cellbench']:8.4f} s | {speedup:7.1f}x"
+        )
+        print(
+            f"           peak  reference {mem['reference']['peak_mb']:8.0f} MB | cellbench {mem['cellbench']['peak_mb']:8.0f} MB | "
+            f"{100 * mem_ratio:5.1f}% (growth during the call: {growth['reference']:.0f} MB vs {growth['cellbench']:.0f} MB)"
+        )
         print(f"           bar   {bar}: {'PASS' if passed else 'FAIL'}")
     return 0 if ok else 1
 

@@ -71,10 +71,28 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> tuple[Path, Path, 
     n_gene_plates = -(-n_gene_wells // PLATE_WELLS)
     n_guided = n_gene_wells - n_gene_plates * (gene_ctrl + crispr_ctrl)
 
-    rows: dict[str, list] = {k: [] for k in ("experiment_name", "plate", "address", "gene", "treatment", "concentration", "perturbation_type")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "experiment_name",
+            "plate",
+            "address",
+            "gene",
+            "treatment",
+            "concentration",
+            "perturbation_type",
+        )
+    }
     addr = _addresses(PLATE_WELLS)
 
-    def emit(kind: str, items: list[tuple], plates: int, controls: list[tuple], prefix: str, plates_per_exp: int):
+    def emit(
+        kind: str,
+        items: list[tuple],
+        plates: int,
+        controls: list[tuple],
+        prefix: str,
+        plates_per_exp: int,
+    ):
         pos = 0
         for p in range(plates):
             exp = f"{prefix}-{p // plates_per_exp + 1:03d}"
@@ -95,19 +113,44 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> tuple[Path, Path, 
     gene_idx = np.arange(n_guided) % len(genes)
     rng.shuffle(gene_idx)
     guided = [(genes[g], f"{genes[g]}_guide_{k}", "") for g, k in zip(gene_idx, guide, strict=True)]
-    controls = [("EMPTY_control", "EMPTY_control", "")] * gene_ctrl + [("CRISPR_control", "CRISPR_control", "")] * crispr_ctrl
+    controls = [("EMPTY_control", "EMPTY_control", "")] * gene_ctrl + [
+        ("CRISPR_control", "CRISPR_control", "")
+    ] * crispr_ctrl
     emit("CRISPR", guided, n_gene_plates, controls, "gene", 4)
     order = rng.permutation(len(comp))
     comp_items = [("", comp[i][0], comp[i][1]) for i in order]
-    emit("COMPOUND", comp_items, n_comp_plates, [("", "EMPTY_control", "")] * comp_ctrl_per_plate, "compound", 4)
+    emit(
+        "COMPOUND",
+        comp_items,
+        n_comp_plates,
+        [("", "EMPTY_control", "")] * comp_ctrl_per_plate,
+        "compound",
+        4,
+    )
 
     md = pl.DataFrame(rows).with_columns(
-        (pl.col("experiment_name") + "_" + pl.col("plate").cast(pl.Utf8) + "_" + pl.col("address")).alias("well_id"),
+        (
+            pl.col("experiment_name")
+            + "_"
+            + pl.col("plate").cast(pl.Utf8)
+            + "_"
+            + pl.col("address")
+        ).alias("well_id"),
         pl.lit("").alias("SMILES"),
         pl.lit("HUVEC").alias("cell_type"),
     )
-    md = md.select("well_id", "experiment_name", "plate", "address", "gene", "treatment", "SMILES",
-                   "concentration", "perturbation_type", "cell_type")
+    md = md.select(
+        "well_id",
+        "experiment_name",
+        "plate",
+        "address",
+        "gene",
+        "treatment",
+        "SMILES",
+        "concentration",
+        "perturbation_type",
+        "cell_type",
+    )
     n = md.height
     # features: batch offset + perturbation signal + noise, float32
     exp_code = md["experiment_name"].rank("dense").cast(pl.Int64).to_numpy() - 1
@@ -125,7 +168,10 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> tuple[Path, Path, 
     md_order = rng.permutation(n)
     ids = md["well_id"].to_numpy()[emb_order]
     out.mkdir(parents=True, exist_ok=True)
-    emb_path, md_path = out / "OpenPhenom_rxrx3_core_embeddings.parquet", out / "metadata_rxrx3_core.csv"
+    emb_path, md_path = (
+        out / "OpenPhenom_rxrx3_core_embeddings.parquet",
+        out / "metadata_rxrx3_core.csv",
+    )
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -157,7 +203,9 @@ main()
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--keep", type=Path, default=None, help="generate into (and keep) this folder")
@@ -167,11 +215,26 @@ def main() -> int:
         t = time.perf_counter()
         emb, md, n = generate(work / "release", args.scale)
         size = emb.stat().st_size / 1e9
-        print(f"generated {n:,} wells x {N_FEATURES} features ({size:.2f} GB parquet) in {time.perf_counter() - t:.0f} s "
-              f"(scale {args.scale})")
+        print(
+            f"generated {n:,} wells x {N_FEATURES} features ({size:.2f} GB parquet) in {time.perf_counter() - t:.0f} s "
+            f"(scale {args.scale})"
+        )
         hwm = work / "peak_kb"
-        cmd = [sys.executable, "-c", WRAPPER, str(hwm), "evaluate", "--embeddings", str(emb), "--metadata", str(md),
-               "--out", str(work / "out"), "--seeds", str(args.seeds)]
+        cmd = [
+            sys.executable,
+            "-c",
+            WRAPPER,
+            str(hwm),
+            "evaluate",
+            "--embeddings",
+            str(emb),
+            "--metadata",
+            str(md),
+            "--out",
+            str(work / "out"),
+            "--seeds",
+            str(args.seeds),
+        ]
         env = {**os.environ, "COLUMNS": "160"}
         t = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -183,10 +246,14 @@ def main() -> int:
             print("cellbench evaluate FAILED")
             return 1
         passed = wall <= 60 and peak_gb <= 4
-        print(f"real scale: cellbench evaluate --seeds {args.seeds} on {n:,} wells x {N_FEATURES}: "
-              f"{wall:.1f} s end to end, peak memory {peak_gb:.2f} GB (nproc={os.cpu_count()})")
-        print(f"bar: <= 60 s and <= 4 GB on 2 cores: {'PASS' if passed else 'FAIL'}"
-              f"{'' if args.scale == 1.0 else f' (at scale {args.scale}; the bar is for scale 1.0)'}")
+        print(
+            f"real scale: cellbench evaluate --seeds {args.seeds} on {n:,} wells x {N_FEATURES}: "
+            f"{wall:.1f} s end to end, peak memory {peak_gb:.2f} GB (nproc={os.cpu_count()})"
+        )
+        print(
+            f"bar: <= 60 s and <= 4 GB on 2 cores: {'PASS' if passed else 'FAIL'}"
+            f"{'' if args.scale == 1.0 else f' (at scale {args.scale}; the bar is for scale 1.0)'}"
+        )
         return 0 if passed else 1
     finally:
         if args.keep is None:

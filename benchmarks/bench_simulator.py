@@ -36,13 +36,22 @@ def bench(name: str, size: str, seed: int, out: str) -> dict:
     man = read_manifest(path)
     n_img = man["n_sites"] * len(man["channels"])
     return {
-        "preset": name, "size": size, "wells": man["n_wells"], "sites": man["n_sites"],
-        "channels": len(man["channels"]), "image_px": man["image_size"], "images": n_img,
+        "preset": name,
+        "size": size,
+        "wells": man["n_wells"],
+        "sites": man["n_sites"],
+        "channels": len(man["channels"]),
+        "image_px": man["image_size"],
+        "images": n_img,
         "disk_MB": round(sum(f["bytes"] for f in man["files"]) / 1e6, 1),
-        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-        "images_per_s": round(n_img / wall, 1), "sites_per_s": round(man["n_sites"] / wall, 1),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "images_per_s": round(n_img / wall, 1),
+        "sites_per_s": round(man["n_sites"] / wall, 1),
         "load_avg_1min": round(max(load0, os.getloadavg()[0]), 2),
-        "bar_60s": ("pass" if wall <= 60 else "FAIL") if name == "synthetic-rxrx3-core" and size == "quick" else "-",
+        "bar_60s": ("pass" if wall <= 60 else "FAIL")
+        if name == "synthetic-rxrx3-core" and size == "quick"
+        else "-",
     }
 
 

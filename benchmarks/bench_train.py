@@ -35,12 +35,27 @@ def step_times(model: str, dataset, preset: str, steps: int, warmup: int, seed: 
     from cellbench.train.methods import method_defaults
     from cellbench.train.presets import resolve
 
-    config = resolve(preset, {**method_defaults(model, preset), "max_steps": steps,
-                              "log_every": 1, "checkpoint_every": 10**9})
+    config = resolve(
+        preset,
+        {
+            **method_defaults(model, preset),
+            "max_steps": steps,
+            "log_every": 1,
+            "checkpoint_every": 10**9,
+        },
+    )
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out:
-        train(model, dataset, config, seed=seed, out_dir=out, progress=False, health=False,
-              callback=lambda step, record: stamps.append(time.process_time()))
+        train(
+            model,
+            dataset,
+            config,
+            seed=seed,
+            out_dir=out,
+            progress=False,
+            health=False,
+            callback=lambda step, record: stamps.append(time.process_time()),
+        )
     return list(np.diff(np.array(stamps))[warmup:])
 
 
@@ -66,8 +81,10 @@ def main() -> int:
         for m in models if r % 2 == 0 else reversed(models):
             times[m].append(step_times(m, dataset, args.preset, args.steps, args.warmup, seed=r))
     med = {m: statistics.median(x for run in v for x in run) for m, v in times.items()}
-    print(f"training step CPU time (preset {args.preset}, synthetic-bray {args.size}, "
-          f"{torch.get_num_threads()} thread(s), median step over {args.repeat} interleaved runs)")
+    print(
+        f"training step CPU time (preset {args.preset}, synthetic-bray {args.size}, "
+        f"{torch.get_num_threads()} thread(s), median step over {args.repeat} interleaved runs)"
+    )
     for m in models:
         runs = ", ".join(f"{statistics.median(run) * 1000:.1f}" for run in times[m])
         print(f"  {m:16s} {med[m] * 1000:8.1f} ms/step   (run medians: {runs})")
@@ -75,8 +92,10 @@ def main() -> int:
     passed = abs(ratio - 1.0) <= 0.10
     print(f"  CWA-MSN : Single-Well-MSN step time = {ratio:.3f}")
     print(f"           bar   within 10 % (0.90-1.10): {'PASS' if passed else 'FAIL'}")
-    print(f"  CWA-MSN : CropMAE-Cross step time  = {med['cwa-msn'] / med['cropmae-cross']:.3f} "
-          "(record; the paper's training cost: < 9 vs 14 GPU-hours)")
+    print(
+        f"  CWA-MSN : CropMAE-Cross step time  = {med['cwa-msn'] / med['cropmae-cross']:.3f} "
+        "(record; the paper's training cost: < 9 vs 14 GPU-hours)"
+    )
     return 0 if passed else 1
 
 

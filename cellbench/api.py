@@ -64,11 +64,20 @@ class EvaluationResult:
         """The ``results.json`` dict (tables excluded: they are the CSV files)."""
         from cellbench.evaluate import _jsonable
 
-        return _jsonable({
-            "config": self.config, "map": self.wells, "scores": self.scores, "tasks": self.tasks,
-            "skipped": self.skipped, "warnings": self.warnings, "timings": self.timings,
-            "inputs": self.inputs, "hashes": self.hashes, "versions": self.versions,
-        })
+        return _jsonable(
+            {
+                "config": self.config,
+                "map": self.wells,
+                "scores": self.scores,
+                "tasks": self.tasks,
+                "skipped": self.skipped,
+                "warnings": self.warnings,
+                "timings": self.timings,
+                "inputs": self.inputs,
+                "hashes": self.hashes,
+                "versions": self.versions,
+            }
+        )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -106,7 +115,9 @@ def _embeddings_frame(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
             "Fix: keep well_id and numeric feature columns only."
         )
     dtype = np.float32 if all(frame.schema[c] == pl.Float32 for c in feats) else np.float64
-    return frame[EMBEDDING_ID_COLUMN].cast(pl.Utf8), np.ascontiguousarray(frame.select(feats).to_numpy(), dtype=dtype)
+    return frame[EMBEDDING_ID_COLUMN].cast(pl.Utf8), np.ascontiguousarray(
+        frame.select(feats).to_numpy(), dtype=dtype
+    )
 
 
 def evaluate(
@@ -142,19 +153,35 @@ def evaluate(
 
     ev = importlib.import_module("cellbench.evaluate")
 
-    options = {"align": align, "null": null, "seeds": seeds, "tasks": None if tasks is None else list(tasks),
-               "sources": list(SOURCES if sources is None else sources), "null_size": null_size,
-               "threshold": threshold}
+    options = {
+        "align": align,
+        "null": null,
+        "seeds": seeds,
+        "tasks": None if tasks is None else list(tasks),
+        "sources": list(SOURCES if sources is None else sources),
+        "null_size": null_size,
+        "threshold": threshold,
+    }
     ev._check_options(**ev._option_subset(options))
     out_dir = None if out is None else ev._check_out_dir(Path(out))
-    popts = ProfileOptions(perturbation=perturbation, batch=batch, plate=plate, well=well, control=control,
-                           target=target, perturbation_type=perturbation_type)
+    popts = ProfileOptions(
+        perturbation=perturbation,
+        batch=batch,
+        plate=plate,
+        well=well,
+        control=control,
+        target=target,
+        perturbation_type=perturbation_type,
+    )
     t0 = time.perf_counter()
     inputs: dict[str, str] = {}
     hashes: dict[str, str] = {}
     if metadata is None:
         if _is_path(profiles):
-            inputs["profiles"], hashes["profiles"] = str(Path(profiles).resolve()), ev.sha256_file(profiles)
+            inputs["profiles"], hashes["profiles"] = (
+                str(Path(profiles).resolve()),
+                ev.sha256_file(profiles),
+            )
             frame = ev.read_profiles(profiles)
         else:
             frame = _frame(profiles, "profiles")
@@ -165,26 +192,44 @@ def evaluate(
             options["tasks"] = list(ev.PROFILE_TASKS)
     else:
         if _is_path(profiles):
-            inputs["embeddings"], hashes["embeddings"] = str(Path(profiles).resolve()), ev.sha256_file(profiles)
+            inputs["embeddings"], hashes["embeddings"] = (
+                str(Path(profiles).resolve()),
+                ev.sha256_file(profiles),
+            )
             ids, feats = ev.read_embeddings(profiles)
         else:
             ids, feats = _embeddings_frame(_frame(profiles, "the embeddings"))
         if _is_path(metadata):
-            inputs["metadata"], hashes["metadata"] = str(Path(metadata).resolve()), ev.sha256_file(metadata)
+            inputs["metadata"], hashes["metadata"] = (
+                str(Path(metadata).resolve()),
+                ev.sha256_file(metadata),
+            )
             meta = ev.read_metadata(metadata)
         else:
             meta = _frame(metadata, "metadata")
         columns = None
-        extra = {"profile_options": popts if is_profiles_table(meta.columns) else None, "target": target}
+        extra = {
+            "profile_options": popts if is_profiles_table(meta.columns) else None,
+            "target": target,
+        }
     read_s = time.perf_counter() - t0
     result, tables = ev.evaluate_core(ids, feats, meta, progress=progress, **options, **extra)
     if columns is not None:
         result["config"]["columns"] = {k: v for k, v in columns.as_dict().items() if k != "notes"}
         result["warnings"] = columns.notes + result["warnings"]
-    result, tables = ev.finish(result, tables, out_dir, inputs=inputs, hashes=hashes, read_s=read_s,
-                               progress=progress)
+    result, tables = ev.finish(
+        result, tables, out_dir, inputs=inputs, hashes=hashes, read_s=read_s, progress=progress
+    )
     return EvaluationResult(
-        scores=result["scores"], tables=tables, tasks=result["tasks"], config=result["config"],
-        versions=result["versions"], skipped=result["skipped"], warnings=result["warnings"],
-        timings=result["timings"], wells=result["map"], inputs=result["inputs"], hashes=result["hashes"],
+        scores=result["scores"],
+        tables=tables,
+        tasks=result["tasks"],
+        config=result["config"],
+        versions=result["versions"],
+        skipped=result["skipped"],
+        warnings=result["warnings"],
+        timings=result["timings"],
+        wells=result["map"],
+        inputs=result["inputs"],
+        hashes=result["hashes"],
     )

@@ -18,11 +18,15 @@ def check_device(device: str) -> str:
         return device
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+            raise InputError(
+                f"--device {device}: CUDA is not available on this machine; use --device cpu."
+            )
         count = torch.cuda.device_count()
         if parsed.index is not None and parsed.index >= count:
-            raise InputError(f"--device {device}: this machine has {count} CUDA device(s); "
-                             f"use cuda:0..cuda:{count - 1}.")
+            raise InputError(
+                f"--device {device}: this machine has {count} CUDA device(s); "
+                f"use cuda:0..cuda:{count - 1}."
+            )
         return device
     if parsed.type == "mps" and torch.backends.mps.is_available():
         return device

@@ -50,7 +50,9 @@ DEFAULT_SHARD_WELLS = 256
 
 
 # --- channels -----------------------------------------------------------------------------
-def channel_plan(dataset_channels: Sequence[str], encoder_channels: Sequence[str]) -> list[tuple[int, ...]]:
+def channel_plan(
+    dataset_channels: Sequence[str], encoder_channels: Sequence[str]
+) -> list[tuple[int, ...]]:
     """For each channel the encoder expects, the dataset channels that make it, BY NAME.
 
     Uses :func:`cellbench.data.channels.channel_plan` (stain aliases such as Hoechst → DNA,
@@ -81,7 +83,9 @@ def apply_plan(images: np.ndarray, plan: list[tuple[int, ...]]) -> np.ndarray:
         if len(idx) == 1:
             out.append(images[:, idx[0]])
         else:
-            out.append(np.rint(images[:, list(idx)].astype(np.float32).mean(axis=1)).astype(np.uint8))
+            out.append(
+                np.rint(images[:, list(idx)].astype(np.float32).mean(axis=1)).astype(np.uint8)
+            )
     return np.stack(out, axis=1)
 
 
@@ -123,7 +127,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def _write_parquet(
-    path: Path, well_ids: Sequence[str], values: np.ndarray, metadata: dict[str, str], extra: dict | None = None
+    path: Path,
+    well_ids: Sequence[str],
+    values: np.ndarray,
+    metadata: dict[str, str],
+    extra: dict | None = None,
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -141,7 +149,9 @@ def _write_parquet(
 
 
 # --- tiling -------------------------------------------------------------------------------
-def tile(images: torch.Tensor, size: int | None, max_tiles: int | None = None) -> tuple[torch.Tensor, int]:
+def tile(
+    images: torch.Tensor, size: int | None, max_tiles: int | None = None
+) -> tuple[torch.Tensor, int]:
     """(N, C, H, W) sites → (N * T, C, s, s) non-overlapping centred tiles, and T.
 
     ``size`` None, or a site no larger than ``size``: the whole site is one tile.
@@ -165,7 +175,11 @@ def tile(images: torch.Tensor, size: int | None, max_tiles: int | None = None) -
 def _fit_input(encoder: Encoder, tiles: torch.Tensor) -> torch.Tensor:
     """Resize tiles smaller than a fixed-size encoder's input (e.g. OpenPhenom's 256)."""
     size = encoder.input_size
-    if size is None or not getattr(encoder, "fixed_size", False) or tiles.shape[-1] == size == tiles.shape[-2]:
+    if (
+        size is None
+        or not getattr(encoder, "fixed_size", False)
+        or tiles.shape[-1] == size == tiles.shape[-2]
+    ):
         return tiles
     import torch.nn.functional as F
 
@@ -208,7 +222,9 @@ class _TileBatches:
     next chunk while the model embeds this one (no GIL shared with the forward pass).
     """
 
-    def __init__(self, dataset: Any, chunks: list[np.ndarray], plan, encoder: Encoder, max_tiles) -> None:
+    def __init__(
+        self, dataset: Any, chunks: list[np.ndarray], plan, encoder: Encoder, max_tiles
+    ) -> None:
         self.dataset, self.chunks, self.plan = dataset, chunks, plan
         self.encoder, self.max_tiles = encoder, max_tiles
 
@@ -284,7 +300,9 @@ class _ShardSums:
 
     def means(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan).astype(np.float32)
+            return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan).astype(
+                np.float32
+            )
 
 
 def _embed_shards(
@@ -371,15 +389,19 @@ def check_out(out: Path) -> None:
 
     if out.suffix == ".parquet":
         if out.is_dir():
-            raise InputError(f"--out {out} is a folder; pass a new .parquet path, or the folder without .parquet.")
+            raise InputError(
+                f"--out {out} is a folder; pass a new .parquet path, or the folder without .parquet."
+            )
         if out.exists():
             try:
                 ours = "cache_key" in read_metadata(out)
             except Exception:  # noqa: BLE001 - not a parquet file at all
                 ours = False
             if not ours:
-                raise InputError(f"--out {out} exists and is not a cellbench embeddings file; "
-                                 "pass another path, or delete it first.")
+                raise InputError(
+                    f"--out {out} exists and is not a cellbench embeddings file; "
+                    "pass another path, or delete it first."
+                )
     elif out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a folder, or a path ending in .parquet.")
     check_writable(out if out.suffix == ".parquet" else out / "embeddings.parquet")
@@ -478,7 +500,9 @@ def embed_dataset(
             return target
         wells, rows = _wells_and_sites(dataset)
         if not wells:
-            raise InputError("the dataset has no sites to embed; check its site table and --data-dir")
+            raise InputError(
+                "the dataset has no sites to embed; check its site table and --data-dir"
+            )
         shard_wells = max(1, int(shard_wells))
         shards = [(s, min(s + shard_wells, len(wells))) for s in range(0, len(wells), shard_wells)]
         # the shard folder is named by everything that decides a shard's rows: the cache key
@@ -497,16 +521,40 @@ def embed_dataset(
         total_sites = sum(len(rows[j]) for i in mine for j in range(*shards[i]))
         if mine:  # one site tells how many tiles a site gives, hence sites per batch
             probe = np.asarray(dataset.read_sites(rows[shards[mine[0]][0]][:1]))
-            _, tiles_per_site = tile(torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles)
-        def write_shard(i: int, shard_wells_: list[str], means: np.ndarray, n_sites: np.ndarray) -> None:
-            _write_parquet(shard_path(i), shard_wells_, means, {**metadata, "shard": str(i)}, {"n_sites": n_sites})
+            _, tiles_per_site = tile(
+                torch.from_numpy(apply_plan(probe, plan)), encoder.input_size, max_tiles
+            )
 
-        todo = [(i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine]
+        def write_shard(
+            i: int, shard_wells_: list[str], means: np.ndarray, n_sites: np.ndarray
+        ) -> None:
+            _write_parquet(
+                shard_path(i),
+                shard_wells_,
+                means,
+                {**metadata, "shard": str(i)},
+                {"n_sites": n_sites},
+            )
+
+        todo = [
+            (i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine
+        ]
         workers = _default_workers(dataset) if num_workers is None else int(num_workers)
-        with _progress(progress and total_sites > 0, total_sites, f"embed {encoder.name}") as advance:
+        with _progress(
+            progress and total_sites > 0, total_sites, f"embed {encoder.name}"
+        ) as advance:
             if todo:
                 _embed_shards(
-                    encoder, dataset, todo, plan, batch_size, max_tiles, tiles_per_site, workers, advance, write_shard
+                    encoder,
+                    dataset,
+                    todo,
+                    plan,
+                    batch_size,
+                    max_tiles,
+                    tiles_per_site,
+                    workers,
+                    advance,
+                    write_shard,
                 )
 
         shard_paths = [shard_path(i) for i in range(len(shards))]
@@ -557,7 +605,11 @@ def _shard_dirs(target: Path) -> list[Path]:
     import re
 
     own = re.compile(re.escape(f".{target.stem}.") + r"([0-9a-f]{16}-w[0-9]+\.)?shards")
-    return [p for p in target.parent.glob(f".{target.stem}.*shards") if own.fullmatch(p.name) and p.is_dir()]
+    return [
+        p
+        for p in target.parent.glob(f".{target.stem}.*shards")
+        if own.fullmatch(p.name) and p.is_dir()
+    ]
 
 
 def _valid_shard(path: Path, key: str, wells: Sequence[str]) -> bool:
@@ -569,7 +621,9 @@ def _valid_shard(path: Path, key: str, wells: Sequence[str]) -> bool:
         import pyarrow.parquet as pq
 
         ok = read_metadata(path).get("cache_key") == key
-        ok = ok and pq.read_table(path, columns=[EMBEDDING_ID_COLUMN]).column(0).to_pylist() == list(wells)
+        ok = ok and pq.read_table(path, columns=[EMBEDDING_ID_COLUMN]).column(
+            0
+        ).to_pylist() == list(wells)
     except Exception:  # noqa: BLE001 - a damaged shard is redone, not trusted
         ok = False
     if not ok:
@@ -592,7 +646,9 @@ def _is_done(target: Path, key: str) -> bool:
         return False
 
 
-def _wait_for_shards(paths: list[Path], target: Path, key: str, timeout_s: float, rank: int) -> None:
+def _wait_for_shards(
+    paths: list[Path], target: Path, key: str, timeout_s: float, rank: int
+) -> None:
     """Rank 0: until every shard exists. Other ranks: until rank 0 wrote the merged file."""
     if _dist_initialized():
         import torch.distributed as dist
@@ -612,7 +668,9 @@ def _wait_for_shards(paths: list[Path], target: Path, key: str, timeout_s: float
         time.sleep(0.2)
 
 
-def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str], finalize=None) -> None:
+def _merge(
+    target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str], finalize=None
+) -> None:
     """Concatenate shards, keep the first row of each well id, order as the dataset's wells.
 
     ``finalize(values) -> (values, kept_columns)`` lets an encoder clean the well matrix
@@ -621,7 +679,9 @@ def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str
     import polars as pl
 
     frames = [pl.read_parquet(p) for p in paths]
-    table = pl.concat(frames, how="vertical").unique(EMBEDDING_ID_COLUMN, keep="first", maintain_order=True)
+    table = pl.concat(frames, how="vertical").unique(
+        EMBEDDING_ID_COLUMN, keep="first", maintain_order=True
+    )
     order = pl.DataFrame({EMBEDDING_ID_COLUMN: wells}).with_row_index("_o")
     table = table.join(order, on=EMBEDDING_ID_COLUMN, how="left").sort("_o").drop("_o")
     features = [c for c in table.columns if c.startswith("feature_")]
@@ -644,7 +704,9 @@ def _merge(target: Path, paths: list[Path], wells: list[str], metadata: dict[str
     _write_parquet(target, table[EMBEDDING_ID_COLUMN].to_list(), values, metadata)
 
 
-def create_for_dataset(name: str, dataset: Any, checkpoint: str | os.PathLike | None = None, **kwargs: Any):
+def create_for_dataset(
+    name: str, dataset: Any, checkpoint: str | os.PathLike | None = None, **kwargs: Any
+):
     """``registry.create`` with the dataset's channels passed to models that adapt to them.
 
     Channel-agnostic models (card ``input_channels = "any"``) and untrained trainable models

@@ -25,6 +25,7 @@ diagnostics on the aligned wells -> phenotypic activity and consistency on the a
 (copairs; :mod:`cellbench.metrics.activity`). The map is built only for the map tasks. A map
 without genes or without compounds scores what it can and records what it skipped and why.
 """
+
 from __future__ import annotations
 
 import io
@@ -80,10 +81,24 @@ PROFILE_TASKS: tuple[str, ...] = ("activity", "consistency", "batch")
 #: the tasks scored on the aggregated perturbation map (the others on wells)
 MAP_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene")
 NULL_SCOPES: tuple[str, ...] = ("all", "genes")
-STAGES: tuple[str, ...] = ("read", "map", "gene_gene", "compound_gene", "batch", "activity", "consistency", "write")
+STAGES: tuple[str, ...] = (
+    "read",
+    "map",
+    "gene_gene",
+    "compound_gene",
+    "batch",
+    "activity",
+    "consistency",
+    "write",
+)
 #: what an output folder may hold: it is replaced as a whole, so it must hold nothing else
 RESULT_FILES: tuple[str, ...] = (
-    "gene_gene.csv", "compound_gene.csv", "batch.csv", "activity.csv", "consistency.csv", "results.json"
+    "gene_gene.csv",
+    "compound_gene.csv",
+    "batch.csv",
+    "activity.csv",
+    "consistency.csv",
+    "results.json",
 )
 #: each task's headline number in ``results.json["tasks"]``: (metric, higher is better)
 MAIN_METRICS: dict[str, tuple[str, bool]] = {
@@ -105,7 +120,17 @@ def _noop(stage: str, done: float, total: float) -> None:
 def versions() -> dict[str, str]:
     """Versions of everything that can change a number."""
     out = {"python": platform.python_version()}
-    for pkg in ("cellbench", "efaar-benchmarking", "copairs", "numpy", "scipy", "scikit-learn", "pandas", "polars", "pyarrow"):
+    for pkg in (
+        "cellbench",
+        "efaar-benchmarking",
+        "copairs",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pandas",
+        "polars",
+        "pyarrow",
+    ):
         try:
             out[pkg] = _metadata.version(pkg)
         except _metadata.PackageNotFoundError:
@@ -113,31 +138,52 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _check_options(align: str, null: str, seeds: int, tasks: Sequence[str], sources: Sequence[str],
-                   null_size: int = 100_000, threshold: float = 0.05):
+def _check_options(
+    align: str,
+    null: str,
+    seeds: int,
+    tasks: Sequence[str],
+    sources: Sequence[str],
+    null_size: int = 100_000,
+    threshold: float = 0.05,
+):
     if align not in ALIGNMENTS:
         raise InputError(f"unknown alignment '{align}'. Fix: use one of {list(ALIGNMENTS)}.")
     if null not in NULL_SCOPES:
         raise InputError(f"unknown null scope '{null}'. Fix: use 'all' (whole map) or 'genes'.")
     if int(seeds) < 1:
-        raise InputError(f"--seeds must be at least 1 (got {seeds}). Fix: pass --seeds 100 as the reference does.")
+        raise InputError(
+            f"--seeds must be at least 1 (got {seeds}). Fix: pass --seeds 100 as the reference does."
+        )
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
-        raise InputError(f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)} (--tasks).")
+        raise InputError(
+            f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)} (--tasks)."
+        )
     if int(null_size) < 1:
-        raise InputError(f"--null-size must be at least 1 (got {null_size}). Fix: pass --null-size 10000 or more.")
+        raise InputError(
+            f"--null-size must be at least 1 (got {null_size}). Fix: pass --null-size 10000 or more."
+        )
     if not 0 < float(threshold) < 1:
-        raise InputError(f"--threshold must lie between 0 and 1 (got {threshold}). Fix: pass --threshold 0.05.")
+        raise InputError(
+            f"--threshold must lie between 0 and 1 (got {threshold}). Fix: pass --threshold 0.05."
+        )
     check_sources(sources)
 
 
 def _check_features(well_ids: Sequence[str], features: np.ndarray) -> None:
     if len(features) == 0:
-        raise InputError("the embeddings are empty (no rows). Fix: embed the wells again or pass the right file.")
+        raise InputError(
+            "the embeddings are empty (no rows). Fix: embed the wells again or pass the right file."
+        )
     if features.ndim != 2 or features.shape[1] == 0:
-        raise InputError(f"the embeddings must be a 2-D table with at least one feature (got shape {features.shape}).")
+        raise InputError(
+            f"the embeddings must be a 2-D table with at least one feature (got shape {features.shape})."
+        )
     if len(well_ids) != len(features):
-        raise InputError(f"{len(well_ids)} well ids but {len(features)} embedding rows. Fix: one id per row.")
+        raise InputError(
+            f"{len(well_ids)} well ids but {len(features)} embedding rows. Fix: one id per row."
+        )
     finite = np.isfinite(features).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
@@ -153,7 +199,9 @@ def _as_polars(metadata) -> pl.DataFrame:
     if isinstance(metadata, pl.DataFrame):
         return metadata
     if type(metadata).__module__.startswith("pandas"):
-        return pl.from_pandas(metadata.reset_index(drop=True) if hasattr(metadata, "reset_index") else metadata)
+        return pl.from_pandas(
+            metadata.reset_index(drop=True) if hasattr(metadata, "reset_index") else metadata
+        )
     raise InputError(
         f"the metadata must be a polars or pandas DataFrame (got {type(metadata).__name__}). "
         "Fix: pass a table, or a CSV/parquet path to evaluate_files / cellbench.evaluate."
@@ -166,7 +214,9 @@ def _wells_table(
     """The normalised well table (+ ``target`` when annotated) and, for ``Metadata_*`` tables,
     the columns it was read from."""
     if all(c in metadata.columns for c in WELL_COLUMNS):
-        keep = list(WELL_COLUMNS) + ([TARGET_COLUMN] if TARGET_COLUMN in metadata.columns and target is None else [])
+        keep = list(WELL_COLUMNS) + (
+            [TARGET_COLUMN] if TARGET_COLUMN in metadata.columns and target is None else []
+        )
         wells, columns = metadata.select(keep), None
     elif is_profiles_table(metadata.columns):
         opts = profile_options or ProfileOptions()
@@ -206,9 +256,13 @@ def _line_up(well_ids: Sequence[str], wells: pl.DataFrame) -> pl.DataFrame:
     if len(missing) or len(extra):
         parts = []
         if len(missing):
-            parts.append(f"{len(missing)} embedded wells are not in the metadata (e.g. {missing.head(3).to_list()})")
+            parts.append(
+                f"{len(missing)} embedded wells are not in the metadata (e.g. {missing.head(3).to_list()})"
+            )
         if len(extra):
-            parts.append(f"{len(extra)} metadata wells have no embedding (e.g. {extra.head(3).to_list()})")
+            parts.append(
+                f"{len(extra)} metadata wells have no embedding (e.g. {extra.head(3).to_list()})"
+            )
         raise InputError(
             "the embeddings and the metadata do not line up: " + "; ".join(parts) + ". "
             "Fix: pass the metadata file that belongs to these embeddings, or filter both to the same wells."
@@ -253,8 +307,19 @@ def evaluate_arrays(
     (measured on the loaded 2-core box, release-sized map stage: 5.7-6.4 s with one thread,
     8.3-25.8 s with two)."""
     result, _tables = evaluate_core(
-        well_ids, features, metadata, align=align, null=null, seeds=seeds, tasks=tasks, sources=sources,
-        progress=progress, truth=truth, null_size=null_size, threshold=threshold, target=target,
+        well_ids,
+        features,
+        metadata,
+        align=align,
+        null=null,
+        seeds=seeds,
+        tasks=tasks,
+        sources=sources,
+        progress=progress,
+        truth=truth,
+        null_size=null_size,
+        threshold=threshold,
+        target=target,
         profile_options=profile_options,
     )
     return result
@@ -263,7 +328,9 @@ def evaluate_arrays(
 def evaluate_core(well_ids, features, metadata, **options) -> tuple[dict, dict[str, pl.DataFrame]]:
     """:func:`evaluate_arrays`, also returning the per-row tables (``activity``,
     ``consistency``, ``gene_gene``, ``compound_gene``, ``batch``) as polars frames."""
-    explicit = any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
+    explicit = any(
+        os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    )
     with threadpool_limits(None if explicit else 1, user_api="blas"):
         return _evaluate_arrays(well_ids, features, metadata, **options)
 
@@ -278,7 +345,9 @@ def _as_ids(well_ids) -> list[str] | pl.Series:
 
 def _as_features(features) -> np.ndarray:
     if type(features).__module__.startswith(("pandas", "polars")):
-        non_numeric = [str(c) for c, t in zip(features.columns, _dtypes(features), strict=True) if not t]
+        non_numeric = [
+            str(c) for c, t in zip(features.columns, _dtypes(features), strict=True) if not t
+        ]
         if non_numeric:
             raise InputError(
                 f"feature columns {non_numeric[:5]} are not numeric. Fix: pass only numeric feature columns."
@@ -289,7 +358,9 @@ def _as_features(features) -> np.ndarray:
         try:
             features = features.astype(np.float32)
         except (TypeError, ValueError):
-            raise InputError("the features are not numeric. Fix: pass a numeric feature matrix.") from None
+            raise InputError(
+                "the features are not numeric. Fix: pass a numeric feature matrix."
+            ) from None
     return features
 
 
@@ -312,8 +383,20 @@ def _main_score(task: str, scores: dict):
 
 
 def _evaluate_arrays(
-    well_ids, features, metadata, *, align="pca-centerscale", null="all", seeds=100, tasks=None,
-    sources=SOURCES, progress=None, truth=None, null_size=100_000, threshold=0.05, target=None,
+    well_ids,
+    features,
+    metadata,
+    *,
+    align="pca-centerscale",
+    null="all",
+    seeds=100,
+    tasks=None,
+    sources=SOURCES,
+    progress=None,
+    truth=None,
+    null_size=100_000,
+    threshold=0.05,
+    target=None,
     profile_options=None,
 ) -> tuple[dict, dict[str, pl.DataFrame]]:
     from cellbench.metrics.activity import activity_table, consistency_table
@@ -365,13 +448,15 @@ def _evaluate_arrays(
         table, map_feats = built.table, built.features
         is_gene = (table["perturbation_type"] == CRISPR).to_numpy()
         is_compound = (table["perturbation_type"] == COMPOUND).to_numpy()
-        map_info.update({
-            "n_rows": table.height,
-            "n_gene_rows": int(is_gene.sum()),
-            "n_compound_rows": int(is_compound.sum()),
-            "n_features_map": int(map_feats.shape[1]),
-            **built.report.as_dict(),
-        })
+        map_info.update(
+            {
+                "n_rows": table.height,
+                "n_gene_rows": int(is_gene.sum()),
+                "n_compound_rows": int(is_compound.sum()),
+                "n_features_map": int(map_feats.shape[1]),
+                **built.report.as_dict(),
+            }
+        )
         if table.height < MIN_ENTITIES:
             raise InputError(
                 f"the map has only {table.height} perturbations; scoring needs at least {MIN_ENTITIES}. "
@@ -389,7 +474,11 @@ def _evaluate_arrays(
                 skipped["gene_gene"] = f"only {n_null} rows in the null (need {MIN_ENTITIES})"
             else:
                 scores["gene_gene"] = map_recall(
-                    table, map_feats, null=null, sources=sources, progress=lambda d, t: progress("gene_gene", d, t)
+                    table,
+                    map_feats,
+                    null=null,
+                    sources=sources,
+                    progress=lambda d, t: progress("gene_gene", d, t),
                 )
                 tables["gene_gene"] = gene_gene_frame(scores["gene_gene"])
         progress("gene_gene", 1, 1)
@@ -420,7 +509,9 @@ def _evaluate_arrays(
                 except InputError as exc:
                     if "no compound" not in str(exc):
                         raise
-                    skipped["compound_gene"] = "no compound of the ground truth is scorable in this map"
+                    skipped["compound_gene"] = (
+                        "no compound of the ground truth is scorable in this map"
+                    )
         finally:
             limit.restore_original_limits()
         timings["compound_gene"] = time.perf_counter() - t0
@@ -440,8 +531,9 @@ def _evaluate_arrays(
     if "activity" in tasks or "consistency" in tasks:
         t0 = time.perf_counter()
         progress("activity", 0, 1)
-        activity, activity_scores = activity_table(aligned, wells, null_size=int(null_size),
-                                                   threshold=float(threshold))
+        activity, activity_scores = activity_table(
+            aligned, wells, null_size=int(null_size), threshold=float(threshold)
+        )
         if "activity" in tasks:
             scores["activity"], tables["activity"] = activity_scores, activity
         progress("activity", 1, 1)
@@ -520,7 +612,9 @@ def _evaluate_arrays(
 # ---------------------------------------------------------------------------------------------
 
 
-def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple[pl.Series, np.ndarray]:
+def read_embeddings(
+    path: str | Path, progress: Progress | None = None
+) -> tuple[pl.Series, np.ndarray]:
     """``(well ids, features)`` of an embeddings parquet (``well_id`` + ``feature_0..``).
 
     Streams the feature columns with polars in groups of 64 into one preallocated C-ordered
@@ -529,11 +623,15 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
     progress = progress or _noop
     path = Path(path)
     if not path.exists():
-        raise NotFoundError(f"embeddings file {path} does not exist. Fix: check the --embeddings path.")
+        raise NotFoundError(
+            f"embeddings file {path} does not exist. Fix: check the --embeddings path."
+        )
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as exc:
-        raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass the embeddings .parquet file.") from None
+        raise InputError(
+            f"cannot read {path} as parquet ({exc}). Fix: pass the embeddings .parquet file."
+        ) from None
     names = list(schema)
     feats = [c for c in names if c.startswith(FEATURE_PREFIX)]
     if EMBEDDING_ID_COLUMN not in names or not feats:
@@ -541,23 +639,35 @@ def read_embeddings(path: str | Path, progress: Progress | None = None) -> tuple
             f"{path} has columns {names[:6]}{'...' if len(names) > 6 else ''}; an embeddings file needs "
             f"'{EMBEDDING_ID_COLUMN}' and '{FEATURE_PREFIX}0..{FEATURE_PREFIX}N'. Fix: write it in that layout."
         )
-    feats.sort(key=lambda c: int(c[len(FEATURE_PREFIX) :]) if c[len(FEATURE_PREFIX) :].isdigit() else math.inf)
+    feats.sort(
+        key=lambda c: (
+            int(c[len(FEATURE_PREFIX) :]) if c[len(FEATURE_PREFIX) :].isdigit() else math.inf
+        )
+    )
     not_numeric = [c for c in feats if not schema[c].is_numeric()]
     if not_numeric:
-        raise InputError(f"feature columns {not_numeric[:3]} of {path} are not numeric. Fix: store features as floats.")
+        raise InputError(
+            f"feature columns {not_numeric[:3]} of {path} are not numeric. Fix: store features as floats."
+        )
     dtype = np.float64 if all(schema[c] == pl.Float64 for c in feats) else np.float32
     try:
         ids = pl.read_parquet(path, columns=[EMBEDDING_ID_COLUMN]).to_series().cast(pl.Utf8)
         if ids.null_count():
-            raise InputError(f"{path} has rows without a well_id. Fix: every row needs its well id.")
+            raise InputError(
+                f"{path} has rows without a well_id. Fix: every row needs its well id."
+            )
         if len(ids) == 0:
-            raise InputError(f"{path} is empty (no rows). Fix: embed the wells again or pass the right file.")
+            raise InputError(
+                f"{path} is empty (no rows). Fix: embed the wells again or pass the right file."
+            )
         out = np.empty((len(ids), len(feats)), dtype=dtype)
         null_rows = np.zeros(len(ids), dtype=bool)
         group = 64
         for start in range(0, len(feats), group):
             cols = feats[start : start + group]
-            block = pl.read_parquet(path, columns=cols).select(pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32))
+            block = pl.read_parquet(path, columns=cols).select(
+                pl.all().cast(pl.Float64 if dtype == np.float64 else pl.Float32)
+            )
             null_rows |= block.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()
             out[:, start : start + len(cols)] = block.to_numpy()
             progress("read", start + len(cols), len(feats))
@@ -587,14 +697,20 @@ def read_metadata(path: str | Path) -> pl.DataFrame:
         try:
             frame = pl.read_parquet(path)
         except Exception as exc:
-            raise InputError(f"cannot read {path} as parquet ({exc}). Fix: pass a metadata .parquet or .csv.") from None
+            raise InputError(
+                f"cannot read {path} as parquet ({exc}). Fix: pass a metadata .parquet or .csv."
+            ) from None
     else:
         try:
             frame = pl.read_csv(path, infer_schema=False)
         except Exception as exc:
-            raise InputError(f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv.") from None
+            raise InputError(
+                f"cannot read {path} as CSV ({exc}). Fix: pass metadata_rxrx3_core.csv."
+            ) from None
     if frame.height == 0:
-        raise InputError(f"{path} is empty (no rows). Fix: pass the metadata file that belongs to the embeddings.")
+        raise InputError(
+            f"{path} is empty (no rows). Fix: pass the metadata file that belongs to the embeddings."
+        )
     return frame
 
 
@@ -624,7 +740,13 @@ def _csv(frame: pl.DataFrame) -> str:
 def gene_gene_frame(scores: dict) -> pl.DataFrame:
     cols = ["source", "n_relationships"] + [recall_key(lo, hi) for lo, hi in THRESHOLD_PAIRS]
     rows = [{"source": s, **v} for s, v in scores.items()]
-    return pl.DataFrame(rows, schema={c: (pl.Utf8 if c == "source" else pl.Int64 if c == "n_relationships" else pl.Float64) for c in cols})
+    return pl.DataFrame(
+        rows,
+        schema={
+            c: (pl.Utf8 if c == "source" else pl.Int64 if c == "n_relationships" else pl.Float64)
+            for c in cols
+        },
+    )
 
 
 def compound_gene_frame(scores: dict) -> pl.DataFrame:
@@ -638,11 +760,17 @@ def batch_frame(scores: dict) -> pl.DataFrame:
     rows = []
     for diagnostic, values in scores.items():
         for key, value in values.items():
-            items = [(f"{key}_{i}", v) for i, v in enumerate(value)] if isinstance(value, list | tuple) else [(key, value)]
+            items = (
+                [(f"{key}_{i}", v) for i, v in enumerate(value)]
+                if isinstance(value, list | tuple)
+                else [(key, value)]
+            )
             for name, v in items:
                 if isinstance(v, bool | int | float | np.number) and not isinstance(v, str):
                     rows.append({"diagnostic": diagnostic, "metric": name, "value": float(v)})
-    return pl.DataFrame(rows, schema={"diagnostic": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64})
+    return pl.DataFrame(
+        rows, schema={"diagnostic": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+    )
 
 
 def _jsonable(obj):
@@ -678,8 +806,13 @@ def evaluate_files(
     read_s = time.perf_counter() - t0
     result, tables = evaluate_core(ids, feats, meta, progress=progress, **options)
     del feats
-    inputs = {"embeddings": str(Path(embeddings).resolve()), "metadata": str(Path(metadata).resolve())}
-    return finish(result, tables, out_dir, inputs=inputs, hashes=hashes, read_s=read_s, progress=progress)[0]
+    inputs = {
+        "embeddings": str(Path(embeddings).resolve()),
+        "metadata": str(Path(metadata).resolve()),
+    }
+    return finish(
+        result, tables, out_dir, inputs=inputs, hashes=hashes, read_s=read_s, progress=progress
+    )[0]
 
 
 def evaluate_profiles_file(
@@ -709,13 +842,26 @@ def evaluate_profiles_file(
     del feats
     result["config"]["columns"] = {k: v for k, v in columns.as_dict().items() if k != "notes"}
     result["warnings"] = columns.notes + result["warnings"]
-    return finish(result, tables, out_dir, inputs={"profiles": str(Path(profiles).resolve())}, hashes=hashes,
-                  read_s=read_s, progress=progress)[0]
+    return finish(
+        result,
+        tables,
+        out_dir,
+        inputs={"profiles": str(Path(profiles).resolve())},
+        hashes=hashes,
+        read_s=read_s,
+        progress=progress,
+    )[0]
 
 
 def _option_subset(options: dict) -> dict:
     keys = ("align", "null", "seeds", "tasks", "sources", "null_size", "threshold")
-    defaults = {"align": "pca-centerscale", "null": "all", "seeds": 100, "tasks": DEFAULT_TASKS, "sources": SOURCES}
+    defaults = {
+        "align": "pca-centerscale",
+        "null": "all",
+        "seeds": 100,
+        "tasks": DEFAULT_TASKS,
+        "sources": SOURCES,
+    }
     out = {k: options[k] for k in keys if k in options and options[k] is not None}
     return {**defaults, **out}
 
@@ -745,7 +891,9 @@ def finish(
         return _jsonable(result), tables
     progress("write", 0, 1)
     files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
-    with atomic_dir(out_dir) as tmp:  # the folder is replaced as a set: no file of an older run stays
+    with atomic_dir(
+        out_dir
+    ) as tmp:  # the folder is replaced as a set: no file of an older run stays
         for name, text in files.items():
             write_text_atomic(tmp / name, text)
         result["timings"]["write"] = time.perf_counter() - t0

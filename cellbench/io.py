@@ -42,7 +42,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -112,7 +114,9 @@ def check_writable(target: str | os.PathLike, option: str = "--out") -> Path:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise InputError(f"{option} {target} lies under {probe}, which is a file. Fix: pass a path in a folder.")
+        raise InputError(
+            f"{option} {target} lies under {probe}, which is a file. Fix: pass a path in a folder."
+        )
     try:  # os.access is not enough (it says yes to root on a read-only mount)
         fd, name = tempfile.mkstemp(prefix=".cellbench-write-check.", dir=probe)
         os.close(fd)
@@ -162,8 +166,12 @@ def plain_message(exc: BaseException) -> str:
     and torch's advice to re-load with ``weights_only=False`` (which would run code from the
     file) cut off."""
     text = " ".join(_ANSI.sub("", str(exc)).split())
-    for marker in (" In PyTorch 2.6", " Re-running `torch.load`", " Please file an issue",
-                   " Check the documentation of torch.load"):
+    for marker in (
+        " In PyTorch 2.6",
+        " Re-running `torch.load`",
+        " Please file an issue",
+        " Check the documentation of torch.load",
+    ):
         if marker in text:
             text = text[: text.index(marker)]
     return text.strip() or type(exc).__name__
@@ -179,24 +187,36 @@ def load_torch_weights(path: str | os.PathLike, *, what: str, fix: str) -> Any:
 
     path = Path(path)
     if path.is_dir():
-        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors", ".bin"))
+        inside = sorted(
+            p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors", ".bin")
+        )
         hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
-        raise InputError(f"{what} {path} is a folder, not a file{hint}; pass the file itself. {fix}")
+        raise InputError(
+            f"{what} {path} is a folder, not a file{hint}; pass the file itself. {fix}"
+        )
     if not path.is_file():
         raise InputError(f"{what} {path} does not exist. {fix}")
     if path.stat().st_size == 0:
-        raise InputError(f"{what} {path} is empty (0 bytes): an interrupted copy or download. {fix}")
+        raise InputError(
+            f"{what} {path} is empty (0 bytes): an interrupted copy or download. {fix}"
+        )
     try:
-        with open(path, "rb") as handle:  # a file object: torch would hand a *.safetensors path elsewhere
+        with open(
+            path, "rb"
+        ) as handle:  # a file object: torch would hand a *.safetensors path elsewhere
             return torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways
         raw = _ANSI.sub("", str(exc))
         found = _FORBIDDEN_GLOBAL.search(raw)
         if found:
-            problem = (f"holds pickled Python objects ({found.group(1)}), which cellbench does not load "
-                       "because loading them could run code; only tensors and plain values are read")
+            problem = (
+                f"holds pickled Python objects ({found.group(1)}), which cellbench does not load "
+                "because loading them could run code; only tensors and plain values are read"
+            )
         elif not zipfile.is_zipfile(path):
-            problem = f"is not a PyTorch file, or is damaged ({type(exc).__name__}: {plain_message(exc)})"
+            problem = (
+                f"is not a PyTorch file, or is damaged ({type(exc).__name__}: {plain_message(exc)})"
+            )
         else:
             problem = f"is damaged ({type(exc).__name__}: {plain_message(exc)})"
         raise InputError(f"{what} {path} {problem}. {fix}") from None

@@ -53,8 +53,9 @@ def training_overrides(prototypes: int | None, steps: int | None) -> dict[str, A
     return overrides
 
 
-def training_identity(name: str, preset: str, prototypes: int | None = None,
-                      steps: int | None = None) -> dict[str, Any]:
+def training_identity(
+    name: str, preset: str, prototypes: int | None = None, steps: int | None = None
+) -> dict[str, Any]:
     """What a trained checkpoint is made of, seed apart: the model, its training config as
     resolved (preset + method defaults + overrides, exactly what ``train_model`` uses) and
     the training screen (name, size, data seed, simulator version)."""
@@ -62,14 +63,24 @@ def training_identity(name: str, preset: str, prototypes: int | None = None,
     from cellbench.train.methods import method_defaults
     from cellbench.train.presets import resolve
 
-    config = resolve(preset, {**method_defaults(name, preset), **training_overrides(prototypes, steps)})
-    return {"model": name, "train": config.to_dict(),
-            "data": {"name": TRAIN_DATA, "size": DATA_SIZE.get(preset, preset), "seed": DATA_SEED,
-                     "simulator_version": SIMULATOR_VERSION}}
+    config = resolve(
+        preset, {**method_defaults(name, preset), **training_overrides(prototypes, steps)}
+    )
+    return {
+        "model": name,
+        "train": config.to_dict(),
+        "data": {
+            "name": TRAIN_DATA,
+            "size": DATA_SIZE.get(preset, preset),
+            "seed": DATA_SEED,
+            "simulator_version": SIMULATOR_VERSION,
+        },
+    }
 
 
-def training_config_hash(name: str, preset: str, prototypes: int | None = None,
-                         steps: int | None = None) -> str:
+def training_config_hash(
+    name: str, preset: str, prototypes: int | None = None, steps: int | None = None
+) -> str:
     """Hash of :func:`training_identity`: equal exactly when two runs train the same weights
     (given the same seed)."""
     from cellbench.io import config_hash
@@ -77,8 +88,14 @@ def training_config_hash(name: str, preset: str, prototypes: int | None = None,
     return config_hash(training_identity(name, preset, prototypes, steps), length=10)
 
 
-def checkpoint_id(name: str, record: dict[str, Any], preset: str, seed: int,
-                  prototypes: int | None, steps: int | None = None) -> str:
+def checkpoint_id(
+    name: str,
+    record: dict[str, Any],
+    preset: str,
+    seed: int,
+    prototypes: int | None,
+    steps: int | None = None,
+) -> str:
     """How a result names the weights it came from.
 
     A trained checkpoint is named by what it is, not by how it was asked for:
@@ -104,7 +121,9 @@ def checkpoint_id(name: str, record: dict[str, Any], preset: str, seed: int,
     return "released" if record.get("weights") else "none"
 
 
-def untrained_checkpoint_id(name: str, preset: str, seed: int, prototypes: int | None = None) -> str:
+def untrained_checkpoint_id(
+    name: str, preset: str, seed: int, prototypes: int | None = None
+) -> str:
     """The checkpoint of the same architecture and preset before training (``--steps 0``)."""
     from cellbench import registry
 
@@ -127,8 +146,10 @@ def custom_checkpoint_id(checkpoint: str | Path) -> str:
             h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode())
         digest = h.hexdigest()
     else:
-        raise NotFoundError(f"checkpoint {checkpoint} does not exist; pass the path of a model.pt "
-                            "that `cellbench train` wrote (or a weights file/folder).")
+        raise NotFoundError(
+            f"checkpoint {checkpoint} does not exist; pass the path of a model.pt "
+            "that `cellbench train` wrote (or a weights file/folder)."
+        )
     return f"custom-{digest[:16]}"
 
 
@@ -160,7 +181,9 @@ def run_pipeline(
     from cellbench.results import ResultsStore
 
     if data not in ("synthetic", "rxrx3-core"):
-        raise NotFoundError(f"unknown --data {data!r}; use 'synthetic' (default) or 'rxrx3-core' with --data-dir")
+        raise NotFoundError(
+            f"unknown --data {data!r}; use 'synthetic' (default) or 'rxrx3-core' with --data-dir"
+        )
     if preset not in DATA_SIZE:
         from cellbench.train.presets import get_preset
 
@@ -169,16 +192,27 @@ def run_pipeline(
     if prototypes is not None and model not in ("cwa-msn", "single-well-msn"):
         raise CellbenchError(f"--prototypes applies to MSN models only, not {model!r}; drop it.")
     if steps is not None and (steps < 0 or not _is_trainable(record)):
-        raise CellbenchError(f"--steps needs a trainable model and a number >= 0 (got {steps} for {model!r}).")
+        raise CellbenchError(
+            f"--steps needs a trainable model and a number >= 0 (got {steps} for {model!r})."
+        )
     if data == "rxrx3-core" and record.get("family") == "reference":
-        raise CellbenchError(f"{model!r} reads the simulator's ground truth; it only runs with --data synthetic.")
+        raise CellbenchError(
+            f"{model!r} reads the simulator's ground truth; it only runs with --data synthetic."
+        )
     from cellbench.device import check_device
 
     check_device(device)
     size = DATA_SIZE[preset]
-    ckpt_name = custom_checkpoint_id(checkpoint) if checkpoint else checkpoint_id(model, record, preset, seed, prototypes, steps)
-    cfg_hash = (training_config_hash(model, preset, prototypes, steps)
-                if _is_trainable(record) and not checkpoint else None)
+    ckpt_name = (
+        custom_checkpoint_id(checkpoint)
+        if checkpoint
+        else checkpoint_id(model, record, preset, seed, prototypes, steps)
+    )
+    cfg_hash = (
+        training_config_hash(model, preset, prototypes, steps)
+        if _is_trainable(record) and not checkpoint
+        else None
+    )
     dataset_name = dataset_id(data, size)
     store = ResultsStore()
     result = RunResult(model, ckpt_name, dataset_name)
@@ -209,9 +243,19 @@ def run_pipeline(
         t0 = time.perf_counter()
         overrides = training_overrides(prototypes, steps)
         cpu0 = time.process_time()
-        checkpoint = str(train_model(model, train_ds, preset=preset, seed=seed, resume=True,
-                                     overrides=overrides or None, progress=progress, device=device,
-                                     probe=True))
+        checkpoint = str(
+            train_model(
+                model,
+                train_ds,
+                preset=preset,
+                seed=seed,
+                resume=True,
+                overrides=overrides or None,
+                progress=progress,
+                device=device,
+                probe=True,
+            )
+        )
         result.timings["train"] = time.perf_counter() - t0
         result.timings["train_cpu"] = time.process_time() - cpu0
         log_path = Path(checkpoint).parent / "train_log.json"
@@ -225,8 +269,13 @@ def run_pipeline(
     kwargs = {"seed": seed} if model == "random" else {}
     encoder = create_for_dataset(model, eval_ds, checkpoint=checkpoint, **kwargs)
     parameters = _count_parameters(encoder)
-    emb_path = embed_dataset(encoder, eval_ds, embeddings_dir() / dataset_name / model / ckpt_name,
-                             progress=progress, device=device)
+    emb_path = embed_dataset(
+        encoder,
+        eval_ds,
+        embeddings_dir() / dataset_name / model / ckpt_name,
+        progress=progress,
+        device=device,
+    )
     result.timings["embed"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -234,12 +283,23 @@ def run_pipeline(
     result.timings["evaluate"] = time.perf_counter() - t0
 
     common = {
-        "model": model, "checkpoint": ckpt_name, "dataset": dataset_name,
-        "provenance": "measured", "synthetic": data == "synthetic", "seed": seed,
-        "config": {"preset": preset, "prototypes": prototypes, "device": device, "steps": steps,
-                   "config_hash": cfg_hash,
-                   "training_images": training_images, "parameters": parameters,
-                   "eval": scores["config"], "train": (train_log or {}).get("config")},
+        "model": model,
+        "checkpoint": ckpt_name,
+        "dataset": dataset_name,
+        "provenance": "measured",
+        "synthetic": data == "synthetic",
+        "seed": seed,
+        "config": {
+            "preset": preset,
+            "prototypes": prototypes,
+            "device": device,
+            "steps": steps,
+            "config_hash": cfg_hash,
+            "training_images": training_images,
+            "parameters": parameters,
+            "eval": scores["config"],
+            "train": (train_log or {}).get("config"),
+        },
         "versions": scores.get("versions", {}),
         "timings": result.timings,
         **_provenance(eval_ds, emb_path),
@@ -287,8 +347,10 @@ def _provenance(dataset: Any, emb_path: Path) -> dict[str, Any]:
         rel = Path(emb_path).resolve().relative_to(home().resolve()).as_posix()
     except ValueError:  # embeddings written outside the home: only the file name is portable
         rel = Path(emb_path).name
-    out: dict[str, Any] = {"hashes": {"data": data_hash, "embeddings": sha256_file(emb_path)},
-                           "inputs": {"embeddings": rel}}
+    out: dict[str, Any] = {
+        "hashes": {"data": data_hash, "embeddings": sha256_file(emb_path)},
+        "inputs": {"embeddings": rel},
+    }
     if manifest:
         out["simulator_version"] = manifest["simulator_version"]
     return out

@@ -81,8 +81,17 @@ def cards_dir() -> Path:
 
 
 _SECTION_KEYS: dict[str, frozenset[str] | None] = {
-    "architecture": frozenset({"backbone", "parameters", "embed_dim", "pooling", "input_size",
-                               "input_channels", "preprocessing"}),
+    "architecture": frozenset(
+        {
+            "backbone",
+            "parameters",
+            "embed_dim",
+            "pooling",
+            "input_size",
+            "input_channels",
+            "preprocessing",
+        }
+    ),
     "training": frozenset({"images", "perturbations", "data", "provenance"}),
     "weights": frozenset({"license", "source"}),
     "recipe": None,  # the training recipe: method-specific hyper-parameters, any keys
@@ -131,10 +140,14 @@ class ModelCard:
                 raise bad(f"[{section}] must be a table")
             extra = sorted(set(table) - allowed) if allowed is not None else []
             if extra:
-                raise bad(f"unknown key(s) {', '.join(extra)} in [{section}] "
-                          f"(allowed: {', '.join(sorted(allowed))})")
+                raise bad(
+                    f"unknown key(s) {', '.join(extra)} in [{section}] "
+                    f"(allowed: {', '.join(sorted(allowed))})"
+                )
         data = {"display_name": data.get("name", path.stem), **data}
-        missing = [k for k in ("name", "family", "role", "description", "citation") if k not in data]
+        missing = [
+            k for k in ("name", "family", "role", "description", "citation") if k not in data
+        ]
         if missing:
             raise bad(f"missing key(s) {', '.join(missing)}")
         if data["role"] not in ROLES:

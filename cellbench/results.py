@@ -67,7 +67,9 @@ class ResultsStore:
         except FileNotFoundError:
             return None
         except json.JSONDecodeError as exc:  # only a file not written by cellbench can be torn
-            raise CellbenchError(f"result file {path} is not valid JSON ({exc}). Fix: delete it and re-run.") from None
+            raise CellbenchError(
+                f"result file {path} is not valid JSON ({exc}). Fix: delete it and re-run."
+            ) from None
 
     def put(self, record: dict) -> Path:
         """Store ``record`` (must hold the key fields and ``scores``); returns its path."""
@@ -88,7 +90,9 @@ class ResultsStore:
         path = self.path(*(full[k] for k in KEY_FIELDS))
         return write_json_atomic(path, full)
 
-    def iter_results(self, on_corrupt: Callable[[str], None] | None = None, **match) -> Iterator[dict]:
+    def iter_results(
+        self, on_corrupt: Callable[[str], None] | None = None, **match
+    ) -> Iterator[dict]:
         """Every stored record (sorted by path), optionally filtered by equal fields.
 
         A file that is not a JSON object (torn by a crash outside cellbench, edited by hand) is
@@ -99,14 +103,20 @@ class ResultsStore:
         for path in sorted(self.root.glob("*/*/*/*.json")):
             try:
                 record = json.loads(path.read_text())
-                problem = None if isinstance(record, dict) else f"holds a JSON {type(record).__name__}, not a record"
+                problem = (
+                    None
+                    if isinstance(record, dict)
+                    else f"holds a JSON {type(record).__name__}, not a record"
+                )
             except FileNotFoundError:
                 continue  # removed while listing
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 problem = f"cannot be read ({type(exc).__name__}: {exc})"
             if problem is not None:
-                message = (f"skipped the result file {path}: it {problem}; delete it and run "
-                           "`cellbench run` again to recompute it, or restore it")
+                message = (
+                    f"skipped the result file {path}: it {problem}; delete it and run "
+                    "`cellbench run` again to recompute it, or restore it"
+                )
                 if on_corrupt is None:
                     warnings.warn(message, UserWarning, stacklevel=2)
                 else:

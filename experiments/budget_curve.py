@@ -63,7 +63,9 @@ def collect(preset: str, dataset: str) -> list[dict]:
             key = (model, None)
         else:
             continue
-        bucket = runs.setdefault(key, {"corum": [], "shortcut": [], "rank": [], "cpu": [], "wall": []})
+        bucket = runs.setdefault(
+            key, {"corum": [], "shortcut": [], "rank": [], "cpu": [], "wall": []}
+        )
         if rec["task"] == "gene_gene" and "CORUM" in rec["scores"]:
             bucket["corum"].append(rec["scores"]["CORUM"]["recall_0.05_0.95"])
             bucket["cpu"].append(rec["timings"].get("train_cpu", 0.0))
@@ -79,15 +81,25 @@ def collect(preset: str, dataset: str) -> list[dict]:
         if not b["corum"]:
             continue
         s = _stats(b["corum"])
-        rows.append({
-            "model": model, "steps": steps, "corum_mean": s["mean"], "corum_std": s["std"],
-            "corum_ci_low": s["ci_low"], "corum_ci_high": s["ci_high"], "n_seeds": s["n"],
-            "train_cpu_min_this_run": sum(b["cpu"]) / len(b["cpu"]) / 60,
-            "train_min": sum(b["wall"]) / len(b["wall"]) / 60 if b["wall"] else 0.0,
-            "well_shortcut_rate": sum(b["shortcut"]) / len(b["shortcut"]) if b["shortcut"] else None,
-            "effective_rank": sum(b["rank"]) / len(b["rank"]) if b["rank"] else None,
-            "provenance": "measured, synthetic", "dataset": dataset,
-        })
+        rows.append(
+            {
+                "model": model,
+                "steps": steps,
+                "corum_mean": s["mean"],
+                "corum_std": s["std"],
+                "corum_ci_low": s["ci_low"],
+                "corum_ci_high": s["ci_high"],
+                "n_seeds": s["n"],
+                "train_cpu_min_this_run": sum(b["cpu"]) / len(b["cpu"]) / 60,
+                "train_min": sum(b["wall"]) / len(b["wall"]) / 60 if b["wall"] else 0.0,
+                "well_shortcut_rate": sum(b["shortcut"]) / len(b["shortcut"])
+                if b["shortcut"]
+                else None,
+                "effective_rank": sum(b["rank"]) / len(b["rank"]) if b["rank"] else None,
+                "provenance": "measured, synthetic",
+                "dataset": dataset,
+            }
+        )
     return rows
 
 
@@ -103,36 +115,71 @@ def plot(rows: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = {"cwa-msn": "#d62728", "single-well-msn": "#1f77b4", "infonce-cross": "#2ca02c"}
     for k, (model, color) in enumerate(colors.items()):
-        pts = sorted((r for r in rows if r["model"] == model and r["steps"]), key=lambda r: r["steps"])
+        pts = sorted(
+            (r for r in rows if r["model"] == model and r["steps"]), key=lambda r: r["steps"]
+        )
         if not pts:
             continue
         x = [r["steps"] + (k - 1) * 70 for r in pts]  # dodged so the error bars do not overlap
         y = [r["corum_mean"] for r in pts]
-        err = [0 if math.isnan(r["corum_ci_high"]) else r["corum_ci_high"] - r["corum_mean"] for r in pts]
+        err = [
+            0 if math.isnan(r["corum_ci_high"]) else r["corum_ci_high"] - r["corum_mean"]
+            for r in pts
+        ]
         ax.errorbar(x, y, yerr=err, marker="o", color=color, capsize=3, label=model)
         for r, xi, yi in zip(pts, x, y, strict=True):
-            ax.annotate(f"n={r['n_seeds']}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=color)
-    styles = {"random": ("untrained ViT-S/16 (random)", ":"), "pixel-stats": ("pixel statistics", "--"),
-              "oracle": ("oracle (true phenotype)", "-"), "nuisance-only": ("nuisance only", "-.")}
+            ax.annotate(
+                f"n={r['n_seeds']}",
+                (xi, yi),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+                color=color,
+            )
+    styles = {
+        "random": ("untrained ViT-S/16 (random)", ":"),
+        "pixel-stats": ("pixel statistics", "--"),
+        "oracle": ("oracle (true phenotype)", "-"),
+        "nuisance-only": ("nuisance only", "-."),
+    }
     untrained_drawn = False
     for r in rows:
         if r["steps"] == 0 and not untrained_drawn:
             untrained_drawn = True
-            ax.axhline(r["corum_mean"], color="black", ls=":", lw=1.2,
-                       label=f"same ViT untrained (step 0): {r['corum_mean']:.3f}")
+            ax.axhline(
+                r["corum_mean"],
+                color="black",
+                ls=":",
+                lw=1.2,
+                label=f"same ViT untrained (step 0): {r['corum_mean']:.3f}",
+            )
             if not math.isnan(r["corum_ci_low"]):
-                ax.axhspan(r["corum_ci_low"], r["corum_ci_high"], color="0.85", zorder=0,
-                           label="its 95 % interval over seeds")
+                ax.axhspan(
+                    r["corum_ci_low"],
+                    r["corum_ci_high"],
+                    color="0.85",
+                    zorder=0,
+                    label="its 95 % interval over seeds",
+                )
         if r["model"] in styles:
             label, ls = styles[r["model"]]
-            ax.axhline(r["corum_mean"], color="gray", ls=ls, lw=1, label=f"{label}: {r['corum_mean']:.3f}")
+            ax.axhline(
+                r["corum_mean"], color="gray", ls=ls, lw=1, label=f"{label}: {r['corum_mean']:.3f}"
+            )
     ax.set_xlabel("training steps (batch 64 pairs)")
-    top = ax.secondary_xaxis("top", functions=(lambda st: st * SECONDS_PER_STEP / 60,
-                                               lambda mi: mi * 60 / SECONDS_PER_STEP))
-    top.set_xlabel(f"minutes on one free CPU core (measured {SECONDS_PER_STEP} s per step)", fontsize=8)
+    top = ax.secondary_xaxis(
+        "top",
+        functions=(lambda st: st * SECONDS_PER_STEP / 60, lambda mi: mi * 60 / SECONDS_PER_STEP),
+    )
+    top.set_xlabel(
+        f"minutes on one free CPU core (measured {SECONDS_PER_STEP} s per step)", fontsize=8
+    )
     ax.set_ylabel("CORUM recall at (0.05, 0.95)")
-    ax.set_title("Budget curve on the synthetic RxRx3-core screen (measured, synthetic)\n"
-                 "mean and 95 % t-interval over seeds (≥ 3 seeds; none where fewer); step 0 = same network untrained", fontsize=9)
+    ax.set_title(
+        "Budget curve on the synthetic RxRx3-core screen (measured, synthetic)\n"
+        "mean and 95 % t-interval over seeds (≥ 3 seeds; none where fewer); step 0 = same network untrained",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="center right")
     ax.set_xlim(left=0)
     ax.margins(x=0.04)
@@ -148,7 +195,9 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 150, 600, 1200])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
@@ -156,7 +205,9 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=20)
     parser.add_argument("--out", default="leaderboard/budget_curve")
     parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--skip-references", action="store_true", help="another process scores them")
+    parser.add_argument(
+        "--skip-references", action="store_true", help="another process scores them"
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -170,8 +221,14 @@ def main() -> None:
             for steps in args.steps:
                 # step 0 is the untrained network, identical for every model: score it once
                 for model in args.models[:1] if steps == 0 else args.models:
-                    run_pipeline(model, preset=args.preset, seed=seed, steps=steps,
-                                 eval_seeds=args.eval_seeds, progress=False)
+                    run_pipeline(
+                        model,
+                        preset=args.preset,
+                        seed=seed,
+                        steps=steps,
+                        eval_seeds=args.eval_seeds,
+                        progress=False,
+                    )
                     print(f"done {model} steps={steps} seed={seed}", flush=True)
     rows = collect(args.preset, dataset)
     plot(rows, Path(args.out))

@@ -34,9 +34,13 @@ import numpy as np
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "msn quick (no focal views)": ("single-well-msn", {}),
     "msn quick + former focal views (4 x 16 px = 4 tokens, masked)": (
-        "single-well-msn", {"n_focal_views": 4, "focal_size": 16, "mask_focal": True}),
+        "single-well-msn",
+        {"n_focal_views": 4, "focal_size": 16, "mask_focal": True},
+    ),
     "msn quick + 4 focal views of 32 px (16 tokens, unmasked)": (
-        "single-well-msn", {"n_focal_views": 4, "focal_size": 32}),
+        "single-well-msn",
+        {"n_focal_views": 4, "focal_size": 32},
+    ),
     "infonce quick": ("infonce-single", {}),
 }
 
@@ -54,24 +58,41 @@ class DigitsDataset:
         if canvas < size:
             raise ValueError("canvas must be at least the digit size")
         digits = load_digits().images.astype(np.float32)[:n]  # (N, 8, 8), values 0..16
-        up = F.interpolate(torch.from_numpy(digits)[:, None], size=(size, size), mode="bilinear",
-                           align_corners=False).numpy()
+        up = F.interpolate(
+            torch.from_numpy(digits)[:, None],
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+        ).numpy()
         images = np.zeros((len(digits), 1, canvas, canvas), dtype=np.uint8)
         off = (canvas - size) // 2
-        images[:, :, off:off + size, off:off + size] = np.clip(up * (255 / 16), 0, 255).round()
+        images[:, :, off : off + size, off : off + size] = np.clip(up * (255 / 16), 0, 255).round()
         self.name = "digits"
         self.channels = ("DNA",)
         self._images = images
         count = len(images)
         ids = [f"d{i:04d}" for i in range(count)]
         self.wells = pl.DataFrame(
-            {"well_id": ids, "batch": ["b0"] * count, "plate": ["p0"] * count, "well": ids,
-             "perturbation": ids, "perturbation_type": ["CRISPR"] * count,
-             "concentration": [None] * count, "is_control": [False] * count},
+            {
+                "well_id": ids,
+                "batch": ["b0"] * count,
+                "plate": ["p0"] * count,
+                "well": ids,
+                "perturbation": ids,
+                "perturbation_type": ["CRISPR"] * count,
+                "concentration": [None] * count,
+                "is_control": [False] * count,
+            },
             schema_overrides={"concentration": pl.Float64},
         )
-        self.sites = pl.DataFrame({"site_id": ids, "well_id": ids, "site": [0] * count,
-                                   "well_index": np.arange(count, dtype=np.int64)})
+        self.sites = pl.DataFrame(
+            {
+                "site_id": ids,
+                "well_id": ids,
+                "site": [0] * count,
+                "well_index": np.arange(count, dtype=np.int64),
+            }
+        )
 
     def read_sites(self, indices) -> np.ndarray:
         return self._images[np.asarray(indices)]
@@ -80,8 +101,9 @@ class DigitsDataset:
         return self._images
 
 
-def crop_pair_probe(dataset: DigitsDataset, crop_size: int, n_images: int = 640, batch: int = 64,
-                    seed: int = 0):
+def crop_pair_probe(
+    dataset: DigitsDataset, crop_size: int, n_images: int = 640, batch: int = 64, seed: int = 0
+):
     """A ``recall_probe`` for :func:`cellbench.train.loop.train`: ``method -> {"crop_pair_id"}``
     (two fixed random crops of ``n_images`` fixed images; mean identification over batches)."""
     import torch
@@ -99,17 +121,25 @@ def crop_pair_probe(dataset: DigitsDataset, crop_size: int, n_images: int = 640,
     def probe(method) -> dict[str, float]:
         scores = []
         for start in range(0, n_images - batch + 1, batch):
-            ea = method.embed_tokens(a[start:start + batch])
-            eb = method.embed_tokens(b[start:start + batch])
+            ea = method.embed_tokens(a[start : start + batch])
+            eb = method.embed_tokens(b[start : start + batch])
             scores.append(pair_identification(ea, eb))
         return {"crop_pair_id": float(np.mean(scores))}
 
     return probe
 
 
-def run(model: str = "single-well-msn", overrides: dict[str, Any] | None = None, *,
-        steps: int = 600, eval_every: int = 50, seed: int = 0, preset: str = "quick",
-        dataset: DigitsDataset | None = None, n_eval: int = 640) -> list[dict[str, float]]:
+def run(
+    model: str = "single-well-msn",
+    overrides: dict[str, Any] | None = None,
+    *,
+    steps: int = 600,
+    eval_every: int = 50,
+    seed: int = 0,
+    preset: str = "quick",
+    dataset: DigitsDataset | None = None,
+    n_eval: int = 640,
+) -> list[dict[str, float]]:
     """Train ``model`` on the digits with ``preset`` (and the method's CPU defaults, as
     ``cellbench train`` does) plus ``overrides`` for ``steps`` steps; return the curve: one dict
     per evaluation (step 0 = untrained) with ``crop_pair_id`` and, for MSN, ``ce_over_log_k``
@@ -121,15 +151,31 @@ def run(model: str = "single-well-msn", overrides: dict[str, Any] | None = None,
     from cellbench.train.presets import resolve
 
     dataset = dataset or DigitsDataset()
-    config = resolve(preset, {**method_defaults(model, preset), "max_steps": steps,
-                              "health_every": eval_every, "checkpoint_every": steps + 1,
-                              "log_every": min(10, eval_every), **(overrides or {})})
+    config = resolve(
+        preset,
+        {
+            **method_defaults(model, preset),
+            "max_steps": steps,
+            "health_every": eval_every,
+            "checkpoint_every": steps + 1,
+            "log_every": min(10, eval_every),
+            **(overrides or {}),
+        },
+    )
     probe = crop_pair_probe(dataset, config.crop_size, n_images=n_eval, seed=seed)
     threads = torch.get_num_threads()
     try:
         with tempfile.TemporaryDirectory(prefix="digits_check_") as out:
-            result = train(model, dataset, config, seed=seed, out_dir=out, progress=False,
-                           health=False, recall_probe=probe)
+            result = train(
+                model,
+                dataset,
+                config,
+                seed=seed,
+                out_dir=out,
+                progress=False,
+                health=False,
+                recall_probe=probe,
+            )
     finally:
         torch.set_num_threads(threads)
     history = result.log["history"]
@@ -150,8 +196,14 @@ def format_curve(name: str, curve: list[dict[str, float]]) -> str:
     cols = [c for c in cols if any(c in r for r in curve)]
     lines = [name, "  ".join(f"{c:>13s}" for c in cols)]
     for r in curve:
-        lines.append("  ".join(f"{r[c]:13.3f}" if c in r and c != "step" else
-                               (f"{int(r[c]):13d}" if c in r else f"{'-':>13s}") for c in cols))
+        lines.append(
+            "  ".join(
+                f"{r[c]:13.3f}"
+                if c in r and c != "step"
+                else (f"{int(r[c]):13d}" if c in r else f"{'-':>13s}")
+                for c in cols
+            )
+        )
     return "\n".join(lines)
 
 
@@ -165,8 +217,14 @@ def main() -> None:
     dataset = DigitsDataset()
     for name in args.variants:
         model, overrides = VARIANTS[name]
-        curve = run(model, overrides, steps=args.steps, eval_every=args.eval_every,
-                    seed=args.seed, dataset=dataset)
+        curve = run(
+            model,
+            overrides,
+            steps=args.steps,
+            eval_every=args.eval_every,
+            seed=args.seed,
+            dataset=dataset,
+        )
         print(format_curve(f"{name} ({model}, overrides {overrides})", curve), flush=True)
 
 

@@ -35,8 +35,11 @@ VARIANTS: dict[str, dict] = {
     "lr 1e-4": {"lr": 1e-4},
     "EMA from 0.99": {"ema_start": 0.99},
     "no focal views": {"n_focal_views": 0},
-    "4 masked focal views of 16 px (4 tokens each)": {"n_focal_views": 4, "focal_size": 16,
-                                                      "mask_focal": True},
+    "4 masked focal views of 16 px (4 tokens each)": {
+        "n_focal_views": 4,
+        "focal_size": 16,
+        "mask_focal": True,
+    },
     "patch 4": {"patch_size": 4},
 }
 
@@ -55,8 +58,10 @@ def preset_config(steps: int | None = None, overrides: dict | None = None):
     extra: dict = {}
     if steps is not None and steps != base.max_steps:
         warm = base.warmup_steps or 0
-        extra = {"max_steps": steps,
-                 "warmup_steps": int(round(warm * steps / get_preset(PRESET).max_steps))}
+        extra = {
+            "max_steps": steps,
+            "warmup_steps": int(round(warm * steps / get_preset(PRESET).max_steps)),
+        }
     return resolve(base, {**extra, **(overrides or {})})
 
 
@@ -95,10 +100,16 @@ def initial_crop_agreement(dataset, batches: int = 20) -> dict[str, float]:
     for step in range(batches):
         gen = torch.Generator().manual_seed(step)
         sites = standardize(torch.as_tensor(sampler.batch_at(step).anchor))
-        a, b = random_crops(sites, config.crop_size, gen), random_crops(sites, config.crop_size, gen)
+        a, b = (
+            random_crops(sites, config.crop_size, gen),
+            random_crops(sites, config.crop_size, gen),
+        )
         with torch.no_grad():
             scores["untrained CLS token"].append(
-                pair_identification(tokens(method.backbone, a)[:, 0], tokens(method.backbone, b)[:, 0]))
+                pair_identification(
+                    tokens(method.backbone, a)[:, 0], tokens(method.backbone, b)[:, 0]
+                )
+            )
         scores["pixel statistics"].append(pair_identification(pixel.embed(a), pixel.embed(b)))
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
@@ -120,30 +131,48 @@ def main() -> None:
 
     dataset = load_dataset("synthetic-bray", size=args.size, seed=0)
     start = initial_crop_agreement(dataset)
-    print("two crops of one site at initialisation:", json.dumps({k: round(v, 3) for k, v in start.items()}))
+    print(
+        "two crops of one site at initialisation:",
+        json.dumps({k: round(v, 3) for k, v in start.items()}),
+    )
     _same_site_pairs()
     rows = []
     for name in args.variants:
         config = preset_config(args.steps, VARIANTS[name])
-        config = dataclasses.replace(config, log_every=min(10, config.max_steps),
-                                     health_every=config.max_steps)
+        config = dataclasses.replace(
+            config, log_every=min(10, config.max_steps), health_every=config.max_steps
+        )
         slug = "".join(c if c.isalnum() else "-" for c in name)
-        result = train(MODEL, dataset, config, seed=0, out_dir=f"{args.root}/{slug}",
-                       progress=False)
+        result = train(
+            MODEL, dataset, config, seed=0, out_dir=f"{args.root}/{slug}", progress=False
+        )
         last = result.log["history"][-5:]  # the last 5 logged steps
 
         def mean(key: str, last=last) -> float:
             return sum(h[key] for h in last) / len(last)
 
-        rows.append({"variant": name, "overrides": json.dumps(VARIANTS[name]), "steps": config.max_steps,
-                     "lr": config.lr, "warmup_steps": config.warmup_steps,
-                     "ce_over_log_k": round(mean("ce_over_log_k"), 4), "me_max": round(mean("me_max"), 4),
-                     "target_max_prob": round(mean("target_max_prob"), 4),
-                     "init_crop_id_cls": round(start["untrained CLS token"], 4),
-                     "init_crop_id_pixel_stats": round(start["pixel statistics"], 4), "chance": round(1 / 64, 4),
-                     "pairs": "two crops of the same site", "provenance": "measured, synthetic"})
-        print(f"{name:42s} CE/logK {rows[-1]['ce_over_log_k']:.3f}  me-max {rows[-1]['me_max']:.3f}  "
-              f"top target prob {rows[-1]['target_max_prob']:.3f}", flush=True)
+        rows.append(
+            {
+                "variant": name,
+                "overrides": json.dumps(VARIANTS[name]),
+                "steps": config.max_steps,
+                "lr": config.lr,
+                "warmup_steps": config.warmup_steps,
+                "ce_over_log_k": round(mean("ce_over_log_k"), 4),
+                "me_max": round(mean("me_max"), 4),
+                "target_max_prob": round(mean("target_max_prob"), 4),
+                "init_crop_id_cls": round(start["untrained CLS token"], 4),
+                "init_crop_id_pixel_stats": round(start["pixel statistics"], 4),
+                "chance": round(1 / 64, 4),
+                "pairs": "two crops of the same site",
+                "provenance": "measured, synthetic",
+            }
+        )
+        print(
+            f"{name:42s} CE/logK {rows[-1]['ce_over_log_k']:.3f}  me-max {rows[-1]['me_max']:.3f}  "
+            f"top target prob {rows[-1]['target_max_prob']:.3f}",
+            flush=True,
+        )
         write_csv_atomic(pl.DataFrame(rows), args.out)
 
 

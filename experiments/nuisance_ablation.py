@@ -36,9 +36,17 @@ from pair_signal import mean_interval
 BATCH = 64
 
 PER_WELL = ("illumination", "gamma", "blur", "density", "photons")
-VARIANTS = ("as simulated", *PER_WELL, "all per-well terms", "vignette+pattern+bleed",
-            "batch morphology shift", "gain (all levels)", "gamma (all levels)",
-            "batch- and plate-level terms", "none")
+VARIANTS = (
+    "as simulated",
+    *PER_WELL,
+    "all per-well terms",
+    "vignette+pattern+bleed",
+    "batch morphology shift",
+    "gain (all levels)",
+    "gamma (all levels)",
+    "batch- and plate-level terms",
+    "none",
+)
 
 
 def _group_mean(values, groups, log: bool = False):
@@ -62,15 +70,21 @@ def neutralise(nuis: dict, variant: str) -> dict:
         "gamma": lambda: n.update(gamma=_group_mean(n["gamma"], batch, log=True)),
         "blur": lambda: n.update(blur=_group_mean(n["blur"], plate, log=True)),
         "density": lambda: n.update(density=_group_mean(n["density"], plate, log=True)),
-        "photons": lambda: n.update(photons=_group_mean(n["photons"], batch, log=True),
-                                    read_noise=_group_mean(n["read_noise"], batch)),
-        "vignette+pattern+bleed": lambda: n.update(vignette=np.zeros_like(n["vignette"]),
-                                                   pattern_amp=np.zeros_like(n["pattern_amp"]),
-                                                   bleed=np.zeros_like(n["bleed"])),
+        "photons": lambda: n.update(
+            photons=_group_mean(n["photons"], batch, log=True),
+            read_noise=_group_mean(n["read_noise"], batch),
+        ),
+        "vignette+pattern+bleed": lambda: n.update(
+            vignette=np.zeros_like(n["vignette"]),
+            pattern_amp=np.zeros_like(n["pattern_amp"]),
+            bleed=np.zeros_like(n["bleed"]),
+        ),
         "batch morphology shift": lambda: n.update(batch_shift=np.zeros_like(n["batch_shift"])),
         "gain (all levels)": lambda: n.update(gain=np.ones_like(n["gain"])),
         "gamma (all levels)": lambda: n.update(gamma=np.ones_like(n["gamma"])),
-        "plate density": lambda: n.update(density=n["density"] / _group_mean(n["density"], plate, log=True)),
+        "plate density": lambda: n.update(
+            density=n["density"] / _group_mean(n["density"], plate, log=True)
+        ),
     }
     if variant == "as simulated":
         return n
@@ -83,8 +97,11 @@ def neutralise(nuis: dict, variant: str) -> dict:
             terms[term]()
         gain_well = n["gain"] / _group_mean(n["gain"], plate, log=True)
         gamma_well = n["gamma"] / _group_mean(n["gamma"], batch, log=True)
-        n.update(gain=gain_well, gamma=gamma_well,
-                 photons=n["photons"] / _group_mean(n["photons"], batch, log=True) * 400.0)
+        n.update(
+            gain=gain_well,
+            gamma=gamma_well,
+            photons=n["photons"] / _group_mean(n["photons"], batch, log=True) * 400.0,
+        )
         return n
     if variant == "none":
         for name, term in terms.items():
@@ -126,20 +143,29 @@ def _linear_readout(features, latent):
     return cross_val_predict(model, features, latent, cv=5)
 
 
-def score_variant(screen, variant: str, batches: int, seed: int = 0,
-                  standardise: bool = True) -> list[dict]:
+def score_variant(
+    screen, variant: str, batches: int, seed: int = 0, standardise: bool = True
+) -> list[dict]:
     import numpy as np
 
     from cellbench.data.synthetic.simulate import Screen
     from cellbench.encoders.baselines import PixelStatsEncoder
     from cellbench.metrics.health import pair_identification
 
-    variant_screen = Screen(screen.config, screen.layout, screen.latent,
-                            neutralise(screen.nuisance, variant), screen.site_well, screen.site_number)
+    variant_screen = Screen(
+        screen.config,
+        screen.layout,
+        screen.latent,
+        neutralise(screen.nuisance, variant),
+        screen.site_well,
+        screen.site_number,
+    )
     images = variant_screen.render_all()
     pixel = PixelStatsEncoder(tuple(screen.config.channels))
-    site_feats = {"one 32 px view": _features(images, pixel, 32, seed, standardise),
-                  "whole 64 px site": _features(images, pixel, None, seed, standardise)}
+    site_feats = {
+        "one 32 px view": _features(images, pixel, 32, seed, standardise),
+        "whole 64 px site": _features(images, pixel, None, seed, standardise),
+    }
     n_wells = screen.layout.height
     well_sum = np.zeros((n_wells, site_feats["whole 64 px site"].shape[1]))
     np.add.at(well_sum, screen.site_well, site_feats["whole 64 px site"])
@@ -164,24 +190,37 @@ def score_variant(screen, variant: str, batches: int, seed: int = 0,
             t = feats[[rng.choice(sites_of[w]) for w in pairs[:, 1]]]
             results.setdefault(name, []).append(pair_identification(a, t))
         results.setdefault("well mean of all sites", []).append(
-            pair_identification(well_mean[pairs[:, 0]], well_mean[pairs[:, 1]]))
+            pair_identification(well_mean[pairs[:, 0]], well_mean[pairs[:, 1]])
+        )
         results.setdefault("well mean, linear readout of the latent", []).append(
-            pair_identification(readout[pairs[:, 0]], readout[pairs[:, 1]]))
+            pair_identification(readout[pairs[:, 0]], readout[pairs[:, 1]])
+        )
         results.setdefault("oracle (true latent)", []).append(
-            pair_identification(screen.latent[pairs[:, 0]], screen.latent[pairs[:, 1]]))
+            pair_identification(screen.latent[pairs[:, 0]], screen.latent[pairs[:, 1]])
+        )
     rows = []
     for features, values in results.items():
         mean, half = mean_interval(values)
-        rows.append({"screen": f"{screen.config.name}-{screen.config.size}",
-                     "cell_scale": screen.config.cell_scale, "standardised": standardise,
-                     "removed": variant,
-                     "features": features, "accuracy": round(mean, 4),
-                     "ci_low": round(mean - half, 4), "ci_high": round(mean + half, 4),
-                     "chance": round(1 / BATCH, 4), "batches": len(values),
-                     "simulator_version": screen.config.version,
-                     "provenance": "measured, synthetic"})
-        print(f"scale {screen.config.cell_scale:g}  {variant:30s} {features:40s} {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]",
-              flush=True)
+        rows.append(
+            {
+                "screen": f"{screen.config.name}-{screen.config.size}",
+                "cell_scale": screen.config.cell_scale,
+                "standardised": standardise,
+                "removed": variant,
+                "features": features,
+                "accuracy": round(mean, 4),
+                "ci_low": round(mean - half, 4),
+                "ci_high": round(mean + half, 4),
+                "chance": round(1 / BATCH, 4),
+                "batches": len(values),
+                "simulator_version": screen.config.version,
+                "provenance": "measured, synthetic",
+            }
+        )
+        print(
+            f"scale {screen.config.cell_scale:g}  {variant:30s} {features:40s} {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]",
+            flush=True,
+        )
     return rows
 
 
@@ -190,11 +229,17 @@ def main() -> None:
     parser.add_argument("--screen", default="synthetic-bray:quick", help="NAME:SIZE")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--batches", type=int, default=50)
-    parser.add_argument("--denser", action="store_true",
-                        help="also render the screen with cells at half the size (4x the cells per "
-                             "site), as simulated and with no technical variation")
-    parser.add_argument("--raw", action="store_true",
-                        help="score raw intensities instead of per-image standardised ones")
+    parser.add_argument(
+        "--denser",
+        action="store_true",
+        help="also render the screen with cells at half the size (4x the cells per "
+        "site), as simulated and with no technical variation",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="score raw intensities instead of per-image standardised ones",
+    )
     parser.add_argument("--out", default="leaderboard/nuisance_ablation.csv")
     args = parser.parse_args()
 
@@ -210,7 +255,12 @@ def main() -> None:
     config = make_config(name, size, seed=0)
     runs = [(config, args.variants)]
     if args.denser:
-        runs.append((dataclasses.replace(config, cell_scale=config.cell_scale / 2), ["as simulated", "none"]))
+        runs.append(
+            (
+                dataclasses.replace(config, cell_scale=config.cell_scale / 2),
+                ["as simulated", "none"],
+            )
+        )
     rows = []
     for cfg, variants in runs:
         screen = simulate(cfg)

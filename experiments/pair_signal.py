@@ -57,8 +57,12 @@ def _pixel_well_means(dataset, pixel):
     from cellbench.train.views import standardize
 
     images = dataset.load_all()
-    feats = np.concatenate([pixel.embed(standardize(torch.as_tensor(images[i : i + 512]))).numpy()
-                            for i in range(0, len(images), 512)])
+    feats = np.concatenate(
+        [
+            pixel.embed(standardize(torch.as_tensor(images[i : i + 512]))).numpy()
+            for i in range(0, len(images), 512)
+        ]
+    )
     site_well = dataset.sites["well_index"].to_numpy()
     n = dataset.wells.height
     sums = np.zeros((n, feats.shape[1]))
@@ -91,9 +95,13 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
             for name, feats in truth.items():
                 if cross:  # single-well pairs share the well: its ground truth is identical
                     results.setdefault((name, None), []).append(
-                        pair_identification(feats[anchor_well], feats[target_well]))
+                        pair_identification(feats[anchor_well], feats[target_well])
+                    )
             batch = sampler.batch_at(step)
-            anchor, target = standardize(torch.as_tensor(batch.anchor)), standardize(torch.as_tensor(batch.target))
+            anchor, target = (
+                standardize(torch.as_tensor(batch.anchor)),
+                standardize(torch.as_tensor(batch.target)),
+            )
             gen = torch.Generator().manual_seed(step)
             for size in sizes:
                 if size > side:
@@ -103,26 +111,41 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
                 results.setdefault(("pixel-stats", size), []).append(pair_identification(fa, ft))
         for (features, size), values in results.items():
             mean, half = mean_interval(values)
-            rows.append({
-                "screen": screen, "pairing": pairing, "features": features,
-                "view_px": str(size) if size is not None else "well",
-                "site_px": side, "accuracy": round(mean, 4), "ci_low": round(mean - half, 4),
-                "ci_high": round(mean + half, 4), "chance": round(1 / BATCH, 4), "batches": len(values),
-                "provenance": "measured, synthetic" if getattr(dataset, "synthetic", False) else "measured, real",
-            })
-            print(f"{screen:28s} {pairing:11s} {features:13s} {str(size or 'well'):>5s}  {mean:.3f}",
-                  flush=True)
+            rows.append(
+                {
+                    "screen": screen,
+                    "pairing": pairing,
+                    "features": features,
+                    "view_px": str(size) if size is not None else "well",
+                    "site_px": side,
+                    "accuracy": round(mean, 4),
+                    "ci_low": round(mean - half, 4),
+                    "ci_high": round(mean + half, 4),
+                    "chance": round(1 / BATCH, 4),
+                    "batches": len(values),
+                    "provenance": "measured, synthetic"
+                    if getattr(dataset, "synthetic", False)
+                    else "measured, real",
+                }
+            )
+            print(
+                f"{screen:28s} {pairing:11s} {features:13s} {str(size or 'well'):>5s}  {mean:.3f}",
+                flush=True,
+            )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--screens", nargs="+",
-                        default=["synthetic-bray:quick", "synthetic-rxrx3-core:quick"],
-                        help="NAME:SIZE of synthetic screens (generated if missing), or NAME@DIR "
-                             "of real data (e.g. rxrx3-core@/data/rxrx3_core, bray@/data/bray): "
-                             "the same numbers on real images calibrate the simulator without "
-                             "reference to any model")
+    parser.add_argument(
+        "--screens",
+        nargs="+",
+        default=["synthetic-bray:quick", "synthetic-rxrx3-core:quick"],
+        help="NAME:SIZE of synthetic screens (generated if missing), or NAME@DIR "
+        "of real data (e.g. rxrx3-core@/data/rxrx3_core, bray@/data/bray): "
+        "the same numbers on real images calibrate the simulator without "
+        "reference to any model",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--out", default="leaderboard/pair_signal.csv")

@@ -31,8 +31,14 @@ def _score(encoder, dataset, work: Path) -> float:
     path = embed_dataset(encoder, dataset, work, progress=False)
     table = pl.read_parquet(path)
     feats = table.select(pl.exclude("well_id")).to_numpy().astype("float32")
-    out = evaluate_arrays(table["well_id"].to_list(), feats, dataset.wells, seeds=1,
-                          tasks=("gene_gene",), sources=("CORUM",))
+    out = evaluate_arrays(
+        table["well_id"].to_list(),
+        feats,
+        dataset.wells,
+        seeds=1,
+        tasks=("gene_gene",),
+        sources=("CORUM",),
+    )
     return float(out["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"])
 
 
@@ -50,20 +56,30 @@ def probes(channels, checkpoints: dict[str, str], seed: int):
     yield "pixel-stats, whole 64 px site", lambda: registry.create("pixel-stats", channels=channels)
     yield "pixel-stats, 32 px tiles averaged", pixel_tiles
     for pooling in ("cls", "mean"):
-        yield (f"untrained ViT-S/16 (random), {pooling}",
-               lambda p=pooling: registry.create("random", channels=channels, seed=seed, pooling=p))
-        yield (f"untrained quick ViT, {pooling}",
-               lambda p=pooling: create_encoder("cwa-msn", channels=tuple(channels), pooling=p))
+        yield (
+            f"untrained ViT-S/16 (random), {pooling}",
+            lambda p=pooling: registry.create("random", channels=channels, seed=seed, pooling=p),
+        )
+        yield (
+            f"untrained quick ViT, {pooling}",
+            lambda p=pooling: create_encoder("cwa-msn", channels=tuple(channels), pooling=p),
+        )
         for name, path in checkpoints.items():
             model = name.split(":")[0]
-            yield (f"{name}, {pooling}",
-                   lambda m=model, c=path, p=pooling: create_encoder(m, c, pooling=p))
+            yield (
+                f"{name}, {pooling}",
+                lambda m=model, c=path, p=pooling: create_encoder(m, c, pooling=p),
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", nargs="*", default=[],
-                        help="MODEL[:label]=PATH of a model.pt (e.g. infonce-cross:600=runs/.../model.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        nargs="*",
+        default=[],
+        help="MODEL[:label]=PATH of a model.pt (e.g. infonce-cross:600=runs/.../model.pt)",
+    )
     parser.add_argument("--out", default="leaderboard/readout_diagnostics.csv")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -81,9 +97,15 @@ def main() -> None:
             t0 = time.perf_counter()
             torch.manual_seed(args.seed)
             recall = _score(factory(), dataset, Path(tmp) / str(i))
-            rows.append({"probe": name, "corum_recall": round(recall, 4),
-                         "seconds": round(time.perf_counter() - t0, 1),
-                         "provenance": "measured, synthetic", "dataset": "synthetic-rxrx3-core-quick"})
+            rows.append(
+                {
+                    "probe": name,
+                    "corum_recall": round(recall, 4),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "provenance": "measured, synthetic",
+                    "dataset": "synthetic-rxrx3-core-quick",
+                }
+            )
             print(f"{recall:.3f}  {name}", flush=True)
     import polars as pl
 

@@ -69,8 +69,9 @@ def corum(encoder, dataset, out: Path) -> float:
     path = embed_dataset(encoder, dataset, out, progress=False)
     table = pl.read_parquet(path)
     features = table.select(pl.exclude("well_id")).to_numpy().astype("float32")
-    scores = evaluate_arrays(table["well_id"].to_list(), features, dataset.wells, seeds=100,
-                             tasks=("gene_gene",))
+    scores = evaluate_arrays(
+        table["well_id"].to_list(), features, dataset.wells, seeds=100, tasks=("gene_gene",)
+    )
     return float(scores["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"])
 
 
@@ -97,9 +98,17 @@ def main() -> None:
     rows = []
 
     def record(model: str, steps: int | None, seed: int | None, value: float) -> None:
-        rows.append({"screen": f"synthetic-rxrx3-core-quick{TAG}", "simulator_version": version,
-                     "model": model, "steps": steps, "seed": seed, "corum": round(value, 4),
-                     "provenance": "measured, synthetic diagnostic screen"})
+        rows.append(
+            {
+                "screen": f"synthetic-rxrx3-core-quick{TAG}",
+                "simulator_version": version,
+                "model": model,
+                "steps": steps,
+                "seed": seed,
+                "corum": round(value, 4),
+                "provenance": "measured, synthetic diagnostic screen",
+            }
+        )
         print(f"{model:16s} steps={steps!s:5s} seed={seed!s:4s} CORUM {value:.3f}", flush=True)
         write_csv_atomic(pl.DataFrame(rows, infer_schema_length=None), args.out)
 
@@ -110,9 +119,16 @@ def main() -> None:
         for steps in (0, args.steps):
             for model in args.models if steps else args.models[:1]:  # one untrained network
                 run = root / "runs" / f"{model}-steps{steps}-seed{seed}"
-                ckpt = train_model(model, train_ds, preset="quick", seed=seed, out_dir=run, resume=True,
-                                   overrides={"max_steps": steps, "warmup_steps": steps // 10},
-                                   progress=False)
+                ckpt = train_model(
+                    model,
+                    train_ds,
+                    preset="quick",
+                    seed=seed,
+                    out_dir=run,
+                    resume=True,
+                    overrides={"max_steps": steps, "warmup_steps": steps // 10},
+                    progress=False,
+                )
                 enc = create_encoder(model, ckpt)  # infonce-single is trained, not registered
                 label = model if steps else "untrained quick ViT"
                 record(label, steps, seed, corum(enc, eval_ds, run / "emb"))

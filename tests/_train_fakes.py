@@ -16,22 +16,43 @@ import polars as pl
 
 
 class FakeDataset:
-    def __init__(self, n_pert=6, wells_per_pert=3, sites=2, size=24, channels=("DNA", "ER", "RNA"), seed=0):
+    def __init__(
+        self, n_pert=6, wells_per_pert=3, sites=2, size=24, channels=("DNA", "ER", "RNA"), seed=0
+    ):
         rng = np.random.default_rng(seed)
         self.channels = tuple(channels)
         c = len(channels)
         yy, xx = np.mgrid[0:size, 0:size] / size
-        pert_pat = np.stack([
-            np.stack([np.sin(2 * np.pi * (rng.integers(1, 4) * xx + rng.integers(0, 3) * yy) + rng.uniform(0, 6))
-                      for _ in range(c)]) for _ in range(n_pert)
-        ])
+        pert_pat = np.stack(
+            [
+                np.stack(
+                    [
+                        np.sin(
+                            2 * np.pi * (rng.integers(1, 4) * xx + rng.integers(0, 3) * yy)
+                            + rng.uniform(0, 6)
+                        )
+                        for _ in range(c)
+                    ]
+                )
+                for _ in range(n_pert)
+            ]
+        )
         well_rows, site_rows, images = [], [], []
         for p in range(n_pert):
             for w in range(wells_per_pert):
                 wid = f"b0_p{w}_{p:02d}"
-                well_rows.append({"well_id": wid, "batch": "b0", "plate": f"p{w}", "well": f"A{p:02d}",
-                                  "perturbation": f"gene{p}", "perturbation_type": "CRISPR",
-                                  "concentration": None, "is_control": False})
+                well_rows.append(
+                    {
+                        "well_id": wid,
+                        "batch": "b0",
+                        "plate": f"p{w}",
+                        "well": f"A{p:02d}",
+                        "perturbation": f"gene{p}",
+                        "perturbation_type": "CRISPR",
+                        "concentration": None,
+                        "is_control": False,
+                    }
+                )
                 offset = rng.normal(0, 0.3, (c, 1, 1))
                 for s in range(sites):
                     site_rows.append({"site_id": f"{wid}_s{s}", "well_id": wid, "site": s})
@@ -86,7 +107,8 @@ def fixed_batch(dataset: FakeDataset, batch_size: int = 8, cross_well: bool = Tr
 
     b = PairSampler(dataset, cross_well=cross_well, batch_size=batch_size, seed=seed).batch_at(0)
     return StepInputs(
-        anchor=torch.as_tensor(b.anchor), target=torch.as_tensor(b.target),
+        anchor=torch.as_tensor(b.anchor),
+        target=torch.as_tensor(b.target),
         perturbation=torch.as_tensor(b.perturbation_index),
         anchor_well=torch.as_tensor(b.anchor_well_index),
         target_well=torch.as_tensor(b.target_well_index),

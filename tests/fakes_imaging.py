@@ -41,7 +41,11 @@ class FakeDataset:
         )
         rows = [(f"{wid}_s{s}", wid, s) for wid in well_ids for s in range(sites_per_well)]
         self.sites = pl.DataFrame(
-            {"site_id": [r[0] for r in rows], "well_id": [r[1] for r in rows], "site": [r[2] for r in rows]},
+            {
+                "site_id": [r[0] for r in rows],
+                "well_id": [r[1] for r in rows],
+                "site": [r[2] for r in rows],
+            },
             schema={"site_id": pl.Utf8, "well_id": pl.Utf8, "site": pl.Int64},
         )
         rng = np.random.default_rng(seed)

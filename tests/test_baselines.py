@@ -30,17 +30,46 @@ def test_pixel_stats_match_numpy():
                 np.testing.assert_allclose(out[i, c, k], np.quantile(img, q), rtol=1e-4, atol=1e-6)
             grad = (np.abs(np.diff(img, axis=1)).mean() + np.abs(np.diff(img, axis=0)).mean()) / 2
             np.testing.assert_allclose(out[i, c, names.index("gradient")], grad, rtol=1e-4)
-            lap = img[:-2, 1:-1] + img[2:, 1:-1] + img[1:-1, :-2] + img[1:-1, 2:] - 4 * img[1:-1, 1:-1]
-            np.testing.assert_allclose(out[i, c, names.index("laplacian_std")], lap.std(), rtol=1e-4)
+            lap = (
+                img[:-2, 1:-1]
+                + img[2:, 1:-1]
+                + img[1:-1, :-2]
+                + img[1:-1, 2:]
+                - 4 * img[1:-1, 1:-1]
+            )
+            np.testing.assert_allclose(
+                out[i, c, names.index("laplacian_std")], lap.std(), rtol=1e-4
+            )
     assert enc.feature_names()[:2] == ["DNA_mean", "DNA_std"]
 
 
 def test_random_is_seeded_and_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
-    a = registry.create("random", channels=("DNA",), input_size=16, patch_size=8, seed=3, arch="vit_tiny_patch16_224")
+    a = registry.create(
+        "random",
+        channels=("DNA",),
+        input_size=16,
+        patch_size=8,
+        seed=3,
+        arch="vit_tiny_patch16_224",
+    )
     assert torch.equal(torch.random.get_rng_state(), state)
-    b = registry.create("random", channels=("DNA",), input_size=16, patch_size=8, seed=3, arch="vit_tiny_patch16_224")
-    c = registry.create("random", channels=("DNA",), input_size=16, patch_size=8, seed=4, arch="vit_tiny_patch16_224")
+    b = registry.create(
+        "random",
+        channels=("DNA",),
+        input_size=16,
+        patch_size=8,
+        seed=3,
+        arch="vit_tiny_patch16_224",
+    )
+    c = registry.create(
+        "random",
+        channels=("DNA",),
+        input_size=16,
+        patch_size=8,
+        seed=4,
+        arch="vit_tiny_patch16_224",
+    )
     x = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(a.embed(x), b.embed(x))
     assert not torch.allclose(a.embed(x), c.embed(x))
@@ -62,7 +91,9 @@ def stand_in_imagenet(tmp_path_factory):
 
 def test_vit_imagenet_adapts_the_first_layer_with_timm(stand_in_imagenet):
     path, rgb = stand_in_imagenet
-    enc = registry.create("vit-imagenet", checkpoint=path, channels=("DNA", "ER", "RNA", "AGP", "Mito"), input_size=32)
+    enc = registry.create(
+        "vit-imagenet", checkpoint=path, channels=("DNA", "ER", "RNA", "AGP", "Mito"), input_size=32
+    )
     w = enc.module.patch_embed.proj.weight
     assert w.shape == (384, 5, 16, 16)
     # timm's adapt_input_conv: the RGB kernels repeated over the channels, scaled by 3 / C
@@ -73,7 +104,9 @@ def test_vit_imagenet_adapts_the_first_layer_with_timm(stand_in_imagenet):
 
 def test_vit_imagenet_per_channel_concatenates_grey_embeddings(stand_in_imagenet):
     path, _ = stand_in_imagenet
-    enc = registry.create("vit-imagenet", checkpoint=path, channels=("DNA", "RNA"), mode="per-channel", input_size=32)
+    enc = registry.create(
+        "vit-imagenet", checkpoint=path, channels=("DNA", "RNA"), mode="per-channel", input_size=32
+    )
     assert enc.embed_dim == 768
     x = torch.randn(2, 2, 32, 32)
     out = enc.embed(x)

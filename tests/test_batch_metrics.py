@@ -19,10 +19,23 @@ def _screen(seed=0, n_batches=4, n_perts=30, n_ctrl=12, d=10, signal=0.0, batch_
             rows.append((f"w{b}_{p}", f"exp-{b}", "1", f"P{p}", f"gene{p}", "CRISPR", None, False))
             X.append(shift + signal * effects[p] + rng.normal(size=d))
         for c in range(n_ctrl):
-            rows.append((f"w{b}_c{c}", f"exp-{b}", "1", f"C{c}", "EMPTY_control", "CRISPR", None, True))
+            rows.append(
+                (f"w{b}_c{c}", f"exp-{b}", "1", f"C{c}", "EMPTY_control", "CRISPR", None, True)
+            )
             X.append(shift + rng.normal(size=d))
-    cols = ["well_id", "batch", "plate", "well", "perturbation", "perturbation_type", "concentration", "is_control"]
-    wells = pl.DataFrame(rows, schema=cols, orient="row").with_columns(pl.col("concentration").cast(pl.Float64))
+    cols = [
+        "well_id",
+        "batch",
+        "plate",
+        "well",
+        "perturbation",
+        "perturbation_type",
+        "concentration",
+        "is_control",
+    ]
+    wells = pl.DataFrame(rows, schema=cols, orient="row").with_columns(
+        pl.col("concentration").cast(pl.Float64)
+    )
     return wells, np.asarray(X)
 
 
@@ -38,12 +51,16 @@ def test_batch_is_predictable_before_alignment_and_not_after():
 
 def test_replicate_consistency_sees_shared_signal():
     wells, X = _screen(signal=3.0)
-    aligned = CenterScale().fit_transform(X, wells["batch"].to_numpy(), wells["is_control"].to_numpy())
+    aligned = CenterScale().fit_transform(
+        X, wells["batch"].to_numpy(), wells["is_control"].to_numpy()
+    )
     strong = replicate_consistency(aligned, wells)
     assert strong["n_perturbations"] == 30 and strong["replicate_consistency"] > 0.9
     assert strong["replicate_cosine_mean"] > strong["null_cosine_mean"] + 0.3
     wells, X = _screen(seed=1, signal=0.0)
-    aligned = CenterScale().fit_transform(X, wells["batch"].to_numpy(), wells["is_control"].to_numpy())
+    aligned = CenterScale().fit_transform(
+        X, wells["batch"].to_numpy(), wells["is_control"].to_numpy()
+    )
     none = replicate_consistency(aligned, wells)
     assert none["replicate_consistency"] < 0.3
 
@@ -64,7 +81,9 @@ def test_cross_fitted_predictability_is_not_pushed_below_chance():
         wells, X = _screen(seed=seed, batch_shift=3.0, n_ctrl=16)
         aligned = align_wells(X, wells, "centerscale")
         a = batch_diagnostics(aligned, wells)["batch_predictability"]
-        b = batch_diagnostics(aligned, wells, features=X, align="centerscale")["batch_predictability"]
+        b = batch_diagnostics(aligned, wells, features=X, align="centerscale")[
+            "batch_predictability"
+        ]
         assert a["fit"] == "in-sample" and b["fit"].startswith("cross-fitted")
         assert b["n_control_wells"] == 4 * 16 and len(b["batch_accuracy_halves"]) == 2
         in_sample.append(a["batch_accuracy"])

@@ -73,7 +73,9 @@ def test_measure_image_is_the_mean_over_cells():
     labels = np.zeros((32, 32), np.int32)
     labels[_disk(labels.shape, 8, 8, 4)] = 1
     labels[_disk(labels.shape, 22, 22, 6)] = 2
-    image = np.stack([np.where(labels == 1, 0.2, np.where(labels == 2, 0.6, 0.0)), np.full((32, 32), 0.5)])
+    image = np.stack(
+        [np.where(labels == 1, 0.2, np.where(labels == 2, 0.6, 0.0)), np.full((32, 32), 0.5)]
+    )
     values = cp.measure_image(image, ("DNA", "RNA"), labels, FAKE_CORE, {"pearson": _pearson})
     areas = [(labels == 1).sum(), (labels == 2).sum()]
     assert values["RP_area"] == pytest.approx(np.mean(areas))
@@ -102,7 +104,9 @@ def test_time_limit_and_failing_measurements_leave_nan():
     cut = enc.embed_image(img)
     names = enc.feature_names
     assert np.isfinite(cut[names.index("DNA__Slow")])
-    assert np.isnan(cut[names.index("ER__Slow")]) and np.isnan(cut[names.index("ER__RP_intensity_mean")])
+    assert np.isnan(cut[names.index("ER__Slow")]) and np.isnan(
+        cut[names.index("ER__RP_intensity_mean")]
+    )
     assert enc.timeouts == 1
 
 
@@ -128,7 +132,10 @@ def test_absent_cp_measure_says_how_to_install(monkeypatch):
 
 def test_pipeline_writes_clean_well_features(tmp_path):
     data = FakeDataset(n_wells=4, sites_per_well=2, size=32, channels=("DNA", "RNA"))
-    core = {**FAKE_CORE, "never": lambda masks, pixels: {"Never": np.full(int(masks.max()), np.nan)}}
+    core = {
+        **FAKE_CORE,
+        "never": lambda masks, pixels: {"Never": np.full(int(masks.max()), np.nan)},
+    }
     enc = cp.CellProfilerEncoder(data.channels, core, {"pearson": _pearson})
     enc.name = "cellprofiler"
     path = embed_dataset(enc, data, tmp_path, progress=False)
@@ -148,7 +155,9 @@ def test_pipeline_writes_clean_well_features(tmp_path):
 
 def test_real_cp_measure_when_installed():
     pytest.importorskip("cp_measure", reason="optional extra cp-measure is not installed")
-    enc = registry.create("cellprofiler", channels=("DNA", "RNA"), measurements=("intensity", "sizeshape"))
+    enc = registry.create(
+        "cellprofiler", channels=("DNA", "RNA"), measurements=("intensity", "sizeshape")
+    )
     img = torch.zeros(1, 2, 48, 48, dtype=torch.uint8)
     img[:, :, 10:20, 10:20] = 200
     img[:, :, 30:40, 28:40] = 150

@@ -13,7 +13,9 @@ from cellbench.errors import InputError
 from cellbench.metrics.compound_gene import METRICS, compound_gene_benchmark, load_truth
 
 
-def slow_reference(table: pl.DataFrame, feats: np.ndarray, truth: pl.DataFrame, seeds: list[int]) -> list[dict]:
+def slow_reference(
+    table: pl.DataFrame, feats: np.ndarray, truth: pl.DataFrame, seeds: list[int]
+) -> list[dict]:
     """The algorithm as written in docs/evaluation.md, one compound, concentration and seed at a time."""
     recs = table.with_row_index("row").to_dicts()
     gene_row = {r["perturbation"]: r["row"] for r in recs if r["perturbation_type"] == "CRISPR"}
@@ -34,8 +36,15 @@ def slow_reference(table: pl.DataFrame, feats: np.ndarray, truth: pl.DataFrame, 
         scored = []  # (name, labels, {conc: scores})
         for name in sorted(set(truth["treatment"].to_list()) & set(present)):
             t = truth.filter(pl.col("treatment") == name)
-            actives = sorted({g for g, nm in zip(t["gene_symbol"], t["nM_value"], strict=True) if nm <= 1000} & set(pool))
-            grey = {g for g, nm in zip(t["gene_symbol"], t["nM_value"], strict=True) if 1000 < nm <= 10000}
+            actives = sorted(
+                {g for g, nm in zip(t["gene_symbol"], t["nM_value"], strict=True) if nm <= 1000}
+                & set(pool)
+            )
+            grey = {
+                g
+                for g, nm in zip(t["gene_symbol"], t["nM_value"], strict=True)
+                if 1000 < nm <= 10000
+            }
             if not actives:
                 continue
             eligible = np.array(sorted(set(pool) - set(actives) - grey))
@@ -90,10 +99,18 @@ def make_map(seed: int = 0, n_genes: int = 90, n_compounds: int = 30, integer: b
     rng = np.random.default_rng(seed)
     truth_genes = sorted(set(truth["gene_symbol"].to_list()))
     # the compounds with most rows, so that many have actives among the chosen genes
-    top = truth.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])["treatment"].to_list()
+    top = (
+        truth.group_by("treatment")
+        .len()
+        .sort(["len", "treatment"], descending=[True, False])["treatment"]
+        .to_list()
+    )
     compounds = list(rng.choice(top[:80], n_compounds, replace=False)) + ["NOT_IN_TRUTH"]
     wanted = set(truth.filter(pl.col("treatment").is_in(compounds))["gene_symbol"].to_list())
-    genes = sorted(set(rng.choice(sorted(wanted), min(len(wanted), n_genes // 2), replace=False)) | set(rng.choice(truth_genes, n_genes // 2, replace=False)))
+    genes = sorted(
+        set(rng.choice(sorted(wanted), min(len(wanted), n_genes // 2), replace=False))
+        | set(rng.choice(truth_genes, n_genes // 2, replace=False))
+    )
     genes += ["EMPTY_control", "FAKEGENE1"]
     rows = [("CRISPR", g, None) for g in genes]
     concs = [0.01, 0.1, 1.0, 10.0]
@@ -101,13 +118,21 @@ def make_map(seed: int = 0, n_genes: int = 90, n_compounds: int = 30, integer: b
         for conc in concs:
             if rng.random() < 0.7:
                 rows.append(("COMPOUND", c, conc))
-    table = pl.DataFrame(rows, schema=["perturbation_type", "perturbation", "concentration"], orient="row")
+    table = pl.DataFrame(
+        rows, schema=["perturbation_type", "perturbation", "concentration"], orient="row"
+    )
     d = 6
-    feats = rng.integers(-2, 3, size=(table.height, d)).astype(float) if integer else rng.normal(size=(table.height, d))
+    feats = (
+        rng.integers(-2, 3, size=(table.height, d)).astype(float)
+        if integer
+        else rng.normal(size=(table.height, d))
+    )
     return table, feats, truth
 
 
-@pytest.mark.parametrize("seed, integer, dtype", [(0, False, np.float64), (1, True, np.float64), (2, False, np.float32)])
+@pytest.mark.parametrize(
+    "seed, integer, dtype", [(0, False, np.float64), (1, True, np.float64), (2, False, np.float32)]
+)
 def test_equal_to_slow_reference(seed, integer, dtype):
     table, feats, truth = make_map(seed, integer=integer)
     feats = feats.astype(dtype)
@@ -136,11 +161,17 @@ def test_signal_beats_baseline_when_compounds_copy_their_targets():
     """Planted truth: each compound embedding is the mean of its active targets -> high AP, z > 0."""
     table, feats, truth = make_map(4)
     recs = table.to_dicts()
-    gene_row = {r["perturbation"]: i for i, r in enumerate(recs) if r["perturbation_type"] == "CRISPR"}
+    gene_row = {
+        r["perturbation"]: i for i, r in enumerate(recs) if r["perturbation_type"] == "CRISPR"
+    }
     act = truth.filter(pl.col("nM_value") <= 1000)
     for i, r in enumerate(recs):
         if r["perturbation_type"] == "COMPOUND":
-            targets = [gene_row[g] for g in act.filter(pl.col("treatment") == r["perturbation"])["gene_symbol"] if g in gene_row]
+            targets = [
+                gene_row[g]
+                for g in act.filter(pl.col("treatment") == r["perturbation"])["gene_symbol"]
+                if g in gene_row
+            ]
             if targets:
                 feats[i] = feats[targets].mean(axis=0)
     out = compound_gene_benchmark(table, feats, seeds=5, truth=truth)

@@ -24,15 +24,19 @@ def test_info_nce_by_hand():
     an = a / np.linalg.norm(a, axis=1, keepdims=True)
     tn = t / np.linalg.norm(t, axis=1, keepdims=True)
     s = an @ tn.T / tau
-    expected = 0.5 * (np.mean([_ce(s[i], i) for i in range(4)]) + np.mean([_ce(s[:, i], i) for i in range(4)]))
+    expected = 0.5 * (
+        np.mean([_ce(s[i], i) for i in range(4)]) + np.mean([_ce(s[:, i], i) for i in range(4)])
+    )
     loss, _ = info_nce(torch.tensor(a), torch.tensor(t), tau)
     assert float(loss) == pytest.approx(expected, rel=1e-9)
     # rows 0 and 1 share a perturbation: they are not each other's negatives
     labels = torch.tensor([5, 5, 1, 2])
     s_masked = s.copy()
     s_masked[0, 1] = s_masked[1, 0] = -np.inf
-    expected = 0.5 * (np.mean([_ce(s_masked[i], i) for i in range(4)])
-                      + np.mean([_ce(s_masked[:, i], i) for i in range(4)]))
+    expected = 0.5 * (
+        np.mean([_ce(s_masked[i], i) for i in range(4)])
+        + np.mean([_ce(s_masked[:, i], i) for i in range(4)])
+    )
     loss, _ = info_nce(torch.tensor(a), torch.tensor(t), tau, labels)
     assert float(loss) == pytest.approx(expected, rel=1e-9)
 

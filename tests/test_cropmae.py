@@ -18,7 +18,9 @@ def test_patchify_follows_timm_token_order():
     assert p.shape == (2, 6, 8 * 8 * 3)
     for i in range(6):
         r, c = divmod(i, 3)
-        expected = x[:, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8].permute(0, 2, 3, 1).reshape(2, -1)
+        expected = (
+            x[:, :, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8].permute(0, 2, 3, 1).reshape(2, -1)
+        )
         torch.testing.assert_close(p[:, i], expected)
     n = normalized_patches(x, 8)
     torch.testing.assert_close(n.mean(-1), torch.zeros(2, 6), atol=1e-5, rtol=0)

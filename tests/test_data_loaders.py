@@ -32,20 +32,28 @@ def _jp2(img):
 
 def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None, encode=encode_png):
     """A hand-made RxRx3-core release in miniature: 3 wells, 1 site, 6 channels, 2 shards."""
-    meta = pl.DataFrame({
-        "well_id": ["gene-001_1_AA02", "gene-001_1_AB05", "compound-002_3_B07"],
-        "experiment_name": ["gene-001", "gene-001", "compound-002"],
-        "plate": [1, 1, 3], "address": ["AA02", "AB05", "B07"],
-        "gene": ["RPLP2", "EMPTY_control", None],
-        "treatment": ["RPLP2_guide_4", "EMPTY_control", "Imatinib"],
-        "SMILES": [None, None, "CC1=C"], "concentration": [None, None, 2.5],
-        "perturbation_type": ["CRISPR", "CRISPR", "COMPOUND"], "cell_type": ["HUVEC"] * 3,
-    }, schema_overrides={"gene": pl.Utf8, "SMILES": pl.Utf8, "concentration": pl.Float64})
+    meta = pl.DataFrame(
+        {
+            "well_id": ["gene-001_1_AA02", "gene-001_1_AB05", "compound-002_3_B07"],
+            "experiment_name": ["gene-001", "gene-001", "compound-002"],
+            "plate": [1, 1, 3],
+            "address": ["AA02", "AB05", "B07"],
+            "gene": ["RPLP2", "EMPTY_control", None],
+            "treatment": ["RPLP2_guide_4", "EMPTY_control", "Imatinib"],
+            "SMILES": [None, None, "CC1=C"],
+            "concentration": [None, None, 2.5],
+            "perturbation_type": ["CRISPR", "CRISPR", "COMPOUND"],
+            "cell_type": ["HUVEC"] * 3,
+        },
+        schema_overrides={"gene": pl.Utf8, "SMILES": pl.Utf8, "concentration": pl.Float64},
+    )
     root.mkdir(parents=True, exist_ok=True)
     meta.write_csv(root / "metadata_rxrx3_core.csv")
     truth = rng.integers(0, 256, (3, 6, 16, 16), dtype=np.uint8)
     rows = []
-    for w, (exp, plate, addr) in enumerate(zip(meta["experiment_name"], meta["plate"], meta["address"], strict=True)):
+    for w, (exp, plate, addr) in enumerate(
+        zip(meta["experiment_name"], meta["plate"], meta["address"], strict=True)
+    ):
         for c in range(6):
             key = f"{exp}/Plate{plate}/{addr}_s1_{c + 1}"
             if key == drop_key:
@@ -57,10 +65,15 @@ def _rxrx3_fixture(root, rng, corrupt_key=None, drop_key=None, encode=encode_png
     for k, part in enumerate(np.array_split(order, 2)):
         keys = [rows[i][0] for i in part]
         blobs = [rows[i][1] for i in part]
-        jp2 = pa.StructArray.from_arrays([pa.array(blobs, pa.binary()), pa.array([None] * len(blobs), pa.string())],
-                                         names=["bytes", "path"])
-        pq.write_table(pa.table({"__key__": keys, "jp2": jp2}), root / "data" / f"train-{k:05d}-of-00002.parquet",
-                       row_group_size=4)  # several row groups: exercise partial reads
+        jp2 = pa.StructArray.from_arrays(
+            [pa.array(blobs, pa.binary()), pa.array([None] * len(blobs), pa.string())],
+            names=["bytes", "path"],
+        )
+        pq.write_table(
+            pa.table({"__key__": keys, "jp2": jp2}),
+            root / "data" / f"train-{k:05d}-of-00002.parquet",
+            row_group_size=4,
+        )  # several row groups: exercise partial reads
     return truth
 
 
@@ -68,7 +81,11 @@ def test_rxrx3_loader_reads_a_hand_made_release(tmp_path):
     truth = _rxrx3_fixture(tmp_path / "rx", np.random.default_rng(0))
     ds = RxRx3Dataset(tmp_path / "rx")
     assert ds.channels == ("DNA", "ER", "Actin", "RNA", "Mito", "Golgi")
-    assert ds.wells["well_id"].to_list() == ["gene-001_1_AA02", "gene-001_1_AB05", "compound-002_3_B07"]
+    assert ds.wells["well_id"].to_list() == [
+        "gene-001_1_AA02",
+        "gene-001_1_AB05",
+        "compound-002_3_B07",
+    ]
     assert set(WELL_COLUMNS) <= set(ds.wells.columns)
     assert ds.wells["perturbation"].to_list() == ["RPLP2", "EMPTY_control", "Imatinib"]
     assert ds.wells["is_control"].to_list() == [False, True, False]
@@ -86,7 +103,9 @@ def test_rxrx3_loader_decodes_jpeg2000_like_the_release(tmp_path):
         pytest.skip("this Pillow has no OpenJPEG to write the JPEG 2000 fixture")
     truth = _rxrx3_fixture(tmp_path / "j", np.random.default_rng(3), encode=_jp2)
     ds = RxRx3Dataset(tmp_path / "j")
-    np.testing.assert_array_equal(ds.load_all(cache=False), truth[ds.sites["well_index"].to_numpy()])
+    np.testing.assert_array_equal(
+        ds.load_all(cache=False), truth[ds.sites["well_index"].to_numpy()]
+    )
 
 
 def test_jpeg2000_without_a_decoder_says_how_to_install_one(monkeypatch):
@@ -113,9 +132,13 @@ def test_jpeg2000_without_a_decoder_says_how_to_install_one(monkeypatch):
 
 
 def test_rxrx3_corrupt_image_and_missing_channel(tmp_path):
-    _rxrx3_fixture(tmp_path / "c", np.random.default_rng(1), corrupt_key="gene-001/Plate1/AB05_s1_3")
+    _rxrx3_fixture(
+        tmp_path / "c", np.random.default_rng(1), corrupt_key="gene-001/Plate1/AB05_s1_3"
+    )
     ds = RxRx3Dataset(tmp_path / "c")
-    with pytest.raises(InputError, match=r"train-0000\d-of-00002\.parquet row \d+ \(gene-001_1_AB05_s1\)"):
+    with pytest.raises(
+        InputError, match=r"train-0000\d-of-00002\.parquet row \d+ \(gene-001_1_AB05_s1\)"
+    ):
         ds.read_sites([ds.sites["site_id"].to_list().index("gene-001_1_AB05_s1")])
     _rxrx3_fixture(tmp_path / "m", np.random.default_rng(1), drop_key="gene-001/Plate1/AA02_s1_5")
     with pytest.raises(InputError, match="no image for channel Mito"):
@@ -161,12 +184,20 @@ def _bray_fixture(root, rng, files=None):
     keys = ["24277-A01-1", "24277-A01-2", "24277-B03-1"]
     samples = rng.integers(0, 256, (3, 12, 12, 5), dtype=np.uint8)
     for k, s in zip(keys, samples, strict=True):
-        np.savez(root / "images" / f"{k}.npz", sample=s)  # CLOOME: H x W x 5 (Mito, ER, RNA, AGP, DNA)
-    pl.DataFrame({
-        "SAMPLE_KEY": keys, "plate": [24277] * 3, "well": ["A01", "A01", "B03"], "site": [1, 2, 1],
-        "compound": ["BRD-1", "BRD-1", "DMSO"], "concentration": [5.0, 5.0, 0.0],
-        "file": files or [f"images/{k}.npz" for k in keys],
-    }).write_csv(root / "metadata_bray.csv")
+        np.savez(
+            root / "images" / f"{k}.npz", sample=s
+        )  # CLOOME: H x W x 5 (Mito, ER, RNA, AGP, DNA)
+    pl.DataFrame(
+        {
+            "SAMPLE_KEY": keys,
+            "plate": [24277] * 3,
+            "well": ["A01", "A01", "B03"],
+            "site": [1, 2, 1],
+            "compound": ["BRD-1", "BRD-1", "DMSO"],
+            "concentration": [5.0, 5.0, 0.0],
+            "file": files or [f"images/{k}.npz" for k in keys],
+        }
+    ).write_csv(root / "metadata_bray.csv")
     return samples
 
 
@@ -184,8 +215,12 @@ def test_bray_loader_reads_cloome_npz_by_channel_name(tmp_path):
 def test_bray_index_with_only_sample_keys_and_inchikeys(tmp_path):
     root = tmp_path / "c"
     samples = _bray_fixture(root, np.random.default_rng(5))
-    pl.DataFrame({"SAMPLE_KEY": ["24277-A01-1", "24277-A01-2", "24277-B03-1"],
-                  "INCHIKEY": ["AAAA-BBBB", "AAAA-BBBB", "CCCC-DDDD"]}).write_csv(root / "index.csv")
+    pl.DataFrame(
+        {
+            "SAMPLE_KEY": ["24277-A01-1", "24277-A01-2", "24277-B03-1"],
+            "INCHIKEY": ["AAAA-BBBB", "AAAA-BBBB", "CCCC-DDDD"],
+        }
+    ).write_csv(root / "index.csv")
     ds = BrayDataset(root, metadata=str(root / "index.csv"))
     assert ds.wells["perturbation"].to_list() == ["AAAA-BBBB", "CCCC-DDDD"]
     assert ds.sites["site"].to_list() == [1, 2, 1]
@@ -204,7 +239,11 @@ def test_bray_synthetic_and_corrupt_npz(tmp_path):
 
 @pytest.mark.parametrize("bad", ["../outside.npz", "/etc/passwd", "images/../../x.npz"])
 def test_paths_cannot_escape_the_data_root(tmp_path, bad):
-    _bray_fixture(tmp_path / "e", np.random.default_rng(0), files=["images/24277-A01-1.npz", bad, "images/24277-B03-1.npz"])
+    _bray_fixture(
+        tmp_path / "e",
+        np.random.default_rng(0),
+        files=["images/24277-A01-1.npz", bad, "images/24277-B03-1.npz"],
+    )
     with pytest.raises(InputError, match="outside the data root"):
         BrayDataset(tmp_path / "e")
 
@@ -216,10 +255,21 @@ def test_folder_dataset(tmp_path):
     for s in range(2):
         for c, ch in enumerate(("Hoechst", "Mito")):
             (tmp_path / f"s{s}_{ch}.png").write_bytes(encode_png(imgs[s, c]))
-        rows.append({"well_id": f"P1_A0{s + 1}", "batch": "b1", "plate": "P1", "well": f"A0{s + 1}",
-                     "perturbation": "x", "perturbation_type": "COMPOUND", "concentration": 1.0,
-                     "is_control": False, "site": 1, "file_Hoechst": f"s{s}_Hoechst.png",
-                     "file_Mito": f"s{s}_Mito.png"})
+        rows.append(
+            {
+                "well_id": f"P1_A0{s + 1}",
+                "batch": "b1",
+                "plate": "P1",
+                "well": f"A0{s + 1}",
+                "perturbation": "x",
+                "perturbation_type": "COMPOUND",
+                "concentration": 1.0,
+                "is_control": False,
+                "site": 1,
+                "file_Hoechst": f"s{s}_Hoechst.png",
+                "file_Mito": f"s{s}_Mito.png",
+            }
+        )
     pl.DataFrame(rows).write_csv(tmp_path / "wells.csv")
     ds = FolderDataset(tmp_path)
     np.testing.assert_array_equal(ds.read_sites([1, 0]), imgs[[1, 0]])

@@ -33,7 +33,11 @@ def _expected_well_means(encoder, data, channel_idx, tile_size=None):
             else:
                 s = tile_size
                 tiles = torch.cat(
-                    [img[..., y : y + s, x : x + s] for y in range(0, img.shape[-2] - s + 1, s) for x in range(0, img.shape[-1] - s + 1, s)]
+                    [
+                        img[..., y : y + s, x : x + s]
+                        for y in range(0, img.shape[-2] - s + 1, s)
+                        for x in range(0, img.shape[-1] - s + 1, s)
+                    ]
                 )
             if not whole:
                 tiles = encoder.preprocess(tiles)
@@ -78,7 +82,9 @@ def test_sites_are_standardised_before_tiling_as_in_training(tmp_path):
     gen = torch.Generator().manual_seed(0)
     img = 40 + 10 * torch.rand(5, 32, 32, generator=gen)
     img[:, :, :16] += 100  # left half brighter
-    enc = registry.create("random", channels=("DNA", "ER", "RNA", "AGP", "Mito"), input_size=16, patch_size=8)
+    enc = registry.create(
+        "random", channels=("DNA", "ER", "RNA", "AGP", "Mito"), input_size=16, patch_size=8
+    )
     assert enc.preprocess_whole_sites
     x = enc.preprocess(img[None])
     tiles, t = tile(x, 16)
@@ -156,17 +162,23 @@ class _Dies(FakeDataset):
 def test_resume_skips_finished_shards_and_matches_uninterrupted(tmp_path):
     kw = dict(n_wells=6, sites_per_well=2, size=16)
     enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
-    full = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "full", progress=False, shard_wells=2))
+    full = pl.read_parquet(
+        embed_dataset(enc, FakeDataset(**kw), tmp_path / "full", progress=False, shard_wells=2)
+    )
 
     dying = _Dies(die_after=9, **kw)
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(enc, dying, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0)
+        embed_dataset(
+            enc, dying, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0
+        )
     assert not list((tmp_path / "run").glob("*.parquet"))  # no final file from a killed run
     done = sorted(p.name for p in (tmp_path / "run").glob(".*shards/shard-*.parquet"))
     assert done == ["shard-00000.parquet", "shard-00001.parquet"]
 
     healthy = FakeDataset(**kw)
-    path = embed_dataset(enc, healthy, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0)
+    path = embed_dataset(
+        enc, healthy, tmp_path / "run", batch_size=2, progress=False, shard_wells=2, num_workers=0
+    )
     assert healthy.reads == 1 + 4  # a 1-site probe + only the last shard's 4 sites
     assert pl.read_parquet(path).equals(full)
 
@@ -174,7 +186,9 @@ def test_resume_skips_finished_shards_and_matches_uninterrupted(tmp_path):
 def test_shards_split_across_ranks_and_merge(tmp_path):
     kw = dict(n_wells=5, sites_per_well=2, size=16)
     enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
-    single = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "one", progress=False, shard_wells=1))
+    single = pl.read_parquet(
+        embed_dataset(enc, FakeDataset(**kw), tmp_path / "one", progress=False, shard_wells=1)
+    )
 
     ranks = [FakeDataset(**kw), FakeDataset(**kw)]
     results = {}
@@ -225,7 +239,9 @@ def test_reference_encoders_write_ground_truth(tmp_path):
         rtol=1e-6,
     )
     assert data.reads == 0
-    nuis = pl.read_parquet(embed_dataset(registry.create("nuisance-only"), data, tmp_path, progress=False))
+    nuis = pl.read_parquet(
+        embed_dataset(registry.create("nuisance-only"), data, tmp_path, progress=False)
+    )
     assert nuis.width == 1 + 2
 
 
@@ -233,7 +249,12 @@ def test_embedding_is_deterministic_bytes(tmp_path):
     data = FakeDataset(n_wells=3, sites_per_well=2, size=16)
     enc = registry.create("random", channels=data.channels, input_size=16, patch_size=8)
     a = embed_dataset(enc, data, tmp_path / "a", progress=False)
-    b = embed_dataset(registry.create("random", channels=data.channels, input_size=16, patch_size=8), FakeDataset(n_wells=3, sites_per_well=2, size=16), tmp_path / "b", progress=False)
+    b = embed_dataset(
+        registry.create("random", channels=data.channels, input_size=16, patch_size=8),
+        FakeDataset(n_wells=3, sites_per_well=2, size=16),
+        tmp_path / "b",
+        progress=False,
+    )
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -244,7 +265,18 @@ def test_cli_embed_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CELLBENCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "emb"
-    args = ["embed", "--model", "pixel-stats", "--data", "synthetic", "--size", "tiny", "--out", str(out), "-q"]
+    args = [
+        "embed",
+        "--model",
+        "pixel-stats",
+        "--data",
+        "synthetic",
+        "--size",
+        "tiny",
+        "--out",
+        str(out),
+        "-q",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     path = next(out.glob("pixel-stats-*.parquet"))
@@ -255,15 +287,44 @@ def test_cli_embed_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
     assert table.width == 1 + 11 * 6 and table["well_id"].n_unique() == table.height
     assert np.isfinite(table.drop("well_id").to_numpy()).all()
 
-    typo = CliRunner().invoke(app, ["embed", "--model", "pixel-stat", "--data", "synthetic", "--size", "tiny", "--out", str(out)])
+    typo = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            "pixel-stat",
+            "--data",
+            "synthetic",
+            "--size",
+            "tiny",
+            "--out",
+            str(out),
+        ],
+    )
     assert typo.exit_code == 2 and "pixel-stats" in typo.output
 
 
 def test_worker_processes_give_the_same_bytes(tmp_path):
     kw = dict(n_wells=5, sites_per_well=3, size=16)
     enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
-    a = embed_dataset(enc, FakeDataset(**kw), tmp_path / "thread", batch_size=4, progress=False, num_workers=0, shard_wells=2)
-    b = embed_dataset(enc, FakeDataset(**kw), tmp_path / "proc", batch_size=4, progress=False, num_workers=1, shard_wells=2)
+    a = embed_dataset(
+        enc,
+        FakeDataset(**kw),
+        tmp_path / "thread",
+        batch_size=4,
+        progress=False,
+        num_workers=0,
+        shard_wells=2,
+    )
+    b = embed_dataset(
+        enc,
+        FakeDataset(**kw),
+        tmp_path / "proc",
+        batch_size=4,
+        progress=False,
+        num_workers=1,
+        shard_wells=2,
+    )
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -301,14 +362,31 @@ def test_torchrun_two_ranks_split_and_merge(tmp_path, backend):
     script.write_text(TORCHRUN_WORKER.format(tests=str(Path(__file__).parent)))
     out = tmp_path / "emb"
     out.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out), backend]
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(out),
+        backend,
+    ]
+    proc = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["path"] == r1["path"] and r0["exists"] and r1["exists"]
     assert r0["reads"] == 1 + 3 * 2 and r1["reads"] == 1 + 2 * 2  # shards 0, 2, 4 | 1, 3
     data = FakeDataset(n_wells=5, sites_per_well=2, size=16)
-    single = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one", progress=False)
+    single = embed_dataset(
+        registry.create("pixel-stats", channels=data.channels),
+        data,
+        tmp_path / "one",
+        progress=False,
+    )
     assert pl.read_parquet(r0["path"]).equals(pl.read_parquet(single))
 
 
@@ -333,13 +411,38 @@ def test_shards_of_another_model_are_not_merged_in(tmp_path):
     second = registry.create("random", channels=channels, input_size=16, patch_size=8, seed=1)
     target = tmp_path / "E" / "x.parquet"
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(first, _Dies(die_after=9, **kw), target, batch_size=2, progress=False,
-                      shard_wells=2, num_workers=0)
+        embed_dataset(
+            first,
+            _Dies(die_after=9, **kw),
+            target,
+            batch_size=2,
+            progress=False,
+            shard_wells=2,
+            num_workers=0,
+        )
     assert list(target.parent.glob(".*shards/shard-*.parquet"))  # the killed run's shards
-    got = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), target, batch_size=2, progress=False,
-                                        shard_wells=2, num_workers=0))
-    fresh = pl.read_parquet(embed_dataset(second, FakeDataset(**kw), tmp_path / "fresh.parquet",
-                                          batch_size=2, progress=False, shard_wells=2, num_workers=0))
+    got = pl.read_parquet(
+        embed_dataset(
+            second,
+            FakeDataset(**kw),
+            target,
+            batch_size=2,
+            progress=False,
+            shard_wells=2,
+            num_workers=0,
+        )
+    )
+    fresh = pl.read_parquet(
+        embed_dataset(
+            second,
+            FakeDataset(**kw),
+            tmp_path / "fresh.parquet",
+            batch_size=2,
+            progress=False,
+            shard_wells=2,
+            num_workers=0,
+        )
+    )
     assert got.equals(fresh)
     assert not list(target.parent.glob(".*shards"))  # the stale shards are gone too
 
@@ -347,12 +450,28 @@ def test_shards_of_another_model_are_not_merged_in(tmp_path):
 def test_shards_cut_with_another_shard_size_are_not_reused(tmp_path):
     kw = dict(n_wells=6, sites_per_well=2, size=16)
     enc = registry.create("pixel-stats", channels=FakeDataset(**kw).channels)
-    full = pl.read_parquet(embed_dataset(enc, FakeDataset(**kw), tmp_path / "full.parquet", progress=False))
+    full = pl.read_parquet(
+        embed_dataset(enc, FakeDataset(**kw), tmp_path / "full.parquet", progress=False)
+    )
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(enc, _Dies(die_after=9, **kw), tmp_path / "x.parquet", batch_size=2, progress=False,
-                      shard_wells=2, num_workers=0)
-    path = embed_dataset(enc, FakeDataset(**kw), tmp_path / "x.parquet", batch_size=2, progress=False,
-                         shard_wells=3, num_workers=0)
+        embed_dataset(
+            enc,
+            _Dies(die_after=9, **kw),
+            tmp_path / "x.parquet",
+            batch_size=2,
+            progress=False,
+            shard_wells=2,
+            num_workers=0,
+        )
+    path = embed_dataset(
+        enc,
+        FakeDataset(**kw),
+        tmp_path / "x.parquet",
+        batch_size=2,
+        progress=False,
+        shard_wells=3,
+        num_workers=0,
+    )
     assert pl.read_parquet(path).equals(full)
 
 
@@ -396,8 +515,17 @@ def test_two_processes_embedding_one_target_share_the_work(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def start(k: int, role: str) -> subprocess.Popen:
-        args = [sys.executable, str(script), str(target), str(tmp_path / f"r{k}.json"), str(tmp_path / "ready"), role]
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        args = [
+            sys.executable,
+            str(script),
+            str(target),
+            str(tmp_path / f"r{k}.json"),
+            str(tmp_path / "ready"),
+            role,
+        ]
+        return subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     first = start(0, "first")  # starts embedding, then waits until the second is ready
     time.sleep(1.0)
@@ -409,7 +537,11 @@ def test_two_processes_embedding_one_target_share_the_work(tmp_path):
     assert r0["path"] == r1["path"] == str(target)
     assert r1["reads"] == 0  # waited, then reused the finished file
     data = FakeDataset(n_wells=6, sites_per_well=2, size=16)
-    alone = embed_dataset(registry.create("pixel-stats", channels=data.channels), data, tmp_path / "one.parquet",
-                          progress=False)
+    alone = embed_dataset(
+        registry.create("pixel-stats", channels=data.channels),
+        data,
+        tmp_path / "one.parquet",
+        progress=False,
+    )
     assert pl.read_parquet(target).equals(pl.read_parquet(alone))
     assert not list(target.parent.glob(".*shards"))

@@ -52,6 +52,8 @@ def _stand_in_weights(name: str, directory) -> str | None:
         return None
     _STAND_INS[name] = str(path)
     return _STAND_INS[name]
+
+
 CHANNELS = ("DNA", "RNA", "AGP")
 
 

@@ -32,7 +32,20 @@ def release(seed: int = 0, *, compounds: bool = True, genes: bool = True, stray:
 
     def add(exp, plate, i, gene, treatment, conc, ptype):
         address = f"{chr(65 + i // 24)}{i % 24 + 1:02d}"
-        rows.append((f"{exp}_{plate}_{address}", exp, plate, address, gene, treatment, "", conc, ptype, "HUVEC"))
+        rows.append(
+            (
+                f"{exp}_{plate}_{address}",
+                exp,
+                plate,
+                address,
+                gene,
+                treatment,
+                "",
+                conc,
+                ptype,
+                "HUVEC",
+            )
+        )
 
     if genes:
         for e in range(1, 4):
@@ -67,7 +80,9 @@ def release(seed: int = 0, *, compounds: bool = True, genes: bool = True, stray:
 
 def write_release(tmp: Path, md: pl.DataFrame, feats: np.ndarray, ids=None) -> tuple[Path, Path]:
     ids = md["well_id"].to_list() if ids is None else ids
-    emb = pl.DataFrame({"well_id": ids}).hstack(pl.DataFrame(feats, schema=feature_columns(feats.shape[1])))
+    emb = pl.DataFrame({"well_id": ids}).hstack(
+        pl.DataFrame(feats, schema=feature_columns(feats.shape[1]))
+    )
     emb_path, md_path = tmp / "embeddings.parquet", tmp / "metadata_rxrx3_core.csv"
     emb.write_parquet(emb_path)
     md.write_csv(md_path)
@@ -76,7 +91,19 @@ def write_release(tmp: Path, md: pl.DataFrame, feats: np.ndarray, ids=None) -> t
 
 def invoke(emb, md, out, *extra):
     res = runner.invoke(
-        app, ["evaluate", "--embeddings", str(emb), "--metadata", str(md), "--out", str(out), "--seeds", "3", *extra]
+        app,
+        [
+            "evaluate",
+            "--embeddings",
+            str(emb),
+            "--metadata",
+            str(md),
+            "--out",
+            str(out),
+            "--seeds",
+            "3",
+            *extra,
+        ],
     )
     res.text = " ".join(res.output.split())  # rich wraps long lines
     return res
@@ -93,7 +120,13 @@ def test_evaluate_writes_every_file(tmp_path):
     assert gg.columns == ["source", "n_relationships", "recall_0.05_0.95", "recall_0.1_0.9"]
     cg = pl.read_csv(out / "compound_gene.csv")
     assert cg["concentration"].to_list() == ["0.1", "1.0", "10.0", "max"]
-    for col in ("average_precision", "auc_roc", "ap_quantile_0.5", "ap_quantile_0.75", "ap_quantile_0.95"):
+    for col in (
+        "average_precision",
+        "auc_roc",
+        "ap_quantile_0.5",
+        "ap_quantile_0.75",
+        "ap_quantile_0.95",
+    ):
         for suffix in ("", "_std", "_baseline", "_baseline_std"):
             assert col + suffix in cg.columns
     assert {"z_average_precision", "z_auc_roc"} <= set(cg.columns)
@@ -102,7 +135,10 @@ def test_evaluate_writes_every_file(tmp_path):
     assert result["config"]["align"] == "pca-centerscale" and result["config"]["null"] == "all"
     assert result["config"]["seeds"] == 3
     assert len(result["hashes"]["embeddings"]) == 64 and "numpy" in result["versions"]
-    assert result["map"]["n_noncanonical_dropped"] == 2 and result["map"]["n_compound_controls_dropped"] == 12
+    assert (
+        result["map"]["n_noncanonical_dropped"] == 2
+        and result["map"]["n_compound_controls_dropped"] == 12
+    )
     assert {"read", "map", "gene_gene", "compound_gene", "batch", "write"} <= set(result["timings"])
     assert any("non-canonical" in w for w in result["warnings"])
 
@@ -122,7 +158,12 @@ def test_scores_equal_the_library_on_the_same_map(tmp_path):
     with pytest.warns(UserWarning):
         table, mf = build_map(X, wells, align="centerscale")
     genes = (table["perturbation_type"] == "CRISPR").to_numpy()
-    expected = gene_gene_frame(gene_gene_recall(mf[genes], table.filter(pl.col("perturbation_type") == "CRISPR")["perturbation"].to_list()))
+    expected = gene_gene_frame(
+        gene_gene_recall(
+            mf[genes],
+            table.filter(pl.col("perturbation_type") == "CRISPR")["perturbation"].to_list(),
+        )
+    )
     got = pl.read_csv(tmp_path / "o" / "gene_gene.csv")
     assert got.equals(expected.select(got.columns))
 
@@ -161,19 +202,43 @@ def _bad(tmp_path, mutate):
 
 
 def _subset(md, f, ids, keep):
-    mask = md.select(keep | (pl.col("treatment") == "EMPTY_control") & (pl.col("experiment_name") == "gene-001")).to_series().to_numpy()
+    mask = (
+        md.select(
+            keep
+            | (pl.col("treatment") == "EMPTY_control") & (pl.col("experiment_name") == "gene-001")
+        )
+        .to_series()
+        .to_numpy()
+    )
     return md.filter(mask), f[mask], [i for i, k in zip(ids, mask, strict=True) if k]
 
 
 BAD_CASES = {
-    "nan": (lambda md, f, ids: (md, np.where(np.arange(len(f))[:, None] == 3, np.nan, f).astype(np.float32), ids), "NaN"),
-    "inf": (lambda md, f, ids: (md, np.where(np.arange(len(f))[:, None] == 5, np.inf, f).astype(np.float32), ids), "inf"),
+    "nan": (
+        lambda md, f, ids: (
+            md,
+            np.where(np.arange(len(f))[:, None] == 3, np.nan, f).astype(np.float32),
+            ids,
+        ),
+        "NaN",
+    ),
+    "inf": (
+        lambda md, f, ids: (
+            md,
+            np.where(np.arange(len(f))[:, None] == 5, np.inf, f).astype(np.float32),
+            ids,
+        ),
+        "inf",
+    ),
     "duplicate ids": (lambda md, f, ids: (md, f, ids[:-1] + ids[:1]), "duplicate well ids"),
     "not lined up": (lambda md, f, ids: (md, f, ids[:-1] + ["gene-999_1_Z99"]), "do not line up"),
     "batch without controls": (
         lambda md, f, ids: (
             md.with_columns(
-                pl.when((pl.col("experiment_name") == "gene-002") & (pl.col("treatment") == "EMPTY_control"))
+                pl.when(
+                    (pl.col("experiment_name") == "gene-002")
+                    & (pl.col("treatment") == "EMPTY_control")
+                )
                 .then(pl.lit("CRISPR_control"))
                 .otherwise(pl.col("treatment"))
                 .alias("treatment")
@@ -184,10 +249,18 @@ BAD_CASES = {
         "gene-002",
     ),
     "too few entities": (
-        lambda md, f, ids: _subset(md, f, ids, (pl.col("experiment_name") == "gene-001") & (pl.int_range(pl.len()) % 4 == 0)),
+        lambda md, f, ids: _subset(
+            md,
+            f,
+            ids,
+            (pl.col("experiment_name") == "gene-001") & (pl.int_range(pl.len()) % 4 == 0),
+        ),
         "at least",
     ),
-    "missing column": (lambda md, f, ids: (md.drop("perturbation_type"), f, ids), "perturbation_type"),
+    "missing column": (
+        lambda md, f, ids: (md.drop("perturbation_type"), f, ids),
+        "perturbation_type",
+    ),
 }
 
 
@@ -212,7 +285,11 @@ def test_missing_files_and_bad_options(tmp_path):
     res = invoke(emb, meta, tmp_path / "o", "--align", "zca")
     assert res.exit_code != 0
     res = invoke(emb, meta, tmp_path / "o", "--sources", "CORUM,GO")
-    assert res.exit_code != 0 and "unknown gene-gene annotation source" in res.text and "Fix" in res.text
+    assert (
+        res.exit_code != 0
+        and "unknown gene-gene annotation source" in res.text
+        and "Fix" in res.text
+    )
     bad_parquet = tmp_path / "table.parquet"
     pl.DataFrame({"id": ["a"], "x": [1.0]}).write_parquet(bad_parquet)
     res = invoke(bad_parquet, meta, tmp_path / "o")
@@ -261,7 +338,11 @@ def test_rerun_into_a_result_folder_replaces_it_as_a_set(tmp_path):
     evaluate_files(emb, meta, out, seeds=2)
     assert (out / "gene_gene.csv").exists()
     result = evaluate_files(emb, meta, out, seeds=2, tasks=["batch"])
-    assert sorted(p.name for p in out.iterdir()) == sorted(result["files"]) == ["batch.csv", "results.json"]
+    assert (
+        sorted(p.name for p in out.iterdir())
+        == sorted(result["files"])
+        == ["batch.csv", "results.json"]
+    )
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 

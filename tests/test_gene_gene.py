@@ -73,7 +73,9 @@ ENGINES = [
 ]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     n=st.integers(20, 60),
     d=st.integers(1, 6),
@@ -91,8 +93,14 @@ def test_parity_with_reference_on_tied_maps(reference, n, d, levels, dtype, engi
     _compare(reference, X, labels, **engine)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), engine=st.sampled_from(ENGINES), dtype=st.sampled_from([np.float64, np.float32]))
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    engine=st.sampled_from(ENGINES),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
 def test_parity_with_reference_on_continuous_maps(reference, seed, engine, dtype):
     rng = np.random.default_rng(seed)
     labels = list(rng.choice(POOL, size=70, replace=False))
@@ -188,6 +196,8 @@ def test_null_scopes_of_a_map(reference):
     ref = reference(Bunch(features=pd.DataFrame(X), metadata=pd.DataFrame({"p": labels})), "p")
     for _, row in ref.iterrows():
         assert whole[row.source]["recall_0.05_0.95"] == row["recall_0.05_0.95"]
-    assert repr(map_recall(table, X, null="genes")) == repr(gene_gene_recall(X[:40], genes))  # NaN-safe
+    assert repr(map_recall(table, X, null="genes")) == repr(
+        gene_gene_recall(X[:40], genes)
+    )  # NaN-safe
     with pytest.raises(InputError, match="null scope"):
         map_recall(table, X, null="compounds")

@@ -22,13 +22,15 @@ def test_well_shortcut_rate_hand_built():
     # wells A, B (2 sites each), C (1 site: excluded, it cannot have a same-well neighbour)
     # site 0 (A) nearest: site 1 (A) -> hit;  site 1 (A) nearest: site 0 -> hit
     # site 2 (B) nearest: site 4 (C) -> miss; site 3 (B) nearest: site 2 (B) -> hit
-    emb = np.array([
-        [1.0, 0.0, 0.0],
-        [0.99, 0.1, 0.0],
-        [0.0, 1.0, 0.2],   # closest to site 4
-        [0.0, 1.0, -0.6],  # closest to site 2
-        [0.0, 1.0, 0.25],
-    ])
+    emb = np.array(
+        [
+            [1.0, 0.0, 0.0],
+            [0.99, 0.1, 0.0],
+            [0.0, 1.0, 0.2],  # closest to site 4
+            [0.0, 1.0, -0.6],  # closest to site 2
+            [0.0, 1.0, 0.25],
+        ]
+    )
     wells = ["A", "A", "B", "B", "C"]
     assert well_shortcut_rate(emb, wells) == pytest.approx(3 / 4)
     # cosine, not Euclidean: scaling a site changes nothing
@@ -67,11 +69,13 @@ def test_effective_rank_known_spectra():
 
 
 def test_prototype_usage_hand_built():
-    probs = np.array([
-        [0.7, 0.2, 0.1, 0.0],
-        [0.6, 0.3, 0.1, 0.0],
-        [0.1, 0.8, 0.1, 0.0],
-    ])
+    probs = np.array(
+        [
+            [0.7, 0.2, 0.1, 0.0],
+            [0.6, 0.3, 0.1, 0.0],
+            [0.1, 0.8, 0.1, 0.0],
+        ]
+    )
     u = prototype_usage(probs)
     assert u["fraction_used"] == pytest.approx(2 / 4)
     mean = np.array([1.4, 1.3, 0.3]) / 3
@@ -103,8 +107,12 @@ def test_pair_identification_hand_built_and_chance():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8))
     assert pair_identification(x, x) == 1.0
-    acc = np.mean([pair_identification(rng.normal(size=(64, 8)), rng.normal(size=(64, 8)))
-                   for _ in range(200)])
+    acc = np.mean(
+        [
+            pair_identification(rng.normal(size=(64, 8)), rng.normal(size=(64, 8)))
+            for _ in range(200)
+        ]
+    )
     assert abs(acc - 1 / 64) < 0.01
     with pytest.raises(ValueError):
         pair_identification(x, x[:10])

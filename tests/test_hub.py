@@ -41,5 +41,9 @@ def test_no_message_cites_the_removed_huggingface_cli():
     import cellbench
 
     root = Path(cellbench.__file__).parent
-    cites = [str(p.relative_to(root)) for p in root.rglob("*.py") if "huggingface-cli" in p.read_text()]
-    assert not cites, f"`huggingface-cli` is gone from huggingface_hub >= 1.0; use `hf download` in {cites}"
+    cites = [
+        str(p.relative_to(root)) for p in root.rglob("*.py") if "huggingface-cli" in p.read_text()
+    ]
+    assert not cites, (
+        f"`huggingface-cli` is gone from huggingface_hub >= 1.0; use `hf download` in {cites}"
+    )

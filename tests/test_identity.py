@@ -35,7 +35,9 @@ def test_checkpoint_id_is_content_named_and_groups_seeds():
     assert a != b and variant_of(a) == variant_of(b)  # seeds of one config: one row
     assert training_config_hash("cwa-msn", "quick") in a
     assert short_variant(variant_of(a)) == "quick-steps600"
-    assert is_preset_default("cwa-msn", variant_of(a)) and not is_preset_default("cwa-msn", variant_of(_id(steps=2400)))
+    assert is_preset_default("cwa-msn", variant_of(a)) and not is_preset_default(
+        "cwa-msn", variant_of(_id(steps=2400))
+    )
     # another prototype count is another checkpoint, and says so in its name
     assert "proto512" in _id(prototypes=512) and _id(prototypes=512) != a
     # a different model or training data (preset) never shares an id
@@ -53,8 +55,13 @@ def test_old_results_of_the_same_weights_are_one_row(tmp_path):
     root = tmp_path / "results"
     write_model(root, "cwa-msn", [0.30, 0.32], variant="quick", config={"train": train})
     write_model(root, "cwa-msn", [0.30], variant="quick-steps600", config={"train": train})
-    write_model(root, "cwa-msn", [0.40], variant="quick-steps2400",
-                config={"train": {**train, "max_steps": 2400, "warmup_steps": 240}})
+    write_model(
+        root,
+        "cwa-msn",
+        [0.40],
+        variant="quick-steps2400",
+        config={"train": {**train, "max_steps": 2400, "warmup_steps": 240}},
+    )
     recs = load_results(root)
     assert {r["variant"] for r in recs} == {"quick", "quick-steps2400"}  # readable, merged
     df = tables.leaderboard_frame(recs).filter(pl.col("model") == "cwa-msn")

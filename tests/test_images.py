@@ -86,9 +86,20 @@ def test_folder_loader_reads_16_bit_tiffs_and_says_how_it_scaled(tmp_path):
     rows = []
     for w in range(2):
         tifffile.imwrite(tmp_path / f"w{w}_dna.tif", _twelve_bit(w))
-        rows.append({"well_id": f"P1_A0{w}", "batch": "b1", "plate": "P1", "well": f"A0{w}",
-                     "perturbation": "DMSO" if w == 0 else "g1", "perturbation_type": "control" if w == 0 else "crispr",
-                     "concentration": 0.0, "is_control": w == 0, "site": 1, "file_DNA": f"w{w}_dna.tif"})
+        rows.append(
+            {
+                "well_id": f"P1_A0{w}",
+                "batch": "b1",
+                "plate": "P1",
+                "well": f"A0{w}",
+                "perturbation": "DMSO" if w == 0 else "g1",
+                "perturbation_type": "control" if w == 0 else "crispr",
+                "concentration": 0.0,
+                "is_control": w == 0,
+                "site": 1,
+                "file_DNA": f"w{w}_dna.tif",
+            }
+        )
     pl.DataFrame(rows).write_csv(tmp_path / "wells.csv")
     ds = FolderDataset(tmp_path)
     assert "percentile" in ds.intensity_scaling
@@ -101,9 +112,19 @@ def test_folder_loader_reads_16_bit_tiffs_and_says_how_it_scaled(tmp_path):
 def test_folder_table_can_declare_the_bit_depth(tmp_path):
     arr = np.full((8, 8), 2048, np.uint16)
     tifffile.imwrite(tmp_path / "a.tif", arr)
-    row = {"well_id": "P1_A01", "batch": "b1", "plate": "P1", "well": "A01", "perturbation": "DMSO",
-           "perturbation_type": "control", "concentration": 0.0, "is_control": True, "site": 1,
-           "file_DNA": "a.tif", "bit_depth": 12}
+    row = {
+        "well_id": "P1_A01",
+        "batch": "b1",
+        "plate": "P1",
+        "well": "A01",
+        "perturbation": "DMSO",
+        "perturbation_type": "control",
+        "concentration": 0.0,
+        "is_control": True,
+        "site": 1,
+        "file_DNA": "a.tif",
+        "bit_depth": 12,
+    }
     pl.DataFrame([row]).write_csv(tmp_path / "wells.csv")
     ds = FolderDataset(tmp_path)
     assert ds.bit_depth == 12 and "12-bit" in ds.intensity_scaling

@@ -22,6 +22,7 @@ ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 #: ``cellbench.train``, and the loop loads them by name). Keep it empty.
 ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
+
 def layer_order() -> dict[str, int]:
     """Unit -> layer number, read from the numbered list under "## Layers" in architecture.md."""
     text = ARCHITECTURE.read_text(encoding="utf-8")
@@ -72,7 +73,9 @@ def _unit(module: str) -> str:
 
 def import_edges() -> set[tuple[str, str]]:
     """(importing module, imported module) for every cellbench -> cellbench import."""
-    return {(_module_name(p), target) for p in sorted(PACKAGE.rglob("*.py")) for target in _imports(p)}
+    return {
+        (_module_name(p), target) for p in sorted(PACKAGE.rglob("*.py")) for target in _imports(p)
+    }
 
 
 def test_every_unit_has_a_layer():
@@ -86,13 +89,17 @@ def test_the_parser_sees_function_level_and_module_imports():
     edges = import_edges()
     assert ("cellbench.report.run_summary", "cellbench.registry") in edges  # inside a function
     assert ("cellbench.evaluate", "cellbench.maps.build") in edges  # module level
-    assert ("cellbench.report.tables", "cellbench.registry") in edges  # from cellbench import registry
+    assert (
+        "cellbench.report.tables",
+        "cellbench.registry",
+    ) in edges  # from cellbench import registry
 
 
 def test_no_new_upward_import():
     rank = layer_order()
     upward = sorted(
-        (a, b) for a, b in import_edges()
+        (a, b)
+        for a, b in import_edges()
         if _unit(a) != _unit(b) and rank[_unit(b)] > rank[_unit(a)] and (a, b) not in ALLOWED_UPWARD
     )
     assert upward == [], (
@@ -121,7 +128,12 @@ def test_importing_the_encoders_imports_no_training_code():
         "print(' '.join(bad))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=PACKAGE.parent,
     )
-    assert out.stdout.split() == [], f"importing cellbench.encoders imported training code: {out.stdout}"
+    assert out.stdout.split() == [], (
+        f"importing cellbench.encoders imported training code: {out.stdout}"
+    )

@@ -74,8 +74,9 @@ def test_mean_std_and_interval_over_seeds(store):
     assert row["humap_mean"] == pytest.approx(vals.mean() - 0.05)
     assert row["ap_max_mean"] == pytest.approx(0.26)  # 0.25, 0.26, 0.27
     assert row["batch_predictability_std"] == pytest.approx(0.1)
-    assert row["ap_max_z_mean"] == pytest.approx(np.mean([(a - 0.2) / math.hypot(0.01, 0.003)
-                                                          for a in (0.25, 0.26, 0.27)]))
+    assert row["ap_max_z_mean"] == pytest.approx(
+        np.mean([(a - 0.2) / math.hypot(0.01, 0.003) for a in (0.25, 0.26, 0.27)])
+    )
     two = df.filter(pl.col("model") == "cropmae-cross").row(0, named=True)
     assert two["n_seeds"] == 2 and two["corum_std"] == pytest.approx(np.std([0.25, 0.27], ddof=1))
     assert two["corum_ci_low"] is None  # no interval below 3 seeds
@@ -87,16 +88,28 @@ def test_mean_std_and_interval_over_seeds(store):
 def test_floor_and_ceiling_rows(store, tmp_path):
     df = tables.leaderboard_frame(load_results(store))
     roles = dict(zip(df["model"], df["role"], strict=True))
-    assert roles["oracle"] == "ceiling" and roles["random"] == "floor" and roles["nuisance-only"] == "floor"
+    assert (
+        roles["oracle"] == "ceiling"
+        and roles["random"] == "floor"
+        and roles["nuisance-only"] == "floor"
+    )
     order = df["model"].to_list()
     assert order[0] == "oracle" and set(order[-2:]) == {"random", "nuisance-only"}
     # models between, best CORUM first
-    assert order[1:-2] == ["cwa-msn", "cropmae-cross", "cropmae-single", "single-well-msn", "vit-wsl"]
+    assert order[1:-2] == [
+        "cwa-msn",
+        "cropmae-cross",
+        "cropmae-single",
+        "single-well-msn",
+        "vit-wsl",
+    ]
     # a synthetic leaderboard without them says which are missing and how to get them
     lone = tmp_path / "lone"
     write_model(lone, "cwa-msn", [0.3])
     text = tables.write_leaderboard(load_results(lone), tmp_path / "out")["synthetic-quick"]
-    assert "Missing reference rows: nuisance-only, oracle, random" in text  # the cards with role floor or ceiling
+    assert (
+        "Missing reference rows: nuisance-only, oracle, random" in text
+    )  # the cards with role floor or ceiling
     assert "`cellbench run --model oracle`" in text
 
 
@@ -106,7 +119,10 @@ def test_reported_and_measured_never_mixed(store, tmp_path):
     assert set(texts) == {"synthetic-quick"}
     csv = pl.read_csv(out / "leaderboard_synthetic-quick.csv")
     # measured rows and the computed chance row, each labelled by its source
-    assert set(csv["provenance"]) == {"measured", "chance"} and set(csv["block"]) == {"measured", "chance"}
+    assert set(csv["provenance"]) == {"measured", "chance"} and set(csv["block"]) == {
+        "measured",
+        "chance",
+    }
     assert set(csv["source"]) == {"synthetic", "chance"}
     chance = csv.filter(pl.col("model") == "chance").row(0, named=True)
     assert chance["corum_mean"] == pytest.approx(0.10) and chance["role"] == "floor"
@@ -143,9 +159,17 @@ def test_latest_result_wins_and_real_data_block(tmp_path):
     root = tmp_path / "r"
     write_model(root, "cwa-msn", [0.3], dataset="rxrx3-core", synthetic=False, tasks=("gene_gene",))
     # a re-run of the same variant and seed (checkpoint named differently), created later, wins
-    write_result(root, "rxrx3-core", "cwa-msn", "quick_s0", "gene_gene", 0,
-                 {"CORUM": {"n_relationships": 1209, "recall_0.05_0.95": 0.4, "recall_0.1_0.9": 0.5}},
-                 synthetic=False, created="2026-11-25T00:00:00")
+    write_result(
+        root,
+        "rxrx3-core",
+        "cwa-msn",
+        "quick_s0",
+        "gene_gene",
+        0,
+        {"CORUM": {"n_relationships": 1209, "recall_0.05_0.95": 0.4, "recall_0.1_0.9": 0.5}},
+        synthetic=False,
+        created="2026-11-25T00:00:00",
+    )
     df = tables.leaderboard_frame(load_results(root))
     assert df.height == 1 and df["corum_mean"][0] == pytest.approx(0.4)
     text = tables.write_leaderboard(load_results(root), tmp_path / "o")["rxrx3-core"]
@@ -169,19 +193,29 @@ def test_cli_leaderboard_and_paper(store, tmp_path):
     res = runner.invoke(app, ["paper", "--results", str(store), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "paper" / "table1_gene_gene.tex").exists()
-    t3 = pl.read_csv(out / "paper" / "measured" / "table3_single_vs_cross_well_measured_synthetic-quick.csv")
+    t3 = pl.read_csv(
+        out / "paper" / "measured" / "table3_single_vs_cross_well_measured_synthetic-quick.csv"
+    )
     assert t3["model"].to_list() == ["random", "single-well-msn", "cwa-msn"]
     assert set(t3["provenance"]) == {"measured"}
-    for stem in ("figure1_efficiency_reported", "figure1_efficiency_with_measured_synthetic-quick",
-                 "figure3_compound_gene_synthetic-quick", "ablation_single_vs_cross_well"):
+    for stem in (
+        "figure1_efficiency_reported",
+        "figure1_efficiency_with_measured_synthetic-quick",
+        "figure3_compound_gene_synthetic-quick",
+        "ablation_single_vs_cross_well",
+    ):
         for ext in (".png", ".pdf", ".csv"):
             assert (out / "figures" / f"{stem}{ext}").exists(), stem + ext
 
     # bad input: a clear message, exit code 2, nothing written
     empty_out = tmp_path / "none"
-    res = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "missing"), "--out", str(empty_out)])
+    res = runner.invoke(
+        app, ["leaderboard", "--results", str(tmp_path / "missing"), "--out", str(empty_out)]
+    )
     assert res.exit_code == 2 and "no results directory" in res.output
-    res = runner.invoke(app, ["paper", "--results", str(store), "--dataset", "nope", "--out", str(empty_out)])
+    res = runner.invoke(
+        app, ["paper", "--results", str(store), "--dataset", "nope", "--out", str(empty_out)]
+    )
     assert res.exit_code == 2 and "synthetic-quick" in res.output
     assert not empty_out.exists()
 
@@ -190,10 +224,17 @@ def test_pipeline_checkpoint_names_and_nested_config(tmp_path):
     # `cellbench run` names checkpoints "{preset}-seed{seed}[-proto{N}]" and keeps the trainer's
     # config nested; seeds must aggregate and the prototype count must be found
     for seed, corum in enumerate((0.30, 0.34)):
-        write_result(tmp_path, "synthetic-quick", "cwa-msn", f"quick-seed{seed}-proto512", "gene_gene", seed,
-                     {"CORUM": {"n_relationships": 10, "recall_0.05_0.95": corum, "recall_0.1_0.9": corum}},
-                     config={"preset": "quick", "prototypes": None, "train": {"num_prototypes": 512}},
-                     timings={"train": 720.0})
+        write_result(
+            tmp_path,
+            "synthetic-quick",
+            "cwa-msn",
+            f"quick-seed{seed}-proto512",
+            "gene_gene",
+            seed,
+            {"CORUM": {"n_relationships": 10, "recall_0.05_0.95": corum, "recall_0.1_0.9": corum}},
+            config={"preset": "quick", "prototypes": None, "train": {"num_prototypes": 512}},
+            timings={"train": 720.0},
+        )
     df = tables.leaderboard_frame(load_results(tmp_path))
     assert df.height == 1
     row = df.row(0, named=True)
@@ -203,9 +244,18 @@ def test_pipeline_checkpoint_names_and_nested_config(tmp_path):
 
 def test_nan_scores_are_missing_not_zero(tmp_path):
     # the compound-gene engine writes z = NaN when both stds are 0; json keeps it as NaN
-    scores = {"rows": [{"concentration": 10.0, "average_precision": 0.3, "auc_roc": 0.6},
-                       {"concentration": "max", "average_precision": 0.3, "auc_roc": 0.6,
-                        "z_average_precision": float("nan"), "z_auc_roc": 1.5}]}
+    scores = {
+        "rows": [
+            {"concentration": 10.0, "average_precision": 0.3, "auc_roc": 0.6},
+            {
+                "concentration": "max",
+                "average_precision": 0.3,
+                "auc_roc": 0.6,
+                "z_average_precision": float("nan"),
+                "z_auc_roc": 1.5,
+            },
+        ]
+    }
     write_result(tmp_path, "synthetic-quick", "cwa-msn", "quick-seed0", "compound_gene", 0, scores)
     row = tables.leaderboard_frame(load_results(tmp_path)).row(0, named=True)
     assert row["ap_max_mean"] == pytest.approx(0.3) and row["auc_max_z_mean"] == pytest.approx(1.5)
@@ -215,8 +265,15 @@ def test_nan_scores_are_missing_not_zero(tmp_path):
 def test_probe_trace_line():
     from cellbench.report.run_summary import probe_trace
 
-    health = {"scores": {"history": [{"step": 0, "probe_recall": 0.1}, {"step": 100},
-                                     {"step": 200, "probe_recall": 0.25}]}}
+    health = {
+        "scores": {
+            "history": [
+                {"step": 0, "probe_recall": 0.1},
+                {"step": 100},
+                {"step": 200, "probe_recall": 0.25},
+            ]
+        }
+    }
     line = probe_trace(health)
     assert "0.100 @ step 0" in line and "0.250 @ step 200" in line
     assert probe_trace(None) is None and probe_trace({"scores": {"history": [{"step": 5}]}}) is None
@@ -224,23 +281,47 @@ def test_probe_trace_line():
 
 def test_cross_vs_single_lower_is_better_flips_the_verdict():
     rows = []
-    for model, values in (("cwa-msn", [0.02, 0.03, 0.025]), ("single-well-msn", [0.30, 0.35, 0.32])):
+    for model, values in (
+        ("cwa-msn", [0.02, 0.03, 0.025]),
+        ("single-well-msn", [0.30, 0.35, 0.32]),
+    ):
         for seed, v in enumerate(values):
-            rows.append({"dataset": "d", "model": model, "variant": "quick", "seed": seed,
-                         "metric": "well_shortcut_rate", "value": v})
+            rows.append(
+                {
+                    "dataset": "d",
+                    "model": model,
+                    "variant": "quick",
+                    "seed": seed,
+                    "metric": "well_shortcut_rate",
+                    "value": v,
+                }
+            )
     long = pl.DataFrame(rows)
-    low = tables.cross_vs_single(long, "well_shortcut_rate", lower_is_better=True).row(0, named=True)
+    low = tables.cross_vs_single(long, "well_shortcut_rate", lower_is_better=True).row(
+        0, named=True
+    )
     high = tables.cross_vs_single(long, "well_shortcut_rate").row(0, named=True)
     assert low["difference"] < 0 and low["verdict"] == "cross-well better"
     assert high["verdict"] == "single-well better"
 
 
 def test_training_hours_come_from_the_training_log_when_a_run_was_reused():
-    base = {"dataset": "d", "model": "cwa-msn", "checkpoint": "quick-seed0", "seed": 0,
-            "synthetic": True, "provenance": "measured", "config": {}}
+    base = {
+        "dataset": "d",
+        "model": "cwa-msn",
+        "checkpoint": "quick-seed0",
+        "seed": 0,
+        "synthetic": True,
+        "provenance": "measured",
+        "config": {},
+    }
     records = [
-        {**base, "task": "gene_gene", "timings": {"train": 0.1},
-         "scores": {"CORUM": {"recall_0.05_0.95": 0.2, "n_relationships": 10}}},
+        {
+            **base,
+            "task": "gene_gene",
+            "timings": {"train": 0.1},
+            "scores": {"CORUM": {"recall_0.05_0.95": 0.2, "n_relationships": 10}},
+        },
         {**base, "task": "health", "timings": {"train": 0.1}, "scores": {"elapsed_s": 7200.0}},
     ]
     row = tables.leaderboard_frame(records).row(0, named=True)
@@ -260,9 +341,9 @@ def test_results_of_two_simulator_versions_are_never_mixed(tmp_path):
     from cellbench.report.store import newest_simulator
 
     root = tmp_path / "r"
-    write_model(root, "cwa-msn", [0.30, 0.32])            # 2 seeds x 4 tasks, old simulator
-    write_model(root, "random", [0.10])                   # 4 results, new simulator
-    write_model(root, "oracle", [0.9], dataset="other")   # another dataset, one version only
+    write_model(root, "cwa-msn", [0.30, 0.32])  # 2 seeds x 4 tasks, old simulator
+    write_model(root, "random", [0.10])  # 4 results, new simulator
+    write_model(root, "oracle", [0.9], dataset="other")  # another dataset, one version only
     _set_simulator(root, "cwa-msn", "cellbench-sim-1.9")
     _set_simulator(root, "random", "cellbench-sim-1.10")  # newer: 10 > 9 numerically
     _set_simulator(root, "oracle", "cellbench-sim-1.4")
@@ -273,7 +354,9 @@ def test_results_of_two_simulator_versions_are_never_mixed(tmp_path):
     assert "cellbench-sim-1.9" in warnings[0] and "keeping only cellbench-sim-1.10" in warnings[0]
     assert "dropped 8 result(s)" in warnings[0]
 
-    res = CliRunner().invoke(app, ["leaderboard", "--results", str(root), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app, ["leaderboard", "--results", str(root), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 0, res.output
     assert "warning: synthetic-quick" in res.output and "dropped 8" in res.output
     board = pl.read_csv(tmp_path / "o" / "leaderboard_synthetic-quick.csv")

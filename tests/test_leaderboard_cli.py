@@ -32,7 +32,13 @@ def _variant(model="cwa-msn", steps=None):
 @pytest.fixture()
 def store(tmp_path):
     root = tmp_path / "results"
-    write_model(root, "cwa-msn", [0.30, 0.32, 0.37], variant=_variant(), config={"config_hash": "c0ffee1234"})
+    write_model(
+        root,
+        "cwa-msn",
+        [0.30, 0.32, 0.37],
+        variant=_variant(),
+        config={"config_hash": "c0ffee1234"},
+    )
     write_model(root, "cwa-msn", [0.11, 0.10, 0.12], variant=_variant(steps=0))
     write_model(root, "single-well-msn", [0.20, 0.22, 0.21], variant=_variant("single-well-msn"))
     write_model(root, "oracle", [0.90, 0.91, 0.92], variant="none")
@@ -71,7 +77,9 @@ def test_wide_prints_every_column_and_out_writes_files(store, tmp_path):
     assert res.exit_code == 0, res.output
     assert "| ceiling | Oracle" in res.output and "replicate cons." in res.output
     assert "| floor | chance | computed |" in res.output
-    assert (out / "leaderboard_synthetic-quick.csv").exists() and (out / "leaderboard_reported.csv").exists()
+    assert (out / "leaderboard_synthetic-quick.csv").exists() and (
+        out / "leaderboard_reported.csv"
+    ).exists()
 
 
 def test_paper_needs_out(store):
@@ -110,15 +118,23 @@ class _Page(HTMLParser):
 
 def _png(path: Path, w: int = 40, h: int = 30) -> Path:
     """A small valid RGB PNG (a gradient), without an imaging library."""
-    raw = b"".join(b"\x00" + b"".join(bytes((x * 6 % 256, y * 8 % 256, 160)) for x in range(w))
-                   for y in range(h))
+    raw = b"".join(
+        b"\x00" + b"".join(bytes((x * 6 % 256, y * 8 % 256, 160)) for x in range(w))
+        for y in range(h)
+    )
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -128,8 +144,9 @@ def _page(store, tmp_path):
     _png(figs / "figure3_compound_gene_synthetic-quick.png")
     _png(figs / "figure3_compound_gene_other.png")
     page = tmp_path / "site" / "leaderboard.html"
-    res = runner.invoke(app, ["leaderboard", "--results", str(store), "--html", str(page),
-                              "--figures", str(figs)])
+    res = runner.invoke(
+        app, ["leaderboard", "--results", str(store), "--html", str(page), "--figures", str(figs)]
+    )
     assert res.exit_code == 0, res.output
     return page
 
@@ -146,15 +163,25 @@ def test_html_page_has_tables_rows_labels_and_embedded_figures(store, tmp_path):
     assert {r["data-kind"] for r in p.rows if r["tbody"] == "reported"} == {"reported"}
     assert all(r["tbody"] == "sortable" for r in p.rows if r["data-kind"] != "reported")
     words = " ".join(p.text)
-    for label in ("floor: chance", "floor: untrained", "floor: random ViT-S/16", "ceiling", "reported",
-                  "Random (= chance)"):
+    for label in (
+        "floor: chance",
+        "floor: untrained",
+        "floor: random ViT-S/16",
+        "ceiling",
+        "reported",
+        "Random (= chance)",
+    ):
         assert label in words, label
     # mean ± half-width of the 95 % t-interval over the three seeds (0.30, 0.32, 0.37)
     assert "0.330 ± 0.090" in words
     # provenance on hover
     cwa = next(r for r in p.rows if r["data-kind"] == "model" and "steps600" in r["title"])
-    for fact in ("simulator version: cellbench-sim-2.0", "config hash: c0ffee1234", "data hash: da7a5eed",
-                 f"checkpoint id: {_variant()}-seed0"):
+    for fact in (
+        "simulator version: cellbench-sim-2.0",
+        "config hash: c0ffee1234",
+        "data hash: da7a5eed",
+        f"checkpoint id: {_variant()}-seed0",
+    ):
         assert fact in cwa["title"], fact
     srcs = [i["src"] for i in p.imgs]
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
@@ -172,8 +199,17 @@ def test_html_rows_are_one_per_weights(tmp_path):
 
     train = {"max_steps": 600, "warmup_steps": 60}
     root = tmp_path / "r"
-    write_model(root, "cwa-msn", [0.3], variant="quick", config={"train": train}, tasks=("gene_gene",))
-    write_model(root, "cwa-msn", [0.3], variant="quick-steps600", config={"train": train}, tasks=("gene_gene",))
+    write_model(
+        root, "cwa-msn", [0.3], variant="quick", config={"train": train}, tasks=("gene_gene",)
+    )
+    write_model(
+        root,
+        "cwa-msn",
+        [0.3],
+        variant="quick-steps600",
+        config={"train": train},
+        tasks=("gene_gene",),
+    )
     p = _Page()
     p.feed(render_html(load_results(root), include_reported=False))
     assert [r["data-kind"] for r in p.rows] == ["model", "chance"]
@@ -182,13 +218,26 @@ def test_html_rows_are_one_per_weights(tmp_path):
 def test_html_renders_in_headless_chromium(store, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip("chromium not installed: no headless browser on PATH to render the page "
-                    "(apt-get install chromium to run this check)")
+        pytest.skip(
+            "chromium not installed: no headless browser on PATH to render the page "
+            "(apt-get install chromium to run this check)"
+        )
     page = _page(store, tmp_path)
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1400,1000", page.as_uri()], check=True, timeout=120,
-                   capture_output=True)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1400,1000",
+            page.as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = struct.unpack(">II", data[16:24])

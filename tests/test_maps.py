@@ -28,7 +28,16 @@ def _metadata() -> pl.DataFrame:
         ("gene-001_1_A01", "gene-001", 1, "A01", "EMPTY_control", "EMPTY_control", None, "CRISPR"),
         ("gene-001_1_A02", "gene-001", 1, "A02", "RPLP2", "RPLP2_guide_1", None, "CRISPR"),
         ("gene-001_1_A03", "gene-001", 1, "A03", "RPLP2", "RPLP2_guide_4", None, "CRISPR"),
-        ("gene-001_1_A04", "gene-001", 1, "A04", "CRISPR_control", "CRISPR_control", None, "CRISPR"),
+        (
+            "gene-001_1_A04",
+            "gene-001",
+            1,
+            "A04",
+            "CRISPR_control",
+            "CRISPR_control",
+            None,
+            "CRISPR",
+        ),
         ("gene-002_1_A01", "gene-002", 1, "A01", "EMPTY_control", "EMPTY_control", None, "CRISPR"),
         ("gene-002_1_A02", "gene-002", 1, "A02", "RPLP2", "RPLP2_guide_2", None, "CRISPR"),
         ("compound-001_1_A01", "compound-001", 1, "A01", "", "EMPTY_control", None, "COMPOUND"),
@@ -37,7 +46,16 @@ def _metadata() -> pl.DataFrame:
         ("compound-001_1_A04", "compound-001", 1, "A04", "", "ABT-199", 0.25, "COMPOUND"),
         ("compound-001_1_A05", "compound-001", 1, "A05", "", "ABT-199", 0.3, "COMPOUND"),
     ]
-    cols = ["well_id", "experiment_name", "plate", "address", "gene", "treatment", "concentration", "perturbation_type"]
+    cols = [
+        "well_id",
+        "experiment_name",
+        "plate",
+        "address",
+        "gene",
+        "treatment",
+        "concentration",
+        "perturbation_type",
+    ]
     df = pl.DataFrame(rows, schema=cols, orient="row")
     return df.with_columns(pl.lit("").alias("SMILES"), pl.lit("HUVEC").alias("cell_type"))
 
@@ -87,7 +105,9 @@ def test_centerscale_equals_efaar():
     X, batch, control = _batches()
     md = pd.DataFrame({"pert": np.where(control, "CTRL", "x"), "batch": batch})
     ref = centerscale_on_controls(X, md, "pert", "CTRL", batch_col="batch")
-    np.testing.assert_allclose(CenterScale().fit_transform(X, batch, control), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        CenterScale().fit_transform(X, batch, control), ref, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_tvn_equals_efaar():
@@ -122,7 +142,9 @@ def test_spherize_whitens_each_batch_controls():
         ctrl = (batch == b) & control
         C = np.cov(X[ctrl], rowvar=False)
         # ZCA with regularisation: cov(Z_ctrl) = C (C + eps I)^-1
-        np.testing.assert_allclose(np.cov(Z[ctrl], rowvar=False), C @ np.linalg.inv(C + eps * np.eye(len(C))), atol=1e-8)
+        np.testing.assert_allclose(
+            np.cov(Z[ctrl], rowvar=False), C @ np.linalg.inv(C + eps * np.eye(len(C))), atol=1e-8
+        )
         np.testing.assert_allclose(Z[ctrl].mean(axis=0), 0, atol=1e-10)
 
 
@@ -172,9 +194,21 @@ def test_aggregate_means_drops_and_counts():
         return X[[ids.index(w) for w in well_ids]].astype(np.float64).mean(axis=0)
 
     assert feats.dtype == np.float32  # float32 wells give a float32 map
-    np.testing.assert_allclose(feats[rows[("CRISPR", "RPLP2", None)]], mean_of("gene-001_1_A02", "gene-001_1_A03", "gene-002_1_A02"), rtol=1e-6)
-    np.testing.assert_allclose(feats[rows[("CRISPR", "EMPTY_control", None)]], mean_of("gene-001_1_A01", "gene-002_1_A01"), rtol=1e-6)
-    np.testing.assert_allclose(feats[rows[("COMPOUND", "ABT-199", 1.0)]], mean_of("compound-001_1_A02", "compound-001_1_A03"), rtol=1e-6)
+    np.testing.assert_allclose(
+        feats[rows[("CRISPR", "RPLP2", None)]],
+        mean_of("gene-001_1_A02", "gene-001_1_A03", "gene-002_1_A02"),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        feats[rows[("CRISPR", "EMPTY_control", None)]],
+        mean_of("gene-001_1_A01", "gene-002_1_A01"),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        feats[rows[("COMPOUND", "ABT-199", 1.0)]],
+        mean_of("compound-001_1_A02", "compound-001_1_A03"),
+        rtol=1e-6,
+    )
     assert table["n_wells"].to_list()[rows[("CRISPR", "RPLP2", None)]] == 3
 
 
@@ -183,7 +217,9 @@ def test_build_map_aligns_then_aggregates():
     X = np.random.default_rng(0).normal(size=(wells.height, 3))
     with pytest.warns(UserWarning):
         table, feats = build_map(X, wells, align="centerscale")
-    aligned = CenterScale().fit_transform(X, wells["batch"].to_numpy(), wells["is_control"].to_numpy())
+    aligned = CenterScale().fit_transform(
+        X, wells["batch"].to_numpy(), wells["is_control"].to_numpy()
+    )
     with pytest.warns(UserWarning):
         _, expected, _ = aggregate_wells(aligned, wells)
     np.testing.assert_allclose(feats, expected)

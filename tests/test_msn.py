@@ -54,8 +54,12 @@ def test_sinkhorn_one_iteration_literal_case():
     # times B=2, transposed: [[0.69231, 0.30769], [0.27273, 0.72727]]
     p = torch.tensor([[0.6, 0.4], [0.2, 0.8]], dtype=torch.float64)
     out = sinkhorn(p, iters=1).numpy()
-    expected = np.array([[0.375 / 0.5416666666666666, 0.1666666666666666 / 0.5416666666666666],
-                         [0.125 / 0.4583333333333333, 0.3333333333333333 / 0.4583333333333333]])
+    expected = np.array(
+        [
+            [0.375 / 0.5416666666666666, 0.1666666666666666 / 0.5416666666666666],
+            [0.125 / 0.4583333333333333, 0.3333333333333333 / 0.4583333333333333],
+        ]
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-10)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
 
@@ -89,8 +93,12 @@ def test_msn_loss_matches_hand_computation():
     me_max = math.log(k) + (mean_p * np.log(mean_p)).sum()
 
     loss, out = msn_loss(
-        torch.tensor(anchor), torch.tensor(target), torch.tensor(protos),
-        temperature=tau, sharpen_temperature=temp, sinkhorn_iters=iters,
+        torch.tensor(anchor),
+        torch.tensor(target),
+        torch.tensor(protos),
+        temperature=tau,
+        sharpen_temperature=temp,
+        sinkhorn_iters=iters,
     )
     assert out["ce"] == pytest.approx(ce, rel=1e-9)
     assert out["me_max"] == pytest.approx(me_max, rel=1e-9)
@@ -213,7 +221,12 @@ def test_views_crop_flip_standardize():
     assert crops.shape == (6, 1, 4, 4)
     for i, crop in enumerate(crops):  # each crop is a contiguous window of its source image
         src = images[i % 2, 0]
-        hits = [(r, c) for r in range(3) for c in range(3) if torch.equal(src[r:r + 4, c:c + 4], crop[0])]
+        hits = [
+            (r, c)
+            for r in range(3)
+            for c in range(3)
+            if torch.equal(src[r : r + 4, c : c + 4], crop[0])
+        ]
         assert hits
     flipped = random_flips(crops, g)
     for a, b in zip(flipped, crops, strict=True):
@@ -221,7 +234,9 @@ def test_views_crop_flip_standardize():
     u8 = torch.randint(0, 255, (3, 2, 8, 8), dtype=torch.uint8)
     s = standardize(u8)
     torch.testing.assert_close(s.mean(dim=(-2, -1)), torch.zeros(3, 2), atol=1e-5, rtol=0)
-    torch.testing.assert_close(s.std(dim=(-2, -1), unbiased=False), torch.ones(3, 2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        s.std(dim=(-2, -1), unbiased=False), torch.ones(3, 2), atol=1e-4, rtol=0
+    )
 
 
 # ----------------------------------------------------------------- the loss on literal numbers
@@ -233,8 +248,14 @@ def test_msn_loss_literal_case_without_sinkhorn():
     protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     anchor = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     target = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
-    loss, out = msn_loss(anchor, target, protos, temperature=1 / math.log(3),
-                         sharpen_temperature=0.5, sinkhorn_iters=0)
+    loss, out = msn_loss(
+        anchor,
+        target,
+        protos,
+        temperature=1 / math.log(3),
+        sharpen_temperature=0.5,
+        sinkhorn_iters=0,
+    )
     ce = 0.1 * math.log(4 / 3) + 0.9 * math.log(4)
     me_max = math.log(2) + 0.75 * math.log(0.75) + 0.25 * math.log(0.25)
     np.testing.assert_allclose(out["targets"].numpy(), [[0.1, 0.9]], rtol=1e-12)
@@ -252,8 +273,14 @@ def test_msn_loss_literal_case_with_sinkhorn():
     protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     anchor = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     target = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
-    loss, out = msn_loss(anchor, target, protos, temperature=1 / math.log(3),
-                         sharpen_temperature=0.5, sinkhorn_iters=1)
+    loss, out = msn_loss(
+        anchor,
+        target,
+        protos,
+        temperature=1 / math.log(3),
+        sharpen_temperature=0.5,
+        sinkhorn_iters=1,
+    )
     np.testing.assert_allclose(out["targets"].numpy(), [[0.5, 0.5], [0.5, 0.5]], rtol=1e-12)
     assert out["ce"] == pytest.approx(0.5 * math.log(16 / 3), rel=1e-12)
     assert out["me_max"] == pytest.approx(0.0, abs=1e-12)
@@ -286,7 +313,9 @@ def _token_calls(monkeypatch, method, **over):
 
     def spy(vit, images, keep=None, final_norm=True):
         if vit is method.backbone:
-            calls.append((images.shape[0], images.shape[-1], None if keep is None else keep.shape[1]))
+            calls.append(
+                (images.shape[0], images.shape[-1], None if keep is None else keep.shape[1])
+            )
         return real(vit, images, keep, final_norm)
 
     monkeypatch.setattr(msn_mod, "tokens", spy)
@@ -370,16 +399,27 @@ def test_msn_loss_matches_lightly_msnloss():
 
     gen = torch.Generator().manual_seed(5)
     b, v, d, k = 6, 3, 16, 10
-    for iters, sharp, tau, weight in [(3, 0.25, 0.1, 1.0), (0, 0.5, 0.2, 1.0), (5, 0.25, 0.1, 0.5),
-                                      (3, 0.25, 0.1, 0.0)]:
+    for iters, sharp, tau, weight in [
+        (3, 0.25, 0.1, 1.0),
+        (0, 0.5, 0.2, 1.0),
+        (5, 0.25, 0.1, 0.5),
+        (3, 0.25, 0.1, 0.0),
+    ]:
         anchor = torch.randn(v * b, d, generator=gen, dtype=torch.float64, requires_grad=True)
         target = torch.randn(b, d, generator=gen, dtype=torch.float64)
         protos = torch.randn(k, d, generator=gen, dtype=torch.float64, requires_grad=True)
-        ours, out = msn_loss(anchor, target, protos, temperature=tau, sharpen_temperature=sharp,
-                             sinkhorn_iters=iters, me_max_weight=weight)
-        theirs = lightly_msn.MSNLoss(temperature=tau, sinkhorn_iterations=iters,
-                                     regularization_weight=weight)(
-            anchor, target, protos, target_sharpen_temperature=sharp)
+        ours, out = msn_loss(
+            anchor,
+            target,
+            protos,
+            temperature=tau,
+            sharpen_temperature=sharp,
+            sinkhorn_iters=iters,
+            me_max_weight=weight,
+        )
+        theirs = lightly_msn.MSNLoss(
+            temperature=tau, sinkhorn_iterations=iters, regularization_weight=weight
+        )(anchor, target, protos, target_sharpen_temperature=sharp)
         assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-10, abs=1e-12)
         g_ours = torch.autograd.grad(ours, (anchor, protos))
         g_theirs = torch.autograd.grad(theirs, (anchor, protos))
@@ -388,7 +428,9 @@ def test_msn_loss_matches_lightly_msnloss():
         # the same targets: sharpening and Sinkhorn agree too
         t_probs = lightly_msn.prototype_probabilities(
             torch.nn.functional.normalize(target, dim=1),
-            torch.nn.functional.normalize(protos.detach(), dim=1), tau)
+            torch.nn.functional.normalize(protos.detach(), dim=1),
+            tau,
+        )
         t_probs = lightly_msn.sinkhorn(lightly_msn.sharpen(t_probs, sharp), iters)
         torch.testing.assert_close(out["targets"], t_probs, rtol=1e-9, atol=1e-12)
     # and lightly's regularisation is our me-max

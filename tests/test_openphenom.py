@@ -49,22 +49,32 @@ def _write_release(directory, state, safetensors=False):
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
         torch.save({"state_dict": state}, path)
-    (directory / "config.json").write_text(json.dumps({"encoder": {"max_in_chans": 11, "channel_agnostic": True}}))
+    (directory / "config.json").write_text(
+        json.dumps({"encoder": {"max_in_chans": 11, "channel_agnostic": True}})
+    )
     return directory
 
 
 def _reference_embedding(state, images_uint8):
     """The release's predict(), written independently: norm → tokens → blocks → mean."""
-    sd = {k[len("encoder.vit_backbone.") :]: v for k, v in state.items() if k.startswith("encoder.vit_backbone.")}
+    sd = {
+        k[len("encoder.vit_backbone.") :]: v
+        for k, v in state.items()
+        if k.startswith("encoder.vit_backbone.")
+    }
     x = images_uint8.float() / 255.0
     x = torch.nn.functional.instance_norm(x, eps=1e-5)
     w, b = sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"]
-    per_channel = [torch.nn.functional.conv2d(x[:, i : i + 1], w, b, stride=8) for i in range(x.shape[1])]
+    per_channel = [
+        torch.nn.functional.conv2d(x[:, i : i + 1], w, b, stride=8) for i in range(x.shape[1])
+    ]
     tokens = torch.stack(per_channel, dim=2).flatten(2).transpose(1, 2)  # B (C h w) D
     tokens = torch.cat([sd["cls_token"].expand(x.shape[0], -1, -1), tokens], dim=1)
     tokens = tokens + sd["pos_embed"][:, : tokens.shape[1]]
     blocks = op.build_backbone(**TINY).blocks  # timm's ParallelScalingBlock, loaded by name
-    blocks.load_state_dict({k[len("blocks.") :]: v for k, v in sd.items() if k.startswith("blocks.")})
+    blocks.load_state_dict(
+        {k[len("blocks.") :]: v for k, v in sd.items() if k.startswith("blocks.")}
+    )
     with torch.no_grad():
         out = blocks.eval()(tokens)
     return out[:, 1:].mean(dim=1)
@@ -80,7 +90,9 @@ def images():
 def test_release_checkpoint_loads_and_embeds_like_the_release(tmp_path, images, safetensors):
     _, state = _release_state()
     folder = _write_release(tmp_path / "OpenPhenom", state, safetensors=safetensors)
-    enc = registry.create("openphenom", checkpoint=folder, channels=("DNA", "ER", "Actin", "RNA", "Mito", "Golgi"))
+    enc = registry.create(
+        "openphenom", checkpoint=folder, channels=("DNA", "ER", "Actin", "RNA", "Mito", "Golgi")
+    )
     assert enc.embed_dim == 32 and enc.input_size == 32
     assert enc.metadata["weights_license"].lower().startswith("non-commercial")
     got = enc.embed(enc.preprocess(images))
@@ -119,7 +131,9 @@ def test_channel_agnostic_and_channelwise(tmp_path, images):
     folder = _write_release(tmp_path / "w", state)
     three = registry.create("openphenom", checkpoint=folder, channels=("DNA", "RNA", "Mito"))
     assert three.embed(three.preprocess(images[:, :3])).shape == (3, 32)
-    wise = registry.create("openphenom", checkpoint=folder, channels=("DNA", "RNA"), channelwise=True)
+    wise = registry.create(
+        "openphenom", checkpoint=folder, channels=("DNA", "RNA"), channelwise=True
+    )
     out = wise.embed(wise.preprocess(images[:, :2]))
     assert out.shape == (3, 64) and wise.embed_dim == 64
     with pytest.raises(CellbenchError, match="11 channels"):

@@ -24,12 +24,14 @@ def _paper_table_lines(number: int) -> list[str]:
     lines = PAPER_TXT.read_text(encoding="utf-8").splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith(f"Table {number}:"))
     block = []
-    for ln in lines[start + 1:]:
+    for ln in lines[start + 1 :]:
         if not ln.strip():
             break
         block.append(ln.strip())
     # header lines do not end in a number / dash cell
-    return [ln for ln in block if re.search(r"(\.\d{3}|\d|-)$", ln) and not ln.endswith("\\uparrow")]
+    return [
+        ln for ln in block if re.search(r"(\.\d{3}|\d|-)$", ln) and not ln.endswith("\\uparrow")
+    ]
 
 
 @pytest.mark.skipif(not PAPER_TXT.exists(), reason="paper text not beside the repository")
@@ -43,7 +45,7 @@ def test_every_cell_equals_the_paper_text(number):
     df = paper.paper_table(number)
     score_cols = [c for c in table.columns if c in paper.GENE_SOURCES or re.match(r"(ap|auc)_", c)]
     for row_text, rec in zip(expected, df.iter_rows(named=True), strict=True):
-        tokens = row_text.split()[-len(score_cols):]
+        tokens = row_text.split()[-len(score_cols) :]
         for col, tok in zip(score_cols, tokens, strict=True):
             want = None if tok == "-" else float(tok.replace(",", ""))
             assert rec[col] == want, (number, rec["method"], col)
@@ -52,8 +54,18 @@ def test_every_cell_equals_the_paper_text(number):
 def test_specific_cells_without_the_paper_file():
     t1 = paper.paper_table(1)
     cwa = t1.filter(pl.col("model") == "cwa-msn").row(0, named=True)
-    assert (cwa["corum"], cwa["humap"], cwa["reactome"], cwa["stringdb"]) == (0.386, 0.447, 0.158, 0.327)
-    assert (cwa["images"], cwa["images_n"], cwa["parameters"], cwa["parameters_n"]) == ("0.2M", 2e5, "22M", 2.2e7)
+    assert (cwa["corum"], cwa["humap"], cwa["reactome"], cwa["stringdb"]) == (
+        0.386,
+        0.447,
+        0.158,
+        0.327,
+    )
+    assert (cwa["images"], cwa["images_n"], cwa["parameters"], cwa["parameters_n"]) == (
+        "0.2M",
+        2e5,
+        "22M",
+        2.2e7,
+    )
     op = t1.filter(pl.col("model") == "openphenom").row(0, named=True)
     assert (op["images"], op["images_n"], op["images_bound"]) == (">>10M", 1e7, "lower")
     clip = t1.filter(pl.col("model") == "cellclip").row(0, named=True)
@@ -66,8 +78,14 @@ def test_specific_cells_without_the_paper_file():
 
     t2 = paper.paper_table(2)
     op2 = t2.filter(pl.col("model") == "openphenom").row(0, named=True)
-    assert (op2["ap_mean"], op2["ap_std"], op2["ap_z"], op2["auc_mean"], op2["auc_std"], op2["auc_z"]) == (
-        0.274, 0.017, 3.89, 0.546, 0.014, 3.16)
+    assert (
+        op2["ap_mean"],
+        op2["ap_std"],
+        op2["ap_z"],
+        op2["auc_mean"],
+        op2["auc_std"],
+        op2["auc_z"],
+    ) == (0.274, 0.017, 3.89, 0.546, 0.014, 3.16)
     assert t2.filter(pl.col("model") == "phenom-2")["auc_mean"][0] is None
 
     t4 = paper.paper_table(4).filter(pl.col("model") == "cwa-msn").row(0, named=True)
@@ -75,14 +93,27 @@ def test_specific_cells_without_the_paper_file():
     t5 = paper.paper_table(5)
     assert t5.filter(pl.col("prototypes_n") == 1024)["corum"][0] == 0.386
     assert t5.filter(pl.col("row_type") == "n_relationships").select(paper.GENE_SOURCES).row(0) == (
-        1209.0, 958.0, 569.0, 1737.0)
+        1209.0,
+        958.0,
+        569.0,
+        1737.0,
+    )
 
 
 @pytest.mark.parametrize(
     "text,value,bound",
-    [("1M", 1e6, "exact"), ("0.2M", 2e5, "exact"), (">>10M", 1e7, "lower"), ("1,477M", 1.477e9, "exact"),
-     (">7K", 7e3, "lower"), ("∼4M", 4e6, "approx"), ("<9", 9.0, "upper"), ("2,048", 2048.0, "exact"),
-     ("-", None, "missing"), ("N.A.", None, "missing")],
+    [
+        ("1M", 1e6, "exact"),
+        ("0.2M", 2e5, "exact"),
+        (">>10M", 1e7, "lower"),
+        ("1,477M", 1.477e9, "exact"),
+        (">7K", 7e3, "lower"),
+        ("∼4M", 4e6, "approx"),
+        ("<9", 9.0, "upper"),
+        ("2,048", 2048.0, "exact"),
+        ("-", None, "missing"),
+        ("N.A.", None, "missing"),
+    ],
 )
 def test_parse_quantity(text, value, bound):
     got_value, got_bound = paper.parse_quantity(text)
@@ -100,10 +131,13 @@ def test_auc_z_scores_reproduce_exactly_and_two_ap_cells_are_flagged():
     auc = check.filter(pl.col("metric") == "auc")
     assert auc.height == 6 and (auc["check"] == "exact").all()
     for rec in auc.iter_rows(named=True):  # the formula, by hand
-        z = (rec["mean"] - 0.500) / math.sqrt(rec["std"] ** 2 + 0.004 ** 2)
+        z = (rec["mean"] - 0.500) / math.sqrt(rec["std"] ** 2 + 0.004**2)
         assert round(z, 2) == pytest.approx(rec["z_reported"], abs=0.0051)
     flagged = check.filter(pl.col("flagged"))
-    assert sorted(zip(flagged["model"], flagged["metric"], strict=True)) == [("cwa-msn", "ap"), ("openphenom", "ap")]
+    assert sorted(zip(flagged["model"], flagged["metric"], strict=True)) == [
+        ("cwa-msn", "ap"),
+        ("openphenom", "ap"),
+    ]
     op = flagged.filter(pl.col("model") == "openphenom").row(0, named=True)
     assert op["z_reported"] == 3.89 and op["z_recomputed"] == pytest.approx(3.48, abs=0.005)
     assert op["check"] == "inconsistent"
@@ -124,12 +158,17 @@ def test_figure1_ratios():
     cwa = fig1.filter(pl.col("model") == "cwa-msn").row(0, named=True)
     assert cwa["recall_per_million_images"] == pytest.approx(1.93)
     assert round(cwa["recall_per_billion_parameters"], 1) == 17.5
-    assert cwa["recall_per_million_images_billion_parameters"] == pytest.approx(0.386 / (0.2 * 0.022))
+    assert cwa["recall_per_million_images_billion_parameters"] == pytest.approx(
+        0.386 / (0.2 * 0.022)
+    )
     op = fig1.filter(pl.col("model") == "openphenom").row(0, named=True)
     assert op["ratio_bound"] == "upper" and op["recall_per_million_images"] == pytest.approx(0.03)
     # CWA-MSN tops panels b–d, as the paper's Figure 1 says; Phenom-2 tops panel a
-    for col in ("recall_per_million_images", "recall_per_billion_parameters",
-                "recall_per_million_images_billion_parameters"):
+    for col in (
+        "recall_per_million_images",
+        "recall_per_billion_parameters",
+        "recall_per_million_images_billion_parameters",
+    ):
         assert fig1.sort(col, descending=True)["model"][0] == "cwa-msn"
     assert fig1.sort("corum", descending=True)["model"][0] == "phenom-2"
 
@@ -152,5 +191,6 @@ def test_write_paper_tables_and_committed_copies_are_current(tmp_path):
         committed = COMMITTED / f"{table.stem}.csv"
         if committed.exists():
             assert committed.read_text() == (tmp_path / f"{table.stem}.csv").read_text(), (
-                f"{committed} is stale: run `cellbench paper`")
+                f"{committed} is stale: run `cellbench paper`"
+            )
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporaries

@@ -26,7 +26,9 @@ def test_reference_model_end_to_end_and_reuse():
     corum = first.records["gene_gene"]["scores"]["CORUM"]
     assert 0.0 <= corum["recall_0.05_0.95"] <= 1.0 and corum["n_relationships"] > 0
     stored = ResultsStore().get("oracle", first.checkpoint, first.dataset, "gene_gene")
-    assert json.loads(json.dumps(stored))["scores"] == json.loads(json.dumps(first.records["gene_gene"]["scores"]))
+    assert json.loads(json.dumps(stored))["scores"] == json.loads(
+        json.dumps(first.records["gene_gene"]["scores"])
+    )
     # provenance: the screen's simulator and config hash, the embeddings by content and by a
     # path relative to the cellbench home (valid on another machine)
     assert stored["simulator_version"] == SIMULATOR_VERSION
@@ -40,7 +42,9 @@ def test_reference_model_end_to_end_and_reuse():
 
 
 def test_trained_model_run_prints_row_and_verdict():
-    result = runner.invoke(app, ["run", "--model", "cwa-msn", "--preset", "tiny", "--eval-seeds", "3", "--quiet"])
+    result = runner.invoke(
+        app, ["run", "--model", "cwa-msn", "--preset", "tiny", "--eval-seeds", "3", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert "CWA-MSN" in result.output and "untrained ViT" in result.output
     assert "reported" in result.output  # the paper's rows are shown, labelled
@@ -80,13 +84,29 @@ def test_two_checkpoints_with_one_file_name_are_two_results(tmp_path):
     fake = FakeDataset(channels=("DNA", "ER", "RNA", "AGP", "Mito"))
     paths = []
     for seed, folder in ((0, "A"), (1, "B")):
-        run = train("cwa-msn", fake, resolve("tiny", {"max_steps": 0, "warmup_steps": 0}), seed=seed,
-                    out_dir=tmp_path / f"run{seed}", progress=False, health=False)
+        run = train(
+            "cwa-msn",
+            fake,
+            resolve("tiny", {"max_steps": 0, "warmup_steps": 0}),
+            seed=seed,
+            out_dir=tmp_path / f"run{seed}",
+            progress=False,
+            health=False,
+        )
         (tmp_path / folder).mkdir()
         paths.append(shutil.copy(run.model_path, tmp_path / folder / "model.pt"))
-    a = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False)
-    b = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[1]), eval_seeds=3, progress=False)
+    a = run_pipeline(
+        "cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False
+    )
+    b = run_pipeline(
+        "cwa-msn", preset="tiny", checkpoint=str(paths[1]), eval_seeds=3, progress=False
+    )
     assert not b.reused and a.checkpoint != b.checkpoint
-    assert a.records["gene_gene"]["hashes"]["embeddings"] != b.records["gene_gene"]["hashes"]["embeddings"]
-    again = run_pipeline("cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False)
+    assert (
+        a.records["gene_gene"]["hashes"]["embeddings"]
+        != b.records["gene_gene"]["hashes"]["embeddings"]
+    )
+    again = run_pipeline(
+        "cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False
+    )
     assert again.reused and again.checkpoint == a.checkpoint

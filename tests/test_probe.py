@@ -32,11 +32,21 @@ def test_probe_embeds_like_the_pipeline(screen, tmp_path):
     # the same weights through the embedding pipeline (channels mapped by name, site
     # standardised then tiled, tiles and sites averaged)
     path = tmp_path / "model.pt"
-    torch.save({"model": "cwa-msn", "config": config.to_dict(), "channels": list(BRAY),
-                "state_dict": method.state_dict(), "step": 0}, path)
+    torch.save(
+        {
+            "model": "cwa-msn",
+            "config": config.to_dict(),
+            "channels": list(BRAY),
+            "state_dict": method.state_dict(),
+            "step": 0,
+        },
+        path,
+    )
     encoder = create_encoder("cwa-msn", path)
     table = pl.read_parquet(embed_dataset(encoder, screen, tmp_path / "emb", progress=False))
-    ref = dict(zip(table["well_id"].to_list(), table.select(pl.exclude("well_id")).to_numpy(), strict=True))
+    ref = dict(
+        zip(table["well_id"].to_list(), table.select(pl.exclude("well_id")).to_numpy(), strict=True)
+    )
     assert len(wells) == len(ref)
     np.testing.assert_allclose(feats, np.stack([ref[w] for w in wells]), rtol=1e-4, atol=1e-5)
     recall = probe(method)["probe_recall"]
@@ -66,7 +76,9 @@ def test_probe_recall_is_logged_during_training(screen, tmp_path):
     config = resolve("tiny", {"max_steps": 6, "health_every": 3})
     data = FakeDataset()
     probe = RecallProbe(screen, tuple(data.channels), crop=config.crop_size)
-    result = train("cwa-msn", data, config, seed=0, out_dir=tmp_path, progress=False, recall_probe=probe)
+    result = train(
+        "cwa-msn", data, config, seed=0, out_dir=tmp_path, progress=False, recall_probe=probe
+    )
     steps = [h["step"] for h in result.log["health"] if "probe_recall" in h]
     assert steps == [0, 3, 6]
     # the probe does not change training: same weights as a run without it

@@ -19,7 +19,11 @@ from cellbench.metrics.ranking import ap_auc_rows, average_precision_rows, roc_a
 )
 def test_equal_to_sklearn_with_ties(rows, length, levels, seed):
     rng = np.random.default_rng(seed)
-    scores = rng.random((rows, length)) if levels == 0 else rng.integers(0, levels, (rows, length)) / levels
+    scores = (
+        rng.random((rows, length))
+        if levels == 0
+        else rng.integers(0, levels, (rows, length)) / levels
+    )
     labels = rng.random((rows, length)) < rng.uniform(0.1, 0.9)
     labels[:, 0], labels[:, 1] = True, False  # both classes in every row
     ap, auc = ap_auc_rows(scores, labels)

@@ -13,9 +13,14 @@ def _replicates(n_perts: int, n_reps: int, n_ctrl: int, separated: bool, seed: i
     rng = np.random.default_rng(seed)
     d = 16
     centres = rng.standard_normal((n_perts, d)) * (10.0 if separated else 0.0)
-    x = np.concatenate([np.repeat(centres, n_reps, 0) + rng.standard_normal((n_perts * n_reps, d)) * 0.1
-                        if separated else rng.standard_normal((n_perts * n_reps, d)),
-                        rng.standard_normal((n_ctrl, d))])
+    x = np.concatenate(
+        [
+            np.repeat(centres, n_reps, 0) + rng.standard_normal((n_perts * n_reps, d)) * 0.1
+            if separated
+            else rng.standard_normal((n_perts * n_reps, d)),
+            rng.standard_normal((n_ctrl, d)),
+        ]
+    )
     pert = np.array([f"g{i}" for i in range(n_perts) for _ in range(n_reps)] + ["ctrl"] * n_ctrl)
     ctrl = np.array([False] * (n_perts * n_reps) + [True] * n_ctrl)
     return x, pert, ctrl
@@ -46,11 +51,19 @@ def test_activity_equals_copairs_called_directly():
     res = phenotypic_activity(x, pert, ctrl, null_size=5000, seed=7)
     meta = pd.DataFrame({"p": pert, "ref": np.where(ctrl, np.arange(len(pert)), -1)})
     ap = average_precision(meta, x, ["p", "ref"], [], [], ["p", "ref"], progress_bar=False)
-    ref = mean_average_precision(ap[ap["ref"] == -1], ["p", "ref"], null_size=5000, threshold=0.05,
-                                 seed=7, progress_bar=False).sort_values("p")
+    ref = mean_average_precision(
+        ap[ap["ref"] == -1],
+        ["p", "ref"],
+        null_size=5000,
+        threshold=0.05,
+        seed=7,
+        progress_bar=False,
+    ).sort_values("p")
     got = res.per_perturbation.sort("perturbation")
     assert got["perturbation"].to_list() == ref["p"].tolist()
-    np.testing.assert_allclose(got["mean_average_precision"].to_numpy(), ref["mean_average_precision"])
+    np.testing.assert_allclose(
+        got["mean_average_precision"].to_numpy(), ref["mean_average_precision"]
+    )
     np.testing.assert_allclose(got["corrected_p_value"].to_numpy(), ref["corrected_p_value"])
     assert 0 < res.fraction_retrieved < 1
 
@@ -98,12 +111,26 @@ def test_robust_z_centres_each_plate_on_its_controls():
 
 
 def test_targets_report_met_and_unmet():
-    m = {"nuclei_per_site_segmented": 70.0, "cells_per_view": 10.0, "activity_handcrafted": 0.5,
-         "activity_latent": 0.6, "handcrafted_over_oracle": 0.9, "batch_predictability_raw": 0.95,
-         "vit_corum": None, "handcrafted_corum": 0.3}
+    m = {
+        "nuclei_per_site_segmented": 70.0,
+        "cells_per_view": 10.0,
+        "activity_handcrafted": 0.5,
+        "activity_latent": 0.6,
+        "handcrafted_over_oracle": 0.9,
+        "batch_predictability_raw": 0.95,
+        "vit_corum": None,
+        "handcrafted_corum": 0.3,
+    }
     met = {r["key"]: r["met"] for r in realism.verdicts(m, "quick")}
-    assert met == {"nuclei_per_site_segmented": True, "cells_per_view": False,
-                   "activity_handcrafted": True, "activity_latent": True,
-                   "handcrafted_over_oracle": False, "batch_predictability_raw": True,
-                   "vit_corum": None}
-    assert {r["key"]: r["met"] for r in realism.verdicts(m, "full")}["nuclei_per_site_segmented"] is False
+    assert met == {
+        "nuclei_per_site_segmented": True,
+        "cells_per_view": False,
+        "activity_handcrafted": True,
+        "activity_latent": True,
+        "handcrafted_over_oracle": False,
+        "batch_predictability_raw": True,
+        "vit_corum": None,
+    }
+    assert {r["key"]: r["met"] for r in realism.verdicts(m, "full")}[
+        "nuclei_per_site_segmented"
+    ] is False

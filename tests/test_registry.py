@@ -25,7 +25,14 @@ PAPER_MODELS = [
     "oracle",
     "nuisance-only",
 ]
-TRAINABLE = ["cwa-msn", "single-well-msn", "cropmae-cross", "cropmae-single", "vit-wsl", "infonce-cross"]
+TRAINABLE = [
+    "cwa-msn",
+    "single-well-msn",
+    "cropmae-cross",
+    "cropmae-single",
+    "vit-wsl",
+    "infonce-cross",
+]
 
 
 def test_every_model_of_the_paper_is_registered():
@@ -101,7 +108,9 @@ def test_roles_come_from_the_cards():
     assert registry.role("cwa-msn") == "model" and registry.role("not-a-card") == "model"
     # the paper's method is the one highlighted model; "ours" means trained by cellbench
     assert [n for n in registry.cards() if registry.is_highlighted(n)] == ["cwa-msn"]
-    assert sorted(n for n in registry.list_models() if registry.metadata(n)["ours"]) == sorted(TRAINABLE)
+    assert sorted(n for n in registry.list_models() if registry.metadata(n)["ours"]) == sorted(
+        TRAINABLE
+    )
     with pytest.raises(ValueError, match="unknown role"):
         registry.models_with_role("flor")
 
@@ -123,12 +132,23 @@ embed_dim = 3
     ("edit", "message"),
     [
         (lambda c: c.replace('role = "model"', 'role = "model"\nours = true'), "unknown key.*ours"),
-        (lambda c: c.replace("embed_dim = 3", "embed_dim = 3\nembedding_dim = 3"),
-         r"unknown key.*embedding_dim.*\[architecture\]"),
-        (lambda c: c.replace('role = "model"', 'role = "baseline"'), "role 'baseline' is not one of"),
+        (
+            lambda c: c.replace("embed_dim = 3", "embed_dim = 3\nembedding_dim = 3"),
+            r"unknown key.*embedding_dim.*\[architecture\]",
+        ),
+        (
+            lambda c: c.replace('role = "model"', 'role = "baseline"'),
+            "role 'baseline' is not one of",
+        ),
         (lambda c: c.replace('role = "model"\n', ""), "missing key.*role"),
-        (lambda c: c.replace('family = "toy"', 'family = "toy"\nhighlight = "yes"'), "highlight must be"),
-        (lambda c: c.replace("baselines:create_random", "baselines.create_random"), "factory must look like"),
+        (
+            lambda c: c.replace('family = "toy"', 'family = "toy"\nhighlight = "yes"'),
+            "highlight must be",
+        ),
+        (
+            lambda c: c.replace("baselines:create_random", "baselines.create_random"),
+            "factory must look like",
+        ),
     ],
 )
 def test_card_with_unknown_or_bad_keys_is_a_clear_error(tmp_path, monkeypatch, edit, message):
@@ -212,7 +232,9 @@ def test_entry_point_plugin_is_found(tmp_path, monkeypatch):
     dist = tmp_path / "toy_plugin_pkg-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin-pkg\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[cellbench.encoders]\ntoy-plugin = toy_plugin_pkg:make\n")
+    (dist / "entry_points.txt").write_text(
+        "[cellbench.encoders]\ntoy-plugin = toy_plugin_pkg:make\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy-plugin" in registry.list_models()
     encoder = registry.create("toy-plugin")

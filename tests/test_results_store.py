@@ -11,8 +11,22 @@ from cellbench.errors import InputError
 from cellbench.results import ResultsStore, records_from_evaluation
 
 
-def _record(model="random", checkpoint="final", dataset="synthetic-quick", task="gene_gene", value=0.1, **extra):
-    return {"model": model, "checkpoint": checkpoint, "dataset": dataset, "task": task, "scores": {"CORUM": value}, **extra}
+def _record(
+    model="random",
+    checkpoint="final",
+    dataset="synthetic-quick",
+    task="gene_gene",
+    value=0.1,
+    **extra,
+):
+    return {
+        "model": model,
+        "checkpoint": checkpoint,
+        "dataset": dataset,
+        "task": task,
+        "scores": {"CORUM": value},
+        **extra,
+    }
 
 
 def test_put_get_has_iter(tmp_path):
@@ -23,7 +37,11 @@ def test_put_get_has_iter(tmp_path):
     assert path == tmp_path / "synthetic-quick" / "random" / "final" / "gene_gene.json"
     assert store.has("random", "final", "synthetic-quick", "gene_gene")
     got = store.get("random", "final", "synthetic-quick", "gene_gene")
-    assert got["scores"] == {"CORUM": 0.1} and got["provenance"] == "measured" and got["synthetic"] is True
+    assert (
+        got["scores"] == {"CORUM": 0.1}
+        and got["provenance"] == "measured"
+        and got["synthetic"] is True
+    )
     assert {"config", "versions", "hashes", "timings", "created"} <= set(got)
     store.put(_record(task="compound_gene", value=0.2))
     store.put(_record(model="cwa-msn", value=0.3))
@@ -42,7 +60,9 @@ def test_rejects_unsafe_keys(tmp_path, bad):
 
 def test_rejects_incomplete_record(tmp_path):
     with pytest.raises(InputError, match="scores"):
-        ResultsStore(tmp_path).put({"model": "m", "checkpoint": "c", "dataset": "d", "task": "batch"})
+        ResultsStore(tmp_path).put(
+            {"model": "m", "checkpoint": "c", "dataset": "d", "task": "batch"}
+        )
 
 
 def _writer(root, worker, n):
@@ -86,10 +106,16 @@ def test_records_from_an_evaluation_result(tmp_path):
         "timings": {"map": 1.0},
     }
     store = ResultsStore(tmp_path)
-    for rec in records_from_evaluation(result, model="random", checkpoint="none", dataset="synthetic-quick", synthetic=True, seed=0):
+    for rec in records_from_evaluation(
+        result, model="random", checkpoint="none", dataset="synthetic-quick", synthetic=True, seed=0
+    ):
         store.put(rec)
     got = store.get("random", "none", "synthetic-quick", "gene_gene")
-    assert got["scores"]["CORUM"]["n_relationships"] == 4 and got["config"]["null"] == "all" and got["synthetic"]
+    assert (
+        got["scores"]["CORUM"]["n_relationships"] == 4
+        and got["config"]["null"] == "all"
+        and got["synthetic"]
+    )
     assert store.has("random", "none", "synthetic-quick", "compound_gene")
 
 

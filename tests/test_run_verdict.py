@@ -83,7 +83,9 @@ def test_without_a_stored_untrained_run_it_compares_with_chance_and_says_how(tmp
 
 
 def test_the_runs_own_variant_is_compared(tmp_path, names):
-    long = _long(tmp_path, names, [0.30, 0.33, 0.31], [0.12, 0.13, 0.10], long_run=[0.05, 0.06, 0.04])
+    long = _long(
+        tmp_path, names, [0.30, 0.33, 0.31], [0.12, 0.13, 0.10], long_run=[0.05, 0.06, 0.04]
+    )
     assert "-> below." in verdict(long, "cwa-msn", names["long"], names["untrained"])
     assert verdict(long, "cwa-msn", None, names["untrained"]) is None  # ambiguous: no claim
     assert verdict(long, "random", "default") is None  # a floor gets no verdict
@@ -102,8 +104,12 @@ def test_run_summary_finds_the_untrained_run_of_the_same_preset(names):
     write_model(root, "cwa-msn", [0.30, 0.33, 0.31], variant=names["trained"], dataset=ds)
     write_model(root, "cwa-msn", [0.12, 0.13, 0.10], variant=names["untrained"], dataset=ds)
     ckpt = checkpoint_id("cwa-msn", registry.metadata("cwa-msn"), "quick", 2, None)
-    result = RunResult("cwa-msn", ckpt, ds,
-                       records={"gene_gene": {"seed": 2, "config": {"preset": "quick", "prototypes": None}}})
+    result = RunResult(
+        "cwa-msn",
+        ckpt,
+        ds,
+        records={"gene_gene": {"seed": 2, "config": {"preset": "quick", "prototypes": None}}},
+    )
     buf = io.StringIO()
     print_run_summary(result, [], console=Console(file=buf, width=200))
     out = buf.getvalue()

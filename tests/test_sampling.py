@@ -14,8 +14,12 @@ from cellbench.errors import InputError
 
 @pytest.fixture(scope="module")
 def bray(tmp_path_factory):
-    return load_dataset("synthetic-bray", data_dir=generate_screen(
-        "synthetic-bray", "tiny", 0, tmp_path_factory.mktemp("b") / "bray"))
+    return load_dataset(
+        "synthetic-bray",
+        data_dir=generate_screen(
+            "synthetic-bray", "tiny", 0, tmp_path_factory.mktemp("b") / "bray"
+        ),
+    )
 
 
 def _site_of_image(ds, images):
@@ -48,7 +52,9 @@ def test_single_well_pairs_two_sites_of_one_well(bray):
     b = s.batch_at(0)
     assert (b.anchor_well_index == b.target_well_index).all()
     a_site, t_site = _site_of_image(bray, b.anchor), _site_of_image(bray, b.target)
-    assert (site_well[a_site] == b.anchor_well_index).all() and (site_well[t_site] == b.anchor_well_index).all()
+    assert (site_well[a_site] == b.anchor_well_index).all() and (
+        site_well[t_site] == b.anchor_well_index
+    ).all()
     assert (a_site != t_site).all()  # tiny Bray has 2 sites per well
 
 
@@ -80,7 +86,10 @@ def test_controls_and_holdout(bray):
 
 
 def test_rxrx3_single_site_wells_and_errors(tmp_path):
-    ds = load_dataset("synthetic-rxrx3-core", data_dir=generate_screen("synthetic-rxrx3-core", "tiny", 0, tmp_path / "r"))
+    ds = load_dataset(
+        "synthetic-rxrx3-core",
+        data_dir=generate_screen("synthetic-rxrx3-core", "tiny", 0, tmp_path / "r"),
+    )
     s = PairSampler(ds, cross_well=False, batch_size=4, seed=0)
     b = s.batch_at(0)
     np.testing.assert_array_equal(b.anchor, b.target)  # one site per well: the same site twice

@@ -45,7 +45,10 @@ def test_bray_same_seed_same_bytes(tmp_path):
 
 def test_manifest_and_metadata_follow_the_real_release(rx_dir):
     man = json.loads((rx_dir / "manifest.json").read_text())
-    assert man["simulator_version"] == SIMULATOR_VERSION and man["config"]["version"] == SIMULATOR_VERSION
+    assert (
+        man["simulator_version"] == SIMULATOR_VERSION
+        and man["config"]["version"] == SIMULATOR_VERSION
+    )
     assert len(man["config_hash"]) == 12 and all(len(f["sha256"]) == 64 for f in man["files"])
     meta = pl.read_csv(rx_dir / "metadata_rxrx3_core.csv", infer_schema_length=None)
     assert tuple(meta.columns) == RXRX3_METADATA_COLUMNS
@@ -54,12 +57,15 @@ def test_manifest_and_metadata_follow_the_real_release(rx_dir):
     crispr = meta.filter(pl.col("treatment").str.contains("_guide_"))
     assert crispr["treatment"].str.contains(r"^[A-Z0-9-]+_guide_\d+$").all()
     assert crispr["concentration"].null_count() == crispr.height
-    comp = meta.filter((pl.col("perturbation_type") == "COMPOUND") & (pl.col("treatment") != "EMPTY_control"))
+    comp = meta.filter(
+        (pl.col("perturbation_type") == "COMPOUND") & (pl.col("treatment") != "EMPTY_control")
+    )
     assert comp["gene"].null_count() == comp.height
     assert set(comp["concentration"].unique().to_list()) == set(CANONICAL_CONCENTRATIONS)
     # EMPTY_control on every plate of both plate types, CRISPR_control on gene plates
     per_plate = meta.group_by("experiment_name", "plate").agg(
-        (pl.col("treatment") == "EMPTY_control").sum().alias("empty"))
+        (pl.col("treatment") == "EMPTY_control").sum().alias("empty")
+    )
     assert (per_plate["empty"] > 0).all()
     assert meta["experiment_name"].str.starts_with("compound-").any()
     assert (meta["treatment"] == "CRISPR_control").any()
@@ -118,7 +124,9 @@ def test_relationships_planted_oracle_cosine():
     assert 0.3 < bio.active.mean() < 0.8  # a large share of genes has no visible phenotype
     both_active = np.array([bio.active[idx[a]] and bio.active[idx[b]] for a, b in corum])
     assert both_active.mean() < 0.9  # recall ceiling well below 1
-    assert any(p not in B.known_pairs("StringDB", bio.genes) and p not in set(corum) for p in bio.planted)
+    assert any(
+        p not in B.known_pairs("StringDB", bio.genes) and p not in set(corum) for p in bio.planted
+    )
 
 
 def test_compound_effects_follow_hill_curves():
@@ -171,7 +179,9 @@ def test_nuisance_only_predicts_the_batch(rx_dir):
     gt = pl.read_parquet(rx_dir / "ground_truth.parquet")
     meta = pl.read_csv(rx_dir / "metadata_rxrx3_core.csv", infer_schema_length=None)
     x = StandardScaler().fit_transform(gt.select(pl.col("^nuisance_.*$")).to_numpy())
-    acc = cross_val_score(LogisticRegression(max_iter=2000), x, meta["experiment_name"].to_numpy(), cv=3).mean()
+    acc = cross_val_score(
+        LogisticRegression(max_iter=2000), x, meta["experiment_name"].to_numpy(), cv=3
+    ).mean()
     assert acc > 0.95
 
 
@@ -180,13 +190,18 @@ def test_oracle_recall_far_above_nuisance_and_below_one(rx_dir):
     the nuisance parameters, once aligned on controls, carry no biology."""
     from cellbench.evaluate import evaluate_arrays
 
-    meta = pl.read_csv(rx_dir / "metadata_rxrx3_core.csv", infer_schema_length=None,
-                       schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8})
+    meta = pl.read_csv(
+        rx_dir / "metadata_rxrx3_core.csv",
+        infer_schema_length=None,
+        schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8},
+    )
     gt = pl.read_parquet(rx_dir / "ground_truth.parquet")
 
     def corum(prefix):
         x = gt.select(pl.col(f"^{prefix}.*$")).to_numpy().astype(np.float32)
-        res = evaluate_arrays(gt["well_id"].to_list(), x, meta, tasks=("gene_gene",), sources=("CORUM",))
+        res = evaluate_arrays(
+            gt["well_id"].to_list(), x, meta, tasks=("gene_gene",), sources=("CORUM",)
+        )
         return res["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"]
 
     oracle, nuisance = corum("latent_"), corum("nuisance_")

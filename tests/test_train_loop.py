@@ -19,8 +19,16 @@ def dataset():
 
 def _run(dataset, tmp, *, model="cwa-msn", seed=0, resume=False, stop_at=None, **over):
     config = resolve("tiny", over)
-    return train(model, dataset, config, seed=seed, out_dir=tmp, resume=resume, progress=False,
-                 stop_at=stop_at)
+    return train(
+        model,
+        dataset,
+        config,
+        seed=seed,
+        out_dir=tmp,
+        resume=resume,
+        progress=False,
+        stop_at=stop_at,
+    )
 
 
 def _weights(path):
@@ -144,8 +152,22 @@ def test_cli_train_on_the_tiny_synthetic_screen(tmp_path, monkeypatch):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["train", "--model", "cwa-msn", "--preset", "tiny", "--data", "synthetic-bray",
-            "--size", "tiny", "--out", str(out), "--quiet", "--set", "max_steps=3"]
+    args = [
+        "train",
+        "--model",
+        "cwa-msn",
+        "--preset",
+        "tiny",
+        "--data",
+        "synthetic-bray",
+        "--size",
+        "tiny",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "max_steps=3",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").exists() and (out / "train_log.json").exists()
@@ -169,11 +191,25 @@ def test_zero_step_run_can_be_reused(dataset, tmp_path):
     second resume-run of the same directory reuses it instead of failing."""
     from cellbench.train.api import train_model
 
-    first = train_model("cwa-msn", dataset, preset="tiny", out_dir=tmp_path, resume=True,
-                        overrides={"max_steps": 0, "warmup_steps": 0}, progress=False)
+    first = train_model(
+        "cwa-msn",
+        dataset,
+        preset="tiny",
+        out_dir=tmp_path,
+        resume=True,
+        overrides={"max_steps": 0, "warmup_steps": 0},
+        progress=False,
+    )
     assert (tmp_path / "checkpoint.pt").exists()
-    again = train_model("cwa-msn", dataset, preset="tiny", out_dir=tmp_path, resume=True,
-                        overrides={"max_steps": 0, "warmup_steps": 0}, progress=False)
+    again = train_model(
+        "cwa-msn",
+        dataset,
+        preset="tiny",
+        out_dir=tmp_path,
+        resume=True,
+        overrides={"max_steps": 0, "warmup_steps": 0},
+        progress=False,
+    )
     assert again == first
     _assert_same(_weights(first), _weights(again))
 
@@ -212,8 +248,22 @@ def test_bad_set_values_are_refused_before_training(tmp_path, setting, needle):
     from typer.testing import CliRunner
 
     out = tmp_path / "run"
-    args = ["train", "--model", "cwa-msn", "--preset", "tiny", "--data", "synthetic-bray", "--size", "tiny",
-            "--out", str(out), "--quiet", "--set", setting]
+    args = [
+        "train",
+        "--model",
+        "cwa-msn",
+        "--preset",
+        "tiny",
+        "--data",
+        "synthetic-bray",
+        "--size",
+        "tiny",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        setting,
+    ]
     res = CliRunner().invoke(_train_app(), args)
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "error" in text and needle in text, res.output
@@ -233,8 +283,16 @@ def test_prototypes_are_not_gradient_clipped(dataset, tmp_path):
     from cellbench.train.loop import clipped_parameters
 
     torch.set_num_threads(1)
-    config = resolve("tiny", {"max_steps": 1, "warmup_steps": 0, "clip_grad": 1e-12,
-                              "weight_decay": 0.0, "final_weight_decay": 0.0})
+    config = resolve(
+        "tiny",
+        {
+            "max_steps": 1,
+            "warmup_steps": 0,
+            "clip_grad": 1e-12,
+            "weight_decay": 0.0,
+            "final_weight_decay": 0.0,
+        },
+    )
     method = MSN(config, 3)
     names = {id(p): n for n, p in method.named_parameters()}
     clipped = {names[id(p)] for p in clipped_parameters(method)}
@@ -244,8 +302,9 @@ def test_prototypes_are_not_gradient_clipped(dataset, tmp_path):
 
     torch.manual_seed(0)
     before = MSN(config, 3).state_dict()
-    result = train("cwa-msn", dataset, config, seed=0, out_dir=tmp_path, progress=False,
-                   health=False)
+    result = train(
+        "cwa-msn", dataset, config, seed=0, out_dir=tmp_path, progress=False, health=False
+    )
     after = _weights(result.model_path)
     proto_step = (after["prototypes"] - before["prototypes"]).abs().max()
     head_step = (after["head.0.weight"] - before["head.0.weight"]).abs().max()
@@ -263,8 +322,14 @@ def test_schedule_horizon_stretches_lr_wd_and_ema(dataset, tmp_path):
     plain = _run(dataset, tmp_path / "plain", max_steps=8, warmup_steps=0, health_every=100)
     assert plain.log["history"][-1]["ema"] == pytest.approx(1.0)
     assert plain.log["history"][-1]["wd"] == pytest.approx(0.4)
-    long = _run(dataset, tmp_path / "long", max_steps=8, warmup_steps=0, health_every=100,
-                schedule_horizon=1.25)
+    long = _run(
+        dataset,
+        tmp_path / "long",
+        max_steps=8,
+        warmup_steps=0,
+        health_every=100,
+        schedule_horizon=1.25,
+    )
     last = long.log["history"][-1]
     assert last["step"] == 8
     assert last["ema"] == pytest.approx(0.996 + 0.004 * 7 / 9)

@@ -54,8 +54,15 @@ def test_training_stops_early_when_heldout_loss_rises(dataset, tmp_path, monkeyp
 
     calls = iter(range(100))
     monkeypatch.setattr(WSL, "validate", lambda self, x, y: {"val_loss": float(next(calls))})
-    config = resolve("tiny", {**method_defaults("vit-wsl"), "max_steps": 50, "health_every": 2,
-                              "holdout_fraction": 0.34})
+    config = resolve(
+        "tiny",
+        {
+            **method_defaults("vit-wsl"),
+            "max_steps": 50,
+            "health_every": 2,
+            "holdout_fraction": 0.34,
+        },
+    )
     result = train("vit-wsl", dataset, config, seed=0, out_dir=tmp_path, progress=False)
     # losses 0, 1, 2, 3 at steps 2, 4, 6, 8: no improvement for 3 checks -> stop at step 8
     assert result.stopped == "early_stop" and result.steps_done == 8
@@ -90,8 +97,14 @@ def test_early_stop_keeps_the_weights_of_the_best_heldout_check(dataset, tmp_pat
         return {"val_loss": next(losses)}
 
     monkeypatch.setattr(WSL, "validate", validate)
-    result = train("vit-wsl", dataset, _wsl_config(max_steps=50, health_every=2), seed=0,
-                   out_dir=tmp_path, progress=False)
+    result = train(
+        "vit-wsl",
+        dataset,
+        _wsl_config(max_steps=50, health_every=2),
+        seed=0,
+        out_dir=tmp_path,
+        progress=False,
+    )
     assert result.stopped == "early_stop" and result.steps_done == 12
     model, ckpt = _state(result.model_path), _state(result.checkpoint_path)
     assert model["step"] == 6 and result.log["restored_best_step"] == 6
@@ -106,8 +119,9 @@ def test_early_stop_keeps_the_weights_of_the_best_heldout_check(dataset, tmp_pat
 
 def test_a_fresh_run_drops_the_best_weights_of_an_earlier_run(dataset, tmp_path):
     torch.save({"step": 0, "state_dict": {}}, tmp_path / BEST)
-    result = train("vit-wsl", dataset, _wsl_config(max_steps=0), seed=0, out_dir=tmp_path,
-                   progress=False)
+    result = train(
+        "vit-wsl", dataset, _wsl_config(max_steps=0), seed=0, out_dir=tmp_path, progress=False
+    )
     assert not (tmp_path / BEST).exists() and "restored_best_step" not in result.log
     assert not result.log["warnings"]
 
@@ -127,26 +141,38 @@ def test_resume_with_early_stopping_equals_uninterrupted_run(dataset, tmp_path, 
     again on resume) or after it (the best exists only in best_heldout.pt, which survives)."""
     torch.set_num_threads(1)
     over = {"max_steps": 40, "health_every": 1}
-    full = train("vit-wsl", dataset, _wsl_config(**over), seed=0, out_dir=tmp_path / "full",
-                 progress=False)
+    full = train(
+        "vit-wsl", dataset, _wsl_config(**over), seed=0, out_dir=tmp_path / "full", progress=False
+    )
     best = full.log["restored_best_step"]
     assert full.stopped == "early_stop" and full.steps_done == best + 3 and best >= 4
     # checkpoints at best + 1 (after the best) or at best - 1 (before it); killed one step later
     every = best + 1 if after_best else best - 1
     over.update(checkpoint_every=every)
     out = tmp_path / "resumed"
-    killed = train("vit-wsl", dataset, _wsl_config(**over), seed=0, out_dir=out, progress=False,
-                   stop_at=best + 2 if after_best else best + 1)
+    killed = train(
+        "vit-wsl",
+        dataset,
+        _wsl_config(**over),
+        seed=0,
+        out_dir=out,
+        progress=False,
+        stop_at=best + 2 if after_best else best + 1,
+    )
     assert killed.model_path is None and _state(killed.checkpoint_path)["step"] == every
     assert _state(out / BEST)["step"] == best
-    resumed = train("vit-wsl", dataset, _wsl_config(**over), seed=0, out_dir=out, progress=False,
-                    resume=True)
+    resumed = train(
+        "vit-wsl", dataset, _wsl_config(**over), seed=0, out_dir=out, progress=False, resume=True
+    )
     assert resumed.stopped == "early_stop" and resumed.log["restored_best_step"] == best
     assert resumed.steps_done == full.steps_done
-    assert [h["val_loss"] for h in resumed.log["health"]] == [h["val_loss"] for h in full.log["health"]]
+    assert [h["val_loss"] for h in resumed.log["health"]] == [
+        h["val_loss"] for h in full.log["health"]
+    ]
     _assert_same(_state(full.model_path)["state_dict"], _state(resumed.model_path)["state_dict"])
-    _assert_same(_state(full.checkpoint_path)["state_dict"],
-                 _state(resumed.checkpoint_path)["state_dict"])
+    _assert_same(
+        _state(full.checkpoint_path)["state_dict"], _state(resumed.checkpoint_path)["state_dict"]
+    )
 
 
 def test_embedding_is_mean_patch_token_without_classifier(dataset, tmp_path):

@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def _show_version(value: bool) -> None:
     if value:
         from cellbench import __version__
@@ -37,8 +38,13 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
-                                 help="Print cellbench's version and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_show_version,
+        help="Print cellbench's version and exit.",
+    ),
 ) -> None:
     return None  # the app's help (above) describes the program; this callback only adds --version
 

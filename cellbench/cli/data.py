@@ -9,10 +9,13 @@ import typer
 from cellbench.cli._common import console, user_errors
 
 SYNTHETIC = ("synthetic-rxrx3-core", "synthetic-bray")
-DATASET_HELP = "synthetic-rxrx3-core (alias synthetic) | synthetic-bray | rxrx3-core | bray | folder"
+DATASET_HELP = (
+    "synthetic-rxrx3-core (alias synthetic) | synthetic-bray | rxrx3-core | bray | folder"
+)
 
-data_app = typer.Typer(help="Synthetic screens and image datasets: generate, look, check.",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="Synthetic screens and image datasets: generate, look, check.", no_args_is_help=True
+)
 
 
 @data_app.command("generate")
@@ -41,8 +44,10 @@ def generate(
     path = generate_screen(name, size, seed, out)
     man = read_manifest(path) or {}
     mb = sum(f["bytes"] for f in man.get("files", [])) / 1e6
-    console.print(f"{name} ({size}, seed {seed}): {man.get('n_wells')} wells, {man.get('n_sites')} sites, "
-                  f"{man.get('image_size')} px, {mb:.1f} MB in {time.perf_counter() - t0:.1f} s -> {path}")
+    console.print(
+        f"{name} ({size}, seed {seed}): {man.get('n_wells')} wells, {man.get('n_sites')} sites, "
+        f"{man.get('image_size')} px, {mb:.1f} MB in {time.perf_counter() - t0:.1f} s -> {path}"
+    )
 
 
 @data_app.command("show")
@@ -55,8 +60,9 @@ def show(
     data_dir: Path | None = typer.Option(None, "--data-dir"),
     rows: int = typer.Option(6, "--rows"),
     cols: int = typer.Option(6, "--cols"),
-    perturbation: list[str] | None = typer.Option(None, "--perturbation", "-p",
-                                                   help="rows to show (repeatable)"),
+    perturbation: list[str] | None = typer.Option(
+        None, "--perturbation", "-p", help="rows to show (repeatable)"
+    ),
 ) -> None:
     """A PNG montage: sites by perturbation x batch, channels as a false-colour composite."""
     from cellbench.data import load_dataset
@@ -79,9 +85,11 @@ def info(
 
     ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
     img = ds.read_sites([0])
-    console.print(f"{ds.name}: {ds.wells.height} wells, {ds.sites.height} sites, "
-                  f"{ds.wells['batch'].n_unique()} batches, channels {', '.join(ds.channels)}, "
-                  f"images {img.shape[2]}x{img.shape[3]} uint8 ({ds.intensity_scaling}), root {ds.root}")
+    console.print(
+        f"{ds.name}: {ds.wells.height} wells, {ds.sites.height} sites, "
+        f"{ds.wells['batch'].n_unique()} batches, channels {', '.join(ds.channels)}, "
+        f"images {img.shape[2]}x{img.shape[3]} uint8 ({ds.intensity_scaling}), root {ds.root}"
+    )
 
 
 @data_app.command("check")
@@ -102,18 +110,24 @@ def check(
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
         problems = verify_manifest(data_dir)
         if problems:
-            raise InputError(f"{data_dir}: {len(problems)} file(s) fail the manifest check: "
-                             f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`")
+            raise InputError(
+                f"{data_dir}: {len(problems)} file(s) fail the manifest check: "
+                f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`"
+            )
     ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
     if data_dir is None and getattr(ds, "manifest", None) is not None:
         problems = verify_manifest(ds.root)
         if problems:
-            raise InputError(f"{ds.root}: {len(problems)} file(s) fail the manifest check: "
-                             f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`")
+            raise InputError(
+                f"{ds.root}: {len(problems)} file(s) fail the manifest check: "
+                f"{'; '.join(problems[:5])}. Regenerate it with `cellbench data generate`"
+            )
     n = len(ds)
     for start in range(0, n, 256):
         ds.read_sites(np.arange(start, min(start + 256, n)))  # raises naming the bad file
-    console.print(f"{ds.name}: ok — {ds.wells.height} wells, {n} sites, channels {', '.join(ds.channels)}")
+    console.print(
+        f"{ds.name}: ok — {ds.wells.height} wells, {n} sites, channels {', '.join(ds.channels)}"
+    )
 
 
 @data_app.command("realism")
@@ -123,10 +137,14 @@ def realism(
     size: str = typer.Option("quick", "--size", help="tiny | quick | full"),
     seed: int = typer.Option(0, "--seed"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="a generated screen's folder"),
-    out: Path = typer.Option(Path("realism"), "--out",
-                             help="folder for realism.json, realism.md and realism.png"),
-    vit: bool = typer.Option(True, "--vit/--no-vit",
-                             help="also embed with an untrained ViT-S/16 (a few minutes on a CPU)"),
+    out: Path = typer.Option(
+        Path("realism"), "--out", help="folder for realism.json, realism.md and realism.png"
+    ),
+    vit: bool = typer.Option(
+        True,
+        "--vit/--no-vit",
+        help="also embed with an untrained ViT-S/16 (a few minutes on a CPU)",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """How real does a synthetic screen look? Fixed features only, beside real screens' values."""
@@ -135,13 +153,21 @@ def realism(
     from cellbench.report import realism as R
 
     if name != "synthetic-rxrx3-core":
-        raise InputError(f"the realism report measures CRISPR knockouts; {name!r} has none. "
-                         "Use synthetic-rxrx3-core")
+        raise InputError(
+            f"the realism report measures CRISPR knockouts; {name!r} has none. "
+            "Use synthetic-rxrx3-core"
+        )
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a folder")
     ds = load_dataset(name, data_dir=data_dir, size=size, seed=seed)
-    report = R.build_report(ds, name=name, size=size, seed=seed, vit=vit,
-                            progress=(lambda m: None) if quiet else (lambda m: console.print(f"[dim]{m}[/dim]")))
+    report = R.build_report(
+        ds,
+        name=name,
+        size=size,
+        seed=seed,
+        vit=vit,
+        progress=(lambda m: None) if quiet else (lambda m: console.print(f"[dim]{m}[/dim]")),
+    )
     paths = R.write_report(report, out)
     console.print(R.markdown(report))
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -45,7 +45,9 @@ def models(
         m = registry.metadata(name)
         channels = m.get("input_channels")
         channels = " ".join(channels) if isinstance(channels, list) else str(channels or "-")
-        counts_tag = "†" if m.get("counts_provenance") == "reported" and m.get("training_images") else ""
+        counts_tag = (
+            "†" if m.get("counts_provenance") == "reported" and m.get("training_images") else ""
+        )
         licence = str(m.get("weights_license") or "-").split(" (")[0]
         table.add_row(
             name + (" *" if m.get("ours") else ""),
@@ -67,15 +69,28 @@ def models(
 
 @user_errors
 def embed(
-    model: str = typer.Option(..., "--model", "-m", help="registered model name (see `cellbench models`)"),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="trained checkpoint or weights file/dir"),
-    data: str = typer.Option("synthetic", "--data", "-d", help="synthetic (= synthetic-rxrx3-core) | synthetic-bray | rxrx3-core | bray | folder"),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="registered model name (see `cellbench models`)"
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="trained checkpoint or weights file/dir"
+    ),
+    data: str = typer.Option(
+        "synthetic",
+        "--data",
+        "-d",
+        help="synthetic (= synthetic-rxrx3-core) | synthetic-bray | rxrx3-core | bray | folder",
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="local copy of the dataset"),
     size: str = typer.Option("quick", "--size", help="synthetic screen size: tiny | quick | full"),
     seed: int = typer.Option(0, "--seed", help="synthetic screen seed"),
-    out: Path | None = typer.Option(None, "--out", help="output directory or .parquet file (default: the cache)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="output directory or .parquet file (default: the cache)"
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="tiles per forward pass"),
-    max_tiles: int | None = typer.Option(None, "--max-tiles", help="at most this many tiles per site"),
+    max_tiles: int | None = typer.Option(
+        None, "--max-tiles", help="at most this many tiles per site"
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -97,7 +112,13 @@ def embed(
     encoder = create_for_dataset(model, dataset, checkpoint=checkpoint)
     target = out if out is not None else embeddings_dir() / str(getattr(dataset, "name", data))
     path = embed_dataset(
-        encoder, dataset, target, batch_size=batch_size, progress=not quiet, max_tiles=max_tiles, device=device
+        encoder,
+        dataset,
+        target,
+        batch_size=batch_size,
+        progress=not quiet,
+        max_tiles=max_tiles,
+        device=device,
     )
     if quiet:
         typer.echo(str(path))

@@ -22,16 +22,33 @@ def _print_markdown(text: str) -> None:
 @user_errors
 def leaderboard(
     results: Path | None = typer.Option(
-        None, "--results", help="Results store root (default: the committed leaderboard/results "
-        "when cellbench runs from its repository checkout, else $CELLBENCH_HOME/results)."),
+        None,
+        "--results",
+        help="Results store root (default: the committed leaderboard/results "
+        "when cellbench runs from its repository checkout, else $CELLBENCH_HOME/results).",
+    ),
     out: Path | None = typer.Option(
-        None, "--out", help="Write the CSV and markdown files into this folder (default: print only)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset (e.g. synthetic-quick)."),
-    wide: bool = typer.Option(False, "--wide", help="Every column, as markdown (wider than a terminal)."),
-    html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
+        None,
+        "--out",
+        help="Write the CSV and markdown files into this folder (default: print only).",
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Only this dataset (e.g. synthetic-quick)."
+    ),
+    wide: bool = typer.Option(
+        False, "--wide", help="Every column, as markdown (wider than a terminal)."
+    ),
+    html: Path | None = typer.Option(
+        None, "--html", help="Also write a self-contained HTML page here."
+    ),
     figures_dir: Path | None = typer.Option(
-        None, "--figures", help="Figures to embed in the HTML page (default: the results' sibling figures/)."),
-    with_paper: bool = typer.Option(False, "--paper", help="Also regenerate the paper's tables and figures (needs --out)."),
+        None,
+        "--figures",
+        help="Figures to embed in the HTML page (default: the results' sibling figures/).",
+    ),
+    with_paper: bool = typer.Option(
+        False, "--paper", help="Also regenerate the paper's tables and figures (needs --out)."
+    ),
 ) -> None:
     """All stored results, one table per dataset: measured rows (mean ± std over seeds),
     floors (chance, untrained, random ViT-S/16, ...) and the ceiling on synthetic data, and
@@ -41,17 +58,26 @@ def leaderboard(
     from cellbench.report.build import build_leaderboard, build_paper
 
     if with_paper and out is None:
-        raise CellbenchError("--paper writes the paper's tables and figures: pass --out FOLDER "
-                             "(e.g. --out leaderboard) to say where.")
-    root, texts = build_leaderboard(results, out, dataset, warn=_warn, compact=not wide,
-                                    html=html, figures_dir=figures_dir)
+        raise CellbenchError(
+            "--paper writes the paper's tables and figures: pass --out FOLDER "
+            "(e.g. --out leaderboard) to say where."
+        )
+    root, texts = build_leaderboard(
+        results, out, dataset, warn=_warn, compact=not wide, html=html, figures_dir=figures_dir
+    )
     if not texts:
-        console.print(f"No measured results in {root} yet — run `cellbench run --model cwa-msn`, "
-                      "or pass --results DIR.", soft_wrap=True, highlight=False)
+        console.print(
+            f"No measured results in {root} yet — run `cellbench run --model cwa-msn`, "
+            "or pass --results DIR.",
+            soft_wrap=True,
+            highlight=False,
+        )
     for text in texts.values():
         _print_markdown(text)
     if with_paper:
-        written = build_paper(out, root, dataset, warn=lambda _m: None)  # same records: warned above already
+        written = build_paper(
+            out, root, dataset, warn=lambda _m: None
+        )  # same records: warned above already
         console.print(f"paper tables and figures: {len(written)} files under {out}")
     if texts and out is not None:
         console.print(f"written: {out}/leaderboard_*.csv and .md", soft_wrap=True, highlight=False)
@@ -61,10 +87,19 @@ def leaderboard(
 
 @user_errors
 def paper(
-    out: Path = typer.Option(Path("leaderboard"), "--out", help="Output folder (tables go to OUT/paper, figures to OUT/figures)."),
+    out: Path = typer.Option(
+        Path("leaderboard"),
+        "--out",
+        help="Output folder (tables go to OUT/paper, figures to OUT/figures).",
+    ),
     results: Path | None = typer.Option(
-        None, "--results", help="Results store root for the measured versions (default: $CELLBENCH_HOME/results)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Only measured results of this dataset."),
+        None,
+        "--results",
+        help="Results store root for the measured versions (default: $CELLBENCH_HOME/results).",
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Only measured results of this dataset."
+    ),
 ) -> None:
     """Regenerate the CWA-MSN paper: Tables 1–5 as CSV/markdown/LaTeX (reported, with the
     Table 2 z-score check) and beside them the same tables from measured results; Figure 1

@@ -19,7 +19,9 @@ def _say_training_screen(model: str, preset: str) -> None:
         err_console.print(
             f"note: {model} trains on {TRAIN_DATA} (synthetic, size {DATA_SIZE.get(preset, preset)}), "
             "then embeds and scores rxrx3-core; pass --checkpoint to score weights trained elsewhere.",
-            highlight=False, soft_wrap=True)
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -28,17 +30,38 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @user_errors
     def run(
-        model: str = typer.Option(..., "--model", "-m", help="A registered encoder (see `cellbench models`)."),
-        data: str = typer.Option("synthetic", "--data", "-d", help="Screen to score: 'synthetic' (= synthetic-rxrx3-core, default) or 'rxrx3-core' (real; needs --data-dir or network)."),
-        data_dir: str = typer.Option(None, "--data-dir", help="Folder holding a local copy of the real dataset."),
-        preset: str = typer.Option("quick", help="Training preset: tiny, quick (default, minutes on a CPU), standard, paper (GPU)."),
-        seed: int = typer.Option(0, help="Seed of training / random initialisation (the screens stay fixed)."),
+        model: str = typer.Option(
+            ..., "--model", "-m", help="A registered encoder (see `cellbench models`)."
+        ),
+        data: str = typer.Option(
+            "synthetic",
+            "--data",
+            "-d",
+            help="Screen to score: 'synthetic' (= synthetic-rxrx3-core, default) or 'rxrx3-core' (real; needs --data-dir or network).",
+        ),
+        data_dir: str = typer.Option(
+            None, "--data-dir", help="Folder holding a local copy of the real dataset."
+        ),
+        preset: str = typer.Option(
+            "quick",
+            help="Training preset: tiny, quick (default, minutes on a CPU), standard, paper (GPU).",
+        ),
+        seed: int = typer.Option(
+            0, help="Seed of training / random initialisation (the screens stay fixed)."
+        ),
         prototypes: int = typer.Option(None, help="MSN only: number of prototypes (paper: 1024)."),
         device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
         checkpoint: str = typer.Option(None, help="Evaluate these weights instead of training."),
-        steps: int = typer.Option(None, help="Override the preset's training steps (0: the untrained network of the same architecture)."),
-        eval_seeds: int = typer.Option(100, "--eval-seeds", help="Seeds of the compound-gene benchmark (reference: 100)."),
-        floors: bool = typer.Option(True, help="Also score the Random, oracle and nuisance-only rows when missing."),
+        steps: int = typer.Option(
+            None,
+            help="Override the preset's training steps (0: the untrained network of the same architecture).",
+        ),
+        eval_seeds: int = typer.Option(
+            100, "--eval-seeds", help="Seeds of the compound-gene benchmark (reference: 100)."
+        ),
+        floors: bool = typer.Option(
+            True, help="Also score the Random, oracle and nuisance-only rows when missing."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Data → train (or load) → embed → evaluate → store, then print the leaderboard row.
@@ -54,14 +77,24 @@ def register(app: typer.Typer) -> None:
         if data == "rxrx3-core" and checkpoint is None:
             _say_training_screen(model, preset)
 
-        options = dict(data=data, data_dir=data_dir, preset=preset, device=device,
-                       eval_seeds=eval_seeds, progress=not quiet)
-        result = run_pipeline(model, seed=seed, prototypes=prototypes, checkpoint=checkpoint, steps=steps, **options)
+        options = dict(
+            data=data,
+            data_dir=data_dir,
+            preset=preset,
+            device=device,
+            eval_seeds=eval_seeds,
+            progress=not quiet,
+        )
+        result = run_pipeline(
+            model, seed=seed, prototypes=prototypes, checkpoint=checkpoint, steps=steps, **options
+        )
         if not quiet:
             state = "reused stored results" if result.reused else "done"
             timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items())
-            console.print(f"[green]{model}[/green] ({result.checkpoint}) on {result.dataset}: {state}"
-                          + (f" — {timing}" if timing else ""))
+            console.print(
+                f"[green]{model}[/green] ({result.checkpoint}) on {result.dataset}: {state}"
+                + (f" — {timing}" if timing else "")
+            )
         others = []
         if floors and data == "synthetic":
             for name in floor_ceiling():

@@ -22,8 +22,12 @@ def _suggest(name: str, options: Sequence[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def check_dataset(name: str, accepted: Sequence[str] = DATASETS, command: str = "this command",
-                  option: str = "--data") -> str:
+def check_dataset(
+    name: str,
+    accepted: Sequence[str] = DATASETS,
+    command: str = "this command",
+    option: str = "--data",
+) -> str:
     """The canonical name of dataset ``name`` (aliases resolved), one of ``accepted``; a
     :class:`NotFoundError` with the close names otherwise. Every command that takes a dataset
     speaks this one vocabulary (:data:`DATASETS` and :data:`ALIASES`)."""
@@ -32,13 +36,19 @@ def check_dataset(name: str, accepted: Sequence[str] = DATASETS, command: str = 
         return key
     spelled = [*accepted, *(a for a, k in ALIASES.items() if k in accepted)]
     if key in DATASETS:
-        raise NotFoundError(f"{command} does not take {option} {name!r}; it takes one of: {', '.join(accepted)}.")
-    raise NotFoundError(f"unknown dataset {name!r} for {option}.{_suggest(name, spelled)} "
-                        f"Use one of: {', '.join(accepted)} (aliases: "
-                        f"{', '.join(a for a, k in ALIASES.items() if k in accepted) or 'none'}).")
+        raise NotFoundError(
+            f"{command} does not take {option} {name!r}; it takes one of: {', '.join(accepted)}."
+        )
+    raise NotFoundError(
+        f"unknown dataset {name!r} for {option}.{_suggest(name, spelled)} "
+        f"Use one of: {', '.join(accepted)} (aliases: "
+        f"{', '.join(a for a, k in ALIASES.items() if k in accepted) or 'none'})."
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: str = "quick", seed: int = 0):
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, size: str = "quick", seed: int = 0
+):
     """Open dataset ``name`` (generating a synthetic one on first use)."""
     key = check_dataset(name, command="load_dataset")
     if key.startswith("synthetic-"):
@@ -59,7 +69,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: str
         if data_dir is None:
             raise NotFoundError("the folder dataset needs --data-dir (a folder with wells.csv)")
         return FolderDataset(data_dir)
-    raise NotFoundError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")  # pragma: no cover
+    raise NotFoundError(
+        f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+    )  # pragma: no cover
 
 
 def generate_screen(*args, **kwargs):
@@ -74,4 +86,11 @@ def ensure_screen(*args, **kwargs):
     return _ens(*args, **kwargs)
 
 
-__all__ = ["ALIASES", "DATASETS", "check_dataset", "ensure_screen", "generate_screen", "load_dataset"]
+__all__ = [
+    "ALIASES",
+    "DATASETS",
+    "check_dataset",
+    "ensure_screen",
+    "generate_screen",
+    "load_dataset",
+]

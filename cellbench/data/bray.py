@@ -35,21 +35,30 @@ class BrayDataset(ImageDataset):
         if not path.is_file():
             raise NotFoundError(
                 f"no Bray metadata table at {path}; it needs one row per site with columns "
-                f"{list(REQUIRED)} (+ batch, concentration, is_control, file)")
+                f"{list(REQUIRED)} (+ batch, concentration, is_control, file)"
+            )
         meta = pl.read_csv(path, infer_schema_length=None, schema_overrides={"SMILES": pl.Utf8})
         pert_col = next((c for c in PERTURBATION_COLUMNS if c in meta.columns), None)
         if "SAMPLE_KEY" not in meta.columns or pert_col is None:
-            raise InputError(f"{path}: needs SAMPLE_KEY ('{{plate}}-{{well}}-{{site}}') and one of "
-                             f"{list(PERTURBATION_COLUMNS)}; it has {meta.columns[:8]}")
+            raise InputError(
+                f"{path}: needs SAMPLE_KEY ('{{plate}}-{{well}}-{{site}}') and one of "
+                f"{list(PERTURBATION_COLUMNS)}; it has {meta.columns[:8]}"
+            )
         if pert_col != "compound":
             meta = meta.with_columns(pl.col(pert_col).cast(pl.Utf8).alias("compound"))
-        parts = meta["SAMPLE_KEY"].cast(pl.Utf8).str.extract_groups(
-            r"^(?P<_plate>[^-]+)-(?P<_well>[^-]+)-(?P<_site>\d+)$").struct.unnest()
+        parts = (
+            meta["SAMPLE_KEY"]
+            .cast(pl.Utf8)
+            .str.extract_groups(r"^(?P<_plate>[^-]+)-(?P<_well>[^-]+)-(?P<_site>\d+)$")
+            .struct.unnest()
+        )
         for col in ("plate", "well", "site"):  # parse what the table lacks from SAMPLE_KEY
             if col not in meta.columns:
                 if parts[f"_{col}"].null_count():
-                    raise InputError(f"{path}: SAMPLE_KEY values must look like '{{plate}}-{{well}}-{{site}}' "
-                                     f"when there is no '{col}' column")
+                    raise InputError(
+                        f"{path}: SAMPLE_KEY values must look like '{{plate}}-{{well}}-{{site}}' "
+                        f"when there is no '{col}' column"
+                    )
                 meta = meta.with_columns(parts[f"_{col}"].alias(col))
         meta = meta.with_columns(pl.col("plate").cast(pl.Utf8), pl.col("well").cast(pl.Utf8))
         if "file" not in meta.columns:
@@ -61,17 +70,31 @@ class BrayDataset(ImageDataset):
         if "concentration" not in meta.columns:
             meta = meta.with_columns(pl.lit(None, dtype=pl.Float64).alias("concentration"))
         if "is_control" not in meta.columns:
-            meta = meta.with_columns(pl.col("compound").str.to_uppercase().is_in(["DMSO"]).alias("is_control"))
+            meta = meta.with_columns(
+                pl.col("compound").str.to_uppercase().is_in(["DMSO"]).alias("is_control")
+            )
         self.files = [safe_join(root, f) for f in meta["file"].to_list()]
-        wells = (meta.group_by("well_id", maintain_order=True)
-                 .agg(pl.col("batch").first(), pl.col("plate").first(), pl.col("well").first(),
-                      pl.col("compound").first().alias("perturbation"),
-                      pl.col("concentration").first(), pl.col("is_control").first())
-                 .with_columns(pl.lit(COMPOUND).alias("perturbation_type")))
+        wells = (
+            meta.group_by("well_id", maintain_order=True)
+            .agg(
+                pl.col("batch").first(),
+                pl.col("plate").first(),
+                pl.col("well").first(),
+                pl.col("compound").first().alias("perturbation"),
+                pl.col("concentration").first(),
+                pl.col("is_control").first(),
+            )
+            .with_columns(pl.lit(COMPOUND).alias("perturbation_type"))
+        )
         wells = wells_from_table(wells)
         sites = meta.select(
-            (pl.col("well_id").cast(pl.Utf8) + "_s" + pl.col("site").cast(pl.Utf8)).alias("site_id"),
-            pl.col("well_id").cast(pl.Utf8), pl.col("site").cast(pl.Int64), pl.col("file"))
+            (pl.col("well_id").cast(pl.Utf8) + "_s" + pl.col("site").cast(pl.Utf8)).alias(
+                "site_id"
+            ),
+            pl.col("well_id").cast(pl.Utf8),
+            pl.col("site").cast(pl.Int64),
+            pl.col("file"),
+        )
         super().__init__(name, root, CHANNELS, wells, sites)
         self._order = [NPZ_ORDER.index(c) for c in CHANNELS]
 
@@ -85,13 +108,19 @@ class BrayDataset(ImageDataset):
             with np.load(path, allow_pickle=False) as z:
                 arr = z["sample"]
         except FileNotFoundError as exc:
-            raise NotFoundError(f"{path}: image file missing; regenerate or re-download the dataset") from exc
+            raise NotFoundError(
+                f"{path}: image file missing; regenerate or re-download the dataset"
+            ) from exc
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-            raise InputError(f"{path}: cannot read key 'sample' ({type(exc).__name__}: {exc}); "
-                             "the file is corrupt — regenerate or re-download it") from exc
+            raise InputError(
+                f"{path}: cannot read key 'sample' ({type(exc).__name__}: {exc}); "
+                "the file is corrupt — regenerate or re-download it"
+            ) from exc
         if arr.ndim != 3 or arr.shape[2] != len(NPZ_ORDER):
-            raise InputError(f"{path}: 'sample' has shape {arr.shape}, expected H x W x 5 "
-                             "(Mito, ER, RNA, AGP, DNA)")
+            raise InputError(
+                f"{path}: 'sample' has shape {arr.shape}, expected H x W x 5 "
+                "(Mito, ER, RNA, AGP, DNA)"
+            )
         if arr.dtype != np.uint8:
             raise InputError(f"{path}: 'sample' is {arr.dtype}, expected uint8")
         return arr.transpose(2, 0, 1)[self._order]
@@ -105,6 +134,8 @@ class BrayDataset(ImageDataset):
 
 def load_bray(data_dir: str | os.PathLike | None) -> BrayDataset:
     if data_dir is None:
-        raise NotFoundError("the Bray dataset needs --data-dir pointing at CLOOME's npz images "
-                            f"and a {METADATA} table")
+        raise NotFoundError(
+            "the Bray dataset needs --data-dir pointing at CLOOME's npz images "
+            f"and a {METADATA} table"
+        )
     return BrayDataset(data_dir)

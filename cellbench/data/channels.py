@@ -17,13 +17,25 @@ import numpy as np
 from cellbench.errors import InputError
 
 ALIASES: dict[str, str] = {
-    "dna": "DNA", "hoechst": "DNA", "dapi": "DNA", "nucleus": "DNA",
-    "er": "ER", "cona": "ER", "concanavalin": "ER",
-    "rna": "RNA", "syto14": "RNA", "syto": "RNA",
+    "dna": "DNA",
+    "hoechst": "DNA",
+    "dapi": "DNA",
+    "nucleus": "DNA",
+    "er": "ER",
+    "cona": "ER",
+    "concanavalin": "ER",
+    "rna": "RNA",
+    "syto14": "RNA",
+    "syto": "RNA",
     "agp": "AGP",
-    "mito": "Mito", "mitotracker": "Mito", "mitochondria": "Mito",
-    "actin": "Actin", "phalloidin": "Actin",
-    "golgi": "Golgi", "wga": "Golgi", "membrane": "Golgi",
+    "mito": "Mito",
+    "mitotracker": "Mito",
+    "mitochondria": "Mito",
+    "actin": "Actin",
+    "phalloidin": "Actin",
+    "golgi": "Golgi",
+    "wga": "Golgi",
+    "membrane": "Golgi",
 }
 
 #: target channel -> source channels averaged to make it, when the target is absent.
@@ -39,14 +51,19 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(str(name).strip().lower(), str(name).strip())
 
 
-def channel_plan(source: Sequence[str], target: Sequence[str],
-                 derived: Mapping[str, Sequence[str]] | None = None) -> list[tuple[int, ...]]:
+def channel_plan(
+    source: Sequence[str], target: Sequence[str], derived: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[int, ...]]:
     """For each ``target`` channel, the indices of the ``source`` channels averaged to make it.
 
     ``derived`` overrides :data:`DEFAULT_DERIVED` (pass ``{}`` to forbid any substitution).
     A target that is neither present nor derivable raises an error naming the fix.
     """
-    rules = DEFAULT_DERIVED if derived is None else {canonical_name(k): tuple(v) for k, v in derived.items()}
+    rules = (
+        DEFAULT_DERIVED
+        if derived is None
+        else {canonical_name(k): tuple(v) for k, v in derived.items()}
+    )
     index = {canonical_name(c): i for i, c in enumerate(source)}
     plan = []
     for name in target:
@@ -66,8 +83,12 @@ def channel_plan(source: Sequence[str], target: Sequence[str],
     return plan
 
 
-def map_channels(images: np.ndarray, source: Sequence[str], target: Sequence[str],
-                 derived: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
+def map_channels(
+    images: np.ndarray,
+    source: Sequence[str],
+    target: Sequence[str],
+    derived: Mapping[str, Sequence[str]] | None = None,
+) -> np.ndarray:
     """Reorder/derive channels of ``images`` (N, C, H, W) from ``source`` names to ``target``."""
     plan = channel_plan(source, target, derived)
     out = []
@@ -76,5 +97,9 @@ def map_channels(images: np.ndarray, source: Sequence[str], target: Sequence[str
             out.append(images[:, idx[0]])
         else:
             mean = images[:, list(idx)].astype(np.float32).mean(axis=1)
-            out.append(np.rint(mean).astype(images.dtype) if images.dtype == np.uint8 else mean.astype(images.dtype))
+            out.append(
+                np.rint(mean).astype(images.dtype)
+                if images.dtype == np.uint8
+                else mean.astype(images.dtype)
+            )
     return np.stack(out, axis=1)

@@ -27,15 +27,22 @@ class ImageDataset:
     #: how stored pixel values become uint8, in words (loaders that decode images refine it)
     intensity_scaling: str = "8-bit images as stored (other pixel types refused)"
 
-    def __init__(self, name: str, root: str | os.PathLike, channels: tuple[str, ...],
-                 wells: pl.DataFrame, sites: pl.DataFrame):
+    def __init__(
+        self,
+        name: str,
+        root: str | os.PathLike,
+        channels: tuple[str, ...],
+        wells: pl.DataFrame,
+        sites: pl.DataFrame,
+    ):
         self.name = name
         self.root = Path(root)
         self.channels = tuple(channels)
         if sites.height == 0 or wells.height == 0:
             raise InputError(
                 f"{name}: the metadata under {root} is empty (no rows: no wells or sites); fill the "
-                "table with one row per site, or point --data-dir at the folder that holds the screen")
+                "table with one row per site, or point --data-dir at the folder that holds the screen"
+            )
         missing = [c for c in WELL_COLUMNS if c not in wells.columns]
         if missing:
             raise InputError(f"{name}: the well table lacks {missing}; fix the loader's metadata")
@@ -45,19 +52,26 @@ class ImageDataset:
         if unknown:
             raise InputError(
                 f"{name}: images exist for wells missing from the metadata (e.g. {unknown[:3]}); "
-                "use the metadata table that belongs to these images")
+                "use the metadata table that belongs to these images"
+            )
         sites = sites.with_columns(
-            pl.col("well_id").replace_strict(idx, return_dtype=pl.Int64).alias("well_index"))
-        self.sites = sites.select(*SITE_COLUMNS, "well_index",
-                                  *[c for c in sites.columns if c not in (*SITE_COLUMNS, "well_index")])
+            pl.col("well_id").replace_strict(idx, return_dtype=pl.Int64).alias("well_index")
+        )
+        self.sites = sites.select(
+            *SITE_COLUMNS,
+            "well_index",
+            *[c for c in sites.columns if c not in (*SITE_COLUMNS, "well_index")],
+        )
         self._all: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.sites.height
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.name!r}, wells={self.wells.height}, "
-                f"sites={self.sites.height}, channels={self.channels})")
+        return (
+            f"{type(self).__name__}({self.name!r}, wells={self.wells.height}, "
+            f"sites={self.sites.height}, channels={self.channels})"
+        )
 
     # --- reading -----------------------------------------------------------------------
     def _read(self, indices: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -74,8 +88,9 @@ class ImageDataset:
 
     def cache_key(self) -> str:
         """Identifies the images (for the .npy cache); subclasses refine it."""
-        return config_hash({"name": self.name, "channels": self.channels,
-                            "sites": self.sites["site_id"].to_list()})
+        return config_hash(
+            {"name": self.name, "channels": self.channels, "sites": self.sites["site_id"].to_list()}
+        )
 
     def _cache_path(self) -> Path:
         name = f".images-{self.cache_key()}.npy"
@@ -120,8 +135,12 @@ class ImageDataset:
 def wells_from_table(df: pl.DataFrame) -> pl.DataFrame:
     """Cast a table holding WELL_COLUMNS to their schema types (extras kept)."""
     return df.with_columns(
-        pl.col("well_id").cast(pl.Utf8), pl.col("batch").cast(pl.Utf8), pl.col("plate").cast(pl.Utf8),
-        pl.col("well").cast(pl.Utf8), pl.col("perturbation").cast(pl.Utf8),
-        pl.col("perturbation_type").cast(pl.Utf8), pl.col("concentration").cast(pl.Float64),
+        pl.col("well_id").cast(pl.Utf8),
+        pl.col("batch").cast(pl.Utf8),
+        pl.col("plate").cast(pl.Utf8),
+        pl.col("well").cast(pl.Utf8),
+        pl.col("perturbation").cast(pl.Utf8),
+        pl.col("perturbation_type").cast(pl.Utf8),
+        pl.col("concentration").cast(pl.Float64),
         pl.col("is_control").cast(pl.Boolean),
     )

@@ -73,8 +73,10 @@ def _decode_jp2(data: bytes, where: str) -> np.ndarray:
 def scaling_policy(bit_depth: int | None = None) -> str:
     """In words, how :func:`decode` maps images to uint8 (for a loader's metadata)."""
     if bit_depth is None:
-        wide = (f"16-bit images rescaled per image between their {PERCENTILES[0]:g} and "
-                f"{PERCENTILES[1]:g} percentiles")
+        wide = (
+            f"16-bit images rescaled per image between their {PERCENTILES[0]:g} and "
+            f"{PERCENTILES[1]:g} percentiles"
+        )
     else:
         wide = f"16-bit images scaled from the declared {bit_depth}-bit depth"
     return f"8-bit images as stored; {wide}; float images in 0..1 times 255"
@@ -90,7 +92,9 @@ def _read_raw(data: bytes, where: str) -> np.ndarray:
         try:
             return np.asarray(tifffile.imread(io.BytesIO(data)))
         except Exception as exc:  # noqa: BLE001 - tifffile raises several kinds for a bad file
-            raise InputError(f"{where}: cannot decode TIFF ({type(exc).__name__}: {exc}); {fix}") from None
+            raise InputError(
+                f"{where}: cannot decode TIFF ({type(exc).__name__}: {exc}); {fix}"
+            ) from None
     from PIL import Image
 
     try:
@@ -114,10 +118,12 @@ def _one_channel(arr: np.ndarray, where: str) -> np.ndarray:
         raise InputError(
             f"{where}: a colour image ({arr.shape[-1]} channels of differing content), but cellbench "
             "reads one channel per file; save each stain as its own greyscale file and list each "
-            "in its own file_<Channel> column")
+            "in its own file_<Channel> column"
+        )
     raise InputError(
         f"{where}: an image of shape {arr.shape} (several planes or pages), but cellbench reads one "
-        "2-D channel per file; save each stain/plane as its own greyscale file")
+        "2-D channel per file; save each stain/plane as its own greyscale file"
+    )
 
 
 def _to_uint8(arr: np.ndarray, where: str, bit_depth: int | None) -> np.ndarray:
@@ -133,21 +139,28 @@ def _to_uint8(arr: np.ndarray, where: str, bit_depth: int | None) -> np.ndarray:
             raise InputError(
                 f"{where}: a float image with values in [{lo:g}, {hi:g}]"
                 f"{' and NaN/inf' if not finite.all() else ''}, outside the known range 0..1; save it "
-                "as 8- or 16-bit integers (or as floats scaled to 0..1)")
+                "as 8- or 16-bit integers (or as floats scaled to 0..1)"
+            )
         return np.rint(arr * 255).astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{where}: pixels of type {arr.dtype} cannot be read as intensities; "
-                         "save the image as 8- or 16-bit greyscale")
+        raise InputError(
+            f"{where}: pixels of type {arr.dtype} cannot be read as intensities; "
+            "save the image as 8- or 16-bit greyscale"
+        )
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi > 65535:
-        raise InputError(f"{where}: integer pixels in [{lo}, {hi}], outside 0..65535; save the image "
-                         "as unsigned 8- or 16-bit greyscale")
+        raise InputError(
+            f"{where}: integer pixels in [{lo}, {hi}], outside 0..65535; save the image "
+            "as unsigned 8- or 16-bit greyscale"
+        )
     if bit_depth is not None:
         top = 2 ** int(bit_depth) - 1
         if hi > top:
-            raise InputError(f"{where}: pixel value {hi} exceeds the declared {bit_depth}-bit depth "
-                             f"(max {top}); declare the depth the camera wrote, or none to rescale "
-                             "each image by its percentiles")
+            raise InputError(
+                f"{where}: pixel value {hi} exceeds the declared {bit_depth}-bit depth "
+                f"(max {top}); declare the depth the camera wrote, or none to rescale "
+                "each image by its percentiles"
+            )
         return np.rint(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
     p_lo, p_hi = np.percentile(arr, PERCENTILES)
     if p_hi <= p_lo:  # (almost) constant image: no contrast to stretch
@@ -160,9 +173,13 @@ def decode(data: bytes, where: str, bit_depth: int | None = None) -> np.ndarray:
     """Decode one encoded single-channel image to a 2-D uint8 array (see the module docstring
     for how wider types are scaled); a clear error if corrupt or not faithfully readable."""
     if data is None or len(data) == 0:
-        raise InputError(f"{where}: empty image bytes; the file is corrupt — re-download or regenerate it")
+        raise InputError(
+            f"{where}: empty image bytes; the file is corrupt — re-download or regenerate it"
+        )
     if bit_depth is not None and not 1 <= int(bit_depth) <= 16:
-        raise InputError(f"bit depth {bit_depth} is not in 1..16; declare the camera's bit depth (e.g. 12)")
+        raise InputError(
+            f"bit depth {bit_depth} is not in 1..16; declare the camera's bit depth (e.g. 12)"
+        )
     return _to_uint8(_one_channel(_read_raw(data, where), where), where, bit_depth)
 
 

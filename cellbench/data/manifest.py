@@ -31,8 +31,11 @@ def verify_manifest(root: str | os.PathLike) -> list[str]:
         raise InputError(f"{path}: not a readable manifest ({exc}); {fix}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("bytes"), int)
-        and isinstance(f.get("sha256"), str) for f in files
+        isinstance(f, dict)
+        and isinstance(f.get("path"), str)
+        and isinstance(f.get("bytes"), int)
+        and isinstance(f.get("sha256"), str)
+        for f in files
     ):
         raise InputError(f"{path}: every entry of 'files' needs a path, bytes and sha256; {fix}")
     problems = []

@@ -17,15 +17,21 @@ from cellbench.data.channels import canonical_name
 from cellbench.io import atomic_path
 
 COLOURS = {
-    "DNA": (0.1, 0.3, 1.0), "ER": (0.1, 0.9, 0.2), "RNA": (0.4, 0.8, 0.1),
-    "Actin": (1.0, 0.35, 0.0), "AGP": (1.0, 0.45, 0.0), "Golgi": (0.9, 0.7, 0.0),
+    "DNA": (0.1, 0.3, 1.0),
+    "ER": (0.1, 0.9, 0.2),
+    "RNA": (0.4, 0.8, 0.1),
+    "Actin": (1.0, 0.35, 0.0),
+    "AGP": (1.0, 0.45, 0.0),
+    "Golgi": (0.9, 0.7, 0.0),
     "Mito": (0.9, 0.0, 0.7),
 }
 
 
 def composite(images: np.ndarray, channels, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(N, C, H, W) uint8 -> (N, H, W, 3) float RGB in [0, 1]."""
-    x = (images.astype(np.float32) - lo[None, :, None, None]) / (hi - lo + 1e-6)[None, :, None, None]
+    x = (images.astype(np.float32) - lo[None, :, None, None]) / (hi - lo + 1e-6)[
+        None, :, None, None
+    ]
     x = np.clip(x, 0, 1)
     col = np.array([COLOURS.get(canonical_name(c), (0.6, 0.6, 0.6)) for c in channels], np.float32)
     rgb = np.einsum("nchw,ck->nhwk", x, col) / np.maximum(col.sum(0), 1.0)
@@ -38,29 +44,43 @@ def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0, pertur
     wells = dataset.wells.with_row_index("wi")
     sites = dataset.sites.with_row_index("si")
     batches = sorted(wells["batch"].unique().to_list())
-    per = (wells.filter(pl.col("perturbation_type").is_not_null())
-           .group_by("perturbation", "perturbation_type", "is_control")
-           .agg(pl.col("batch").n_unique().alias("nb"), pl.len())
-           .sort(["is_control", "nb", "len", "perturbation"], descending=[True, True, True, False]))
+    per = (
+        wells.filter(pl.col("perturbation_type").is_not_null())
+        .group_by("perturbation", "perturbation_type", "is_control")
+        .agg(pl.col("batch").n_unique().alias("nb"), pl.len())
+        .sort(["is_control", "nb", "len", "perturbation"], descending=[True, True, True, False])
+    )
     if perturbations:
         known = set(per["perturbation"].to_list())
         missing = [p for p in perturbations if p not in known]
         if missing:
             from cellbench.errors import InputError
 
-            raise InputError(f"perturbation(s) {missing} not in {dataset.name}; pick from e.g. "
-                             f"{per['perturbation'].head(5).to_list()}")
+            raise InputError(
+                f"perturbation(s) {missing} not in {dataset.name}; pick from e.g. "
+                f"{per['perturbation'].head(5).to_list()}"
+            )
         perts = list(perturbations)
     else:
         ctrl = per.filter(pl.col("is_control"))["perturbation"].head(1).to_list()
         rest = per.filter(~pl.col("is_control"))
-        by_type = [rest.filter(pl.col("perturbation_type") == t)["perturbation"].to_list()
-                   for t in sorted(rest["perturbation_type"].unique().to_list())]
-        mixed = [p for group in zip(*by_type, strict=False) for p in group] if len(by_type) > 1 else (by_type[0] if by_type else [])
+        by_type = [
+            rest.filter(pl.col("perturbation_type") == t)["perturbation"].to_list()
+            for t in sorted(rest["perturbation_type"].unique().to_list())
+        ]
+        mixed = (
+            [p for group in zip(*by_type, strict=False) for p in group]
+            if len(by_type) > 1
+            else (by_type[0] if by_type else [])
+        )
         perts = (ctrl + mixed)[:n_rows]
     # columns: batches in which the chosen perturbations appear most
-    cover = wells.filter(pl.col("perturbation").is_in(perts)).group_by("batch").len().sort(
-        ["len", "batch"], descending=[True, False])
+    cover = (
+        wells.filter(pl.col("perturbation").is_in(perts))
+        .group_by("batch")
+        .len()
+        .sort(["len", "batch"], descending=[True, False])
+    )
     cols = sorted(cover["batch"].head(n_cols).to_list()) or batches[:n_cols]
     rng = np.random.default_rng(seed)
     grid = []
@@ -74,14 +94,22 @@ def choose_grid(dataset, n_rows: int = 6, n_cols: int = 6, seed: int = 0, pertur
     return perts, cols, np.array(grid, dtype=np.int64)
 
 
-def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int = 6, seed: int = 0,
-                  perturbations=None) -> str:
+def write_montage(
+    dataset,
+    out: str | os.PathLike,
+    n_rows: int = 6,
+    n_cols: int = 6,
+    seed: int = 0,
+    perturbations=None,
+) -> str:
     from cellbench.errors import InputError
     from cellbench.io import check_writable
 
     if n_rows < 1 or n_cols < 1:
-        raise InputError(f"a montage needs at least one row and one column (got --rows {n_rows} "
-                         f"--cols {n_cols}); pass e.g. --rows 6 --cols 6.")
+        raise InputError(
+            f"a montage needs at least one row and one column (got --rows {n_rows} "
+            f"--cols {n_cols}); pass e.g. --rows 6 --cols 6."
+        )
     if Path(out).is_dir():
         raise InputError(f"--out {out} is a folder; pass the path of the PNG file to write.")
     check_writable(out)
@@ -97,8 +125,12 @@ def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int 
     hi = np.percentile(imgs, 99.7, axis=(0, 2, 3))
     rgb = composite(imgs, dataset.channels, lo, hi)
     lookup = {int(s): rgb[i] for i, s in enumerate(used)}
-    fig, axes = plt.subplots(len(perts), len(cols), figsize=(1.7 * len(cols) + 1.2, 1.7 * len(perts) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(perts),
+        len(cols),
+        figsize=(1.7 * len(cols) + 1.2, 1.7 * len(perts) + 0.6),
+        squeeze=False,
+    )
     for r, p in enumerate(perts):
         for c, b in enumerate(cols):
             ax = axes[r, c]
@@ -114,7 +146,9 @@ def write_montage(dataset, out: str | os.PathLike, n_rows: int = 6, n_cols: int 
             if c == 0:
                 ax.set_ylabel(p[:18], fontsize=7)
     names = ", ".join(f"{ch}" for ch in dataset.channels)
-    fig.suptitle(f"{dataset.name}: sites by perturbation (rows) x batch (columns) — {names}", fontsize=8)
+    fig.suptitle(
+        f"{dataset.name}: sites by perturbation (rows) x batch (columns) — {names}", fontsize=8
+    )
     fig.tight_layout()
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -25,17 +25,26 @@ from cellbench.errors import CellbenchError, InputError, NotFoundError
 METADATA = "metadata_rxrx3_core.csv"
 CHANNELS: tuple[str, ...] = ("DNA", "ER", "Actin", "RNA", "Mito", "Golgi")
 HF_REPO = "recursionpharma/rxrx3-core"
-KEY_RE = re.compile(r"^(?P<exp>[^/]+)/Plate(?P<plate>[^/]+)/(?P<address>[A-Za-z]+\d+)_s(?P<site>\d+)_(?P<ch>[^_/]+)$")
+KEY_RE = re.compile(
+    r"^(?P<exp>[^/]+)/Plate(?P<plate>[^/]+)/(?P<address>[A-Za-z]+\d+)_s(?P<site>\d+)_(?P<ch>[^_/]+)$"
+)
 
 
 def _metadata_wells(meta: pl.DataFrame) -> pl.DataFrame:
     from cellbench.maps.labels import wells_from_rxrx3
 
     wells = wells_from_rxrx3(meta)
-    extra = [c for c in ("gene", "treatment", "cell_type") if c in meta.columns and c not in wells.columns]
+    extra = [
+        c
+        for c in ("gene", "treatment", "cell_type")
+        if c in meta.columns and c not in wells.columns
+    ]
     if extra:
-        wells = wells.join(meta.select("well_id", *extra).with_columns(pl.col("well_id").cast(pl.Utf8)),
-                           on="well_id", how="left")
+        wells = wells.join(
+            meta.select("well_id", *extra).with_columns(pl.col("well_id").cast(pl.Utf8)),
+            on="well_id",
+            how="left",
+        )
     return wells
 
 
@@ -57,52 +66,83 @@ class RxRx3Dataset(ImageDataset):
         if not meta_path.is_file():
             raise NotFoundError(
                 f"{root} has no {METADATA}; point --data-dir at the RxRx3-core download "
-                f"(`hf download {HF_REPO} --repo-type dataset --local-dir {root}`)")
+                f"(`hf download {HF_REPO} --repo-type dataset --local-dir {root}`)"
+            )
         try:
-            meta = pl.read_csv(meta_path, infer_schema_length=None,
-                               schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8})
+            meta = pl.read_csv(
+                meta_path,
+                infer_schema_length=None,
+                schema_overrides={"SMILES": pl.Utf8, "gene": pl.Utf8},
+            )
         except Exception as exc:
-            raise InputError(f"{meta_path}: cannot read the metadata CSV ({exc}); re-download it") from exc
+            raise InputError(
+                f"{meta_path}: cannot read the metadata CSV ({exc}); re-download it"
+            ) from exc
         wells = _metadata_wells(meta)
         shards = _shards(root)
         if not shards:
             raise NotFoundError(
                 f"{root} has no image shards (data/*.parquet); download them with "
-                f"`hf download {HF_REPO} --repo-type dataset --local-dir {root}`")
+                f"`hf download {HF_REPO} --repo-type dataset --local-dir {root}`"
+            )
         self.shards = shards
         rows = []
         for k, path in enumerate(shards):
             try:
                 keys = pq.read_table(path, columns=["__key__"])["__key__"].to_pylist()
             except Exception as exc:
-                raise InputError(f"{path}: cannot read this parquet shard ({exc}); it is corrupt or "
-                                 "truncated — delete it and download/generate it again") from exc
-            rows.append(pl.DataFrame({"key": keys, "shard": np.full(len(keys), k, np.int32),
-                                      "row": np.arange(len(keys), dtype=np.int64)}))
+                raise InputError(
+                    f"{path}: cannot read this parquet shard ({exc}); it is corrupt or "
+                    "truncated — delete it and download/generate it again"
+                ) from exc
+            rows.append(
+                pl.DataFrame(
+                    {
+                        "key": keys,
+                        "shard": np.full(len(keys), k, np.int32),
+                        "row": np.arange(len(keys), dtype=np.int64),
+                    }
+                )
+            )
         index = pl.concat(rows)
         parts = index["key"].str.extract_groups(KEY_RE.pattern).struct.unnest()
         bad = parts["exp"].is_null()
         if bad.any():
             ex = index.filter(bad)["key"].head(2).to_list()
-            raise InputError(f"{root}: image keys not in the RxRx3-core form "
-                             f"'{{experiment}}/Plate{{plate}}/{{address}}_s{{site}}_{{channel}}' (e.g. {ex})")
+            raise InputError(
+                f"{root}: image keys not in the RxRx3-core form "
+                f"'{{experiment}}/Plate{{plate}}/{{address}}_s{{site}}_{{channel}}' (e.g. {ex})"
+            )
         index = pl.concat([index, parts], how="horizontal").with_columns(
             (pl.col("exp") + "_" + pl.col("plate") + "_" + pl.col("address")).alias("well_id"),
             pl.col("site").cast(pl.Int64),
-            pl.col("ch").map_elements(self._channel_position, return_dtype=pl.Int64).alias("channel"))
+            pl.col("ch")
+            .map_elements(self._channel_position, return_dtype=pl.Int64)
+            .alias("channel"),
+        )
         known = set(wells["well_id"].to_list())
         index = index.filter(pl.col("well_id").is_in(known))
         # sites follow the storage order of the shards (the first image of each site), so
         # reading sites in order streams through consecutive row groups
-        sites = (index.with_columns((pl.col("shard").cast(pl.Int64) * (1 << 40) + pl.col("row")).alias("_pos"))
-                 .group_by(["well_id", "site"]).agg(pl.col("_pos").min())
-                 .sort(["_pos", "well_id", "site"]).drop("_pos"))
-        sites = sites.with_columns((pl.col("well_id") + "_s" + pl.col("site").cast(pl.Utf8)).alias("site_id"))
+        sites = (
+            index.with_columns(
+                (pl.col("shard").cast(pl.Int64) * (1 << 40) + pl.col("row")).alias("_pos")
+            )
+            .group_by(["well_id", "site"])
+            .agg(pl.col("_pos").min())
+            .sort(["_pos", "well_id", "site"])
+            .drop("_pos")
+        )
+        sites = sites.with_columns(
+            (pl.col("well_id") + "_s" + pl.col("site").cast(pl.Utf8)).alias("site_id")
+        )
         super().__init__(name, root, CHANNELS, wells, sites)
         site_pos = {s: i for i, s in enumerate(self.sites["site_id"].to_list())}
         index = index.with_columns(
             (pl.col("well_id") + "_s" + pl.col("site").cast(pl.Utf8))
-            .replace_strict(site_pos, return_dtype=pl.Int64).alias("site_index"))
+            .replace_strict(site_pos, return_dtype=pl.Int64)
+            .alias("site_index")
+        )
         c = len(CHANNELS)
         self._loc_shard = np.full((len(self), c), -1, dtype=np.int64)
         self._loc_row = np.full((len(self), c), -1, dtype=np.int64)
@@ -115,7 +155,8 @@ class RxRx3Dataset(ImageDataset):
             raise InputError(
                 f"{root}: site {self.sites['site_id'][int(s)]} has no image for channel "
                 f"{CHANNELS[int(cc)]} ({len(missing)} images missing in all); the shards are "
-                "incomplete — download/generate the dataset again")
+                "incomplete — download/generate the dataset again"
+            )
 
     @staticmethod
     def _channel_position(token: str) -> int:
@@ -142,26 +183,35 @@ class RxRx3Dataset(ImageDataset):
             wanted = np.unique(rows[sel])
             try:  # read only the row groups that hold the wanted rows
                 pf = pq.ParquetFile(path)
-                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+                sizes = [
+                    pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)
+                ]
                 starts = np.concatenate([[0], np.cumsum(sizes)])
                 groups = np.unique(np.searchsorted(starts, wanted, side="right") - 1)
                 col = pf.read_row_groups(groups.tolist(), columns=["jp2"])["jp2"].combine_chunks()
                 blobs = col.field("bytes") if hasattr(col, "field") else col
             except Exception as exc:
-                raise InputError(f"{path}: cannot read images from this shard ({exc}); it is "
-                                 "corrupt — delete it and download/generate it again") from exc
+                raise InputError(
+                    f"{path}: cannot read images from this shard ({exc}); it is "
+                    "corrupt — delete it and download/generate it again"
+                ) from exc
             # position of each original row inside the concatenation of the groups read
             base = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
             for i, c in zip(*np.nonzero(sel), strict=True):
                 r = int(rows[i, c])
                 g = int(np.searchsorted(starts, r, side="right") - 1)
                 pos = int(base[np.searchsorted(groups, g)] + r - starts[g])
-                img = decode(blobs[pos].as_py(), f"{path.name} row {r} ({self.sites['site_id'][int(indices[i])]})")
+                img = decode(
+                    blobs[pos].as_py(),
+                    f"{path.name} row {r} ({self.sites['site_id'][int(indices[i])]})",
+                )
                 if out is None:
                     out = np.empty((len(indices), len(CHANNELS), *img.shape), dtype=np.uint8)
                 if img.shape != out.shape[2:]:
-                    raise InputError(f"{path.name} row {r}: image shape {img.shape} differs from "
-                                     f"{out.shape[2:]}; mixed image sizes are not supported")
+                    raise InputError(
+                        f"{path.name} row {r}: image shape {img.shape} differs from "
+                        f"{out.shape[2:]}; mixed image sizes are not supported"
+                    )
                 out[i, c] = img
         if out is None:
             return np.empty((0, len(CHANNELS), 0, 0), dtype=np.uint8)
@@ -177,7 +227,8 @@ def download_rxrx3_core(data_dir: str | os.PathLike) -> Path:
     if constants.HF_HUB_OFFLINE:
         raise NotFoundError(
             f"RxRx3-core is not at {data_dir} and HF_HUB_OFFLINE is set; on a machine with network "
-            f"run `{cmd}` and pass --data-dir {data_dir}")
+            f"run `{cmd}` and pass --data-dir {data_dir}"
+        )
     try:
         from huggingface_hub import snapshot_download
 
@@ -185,7 +236,8 @@ def download_rxrx3_core(data_dir: str | os.PathLike) -> Path:
     except Exception as exc:
         raise CellbenchError(
             f"could not download RxRx3-core ({type(exc).__name__}: {exc}); with network run "
-            f"`{cmd}` (about 17 GB) and pass --data-dir {data_dir}") from exc
+            f"`{cmd}` (about 17 GB) and pass --data-dir {data_dir}"
+        ) from exc
     return data_dir
 
 
@@ -197,6 +249,7 @@ def load_rxrx3(data_dir: str | os.PathLike | None = None, download: bool = True)
         if not download:
             raise NotFoundError(
                 f"RxRx3-core not found at {root}; run `hf download {HF_REPO} "
-                f"--repo-type dataset --local-dir {root}` and pass --data-dir {root}")
+                f"--repo-type dataset --local-dir {root}` and pass --data-dir {root}"
+            )
         download_rxrx3_core(root)
     return RxRx3Dataset(root)

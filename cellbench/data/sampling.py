@@ -49,9 +49,17 @@ def _csr(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.
 class PairSampler:
     """Deterministic pair batches; see the module docstring."""
 
-    def __init__(self, dataset, *, cross_well: bool, batch_size: int, seed: int,
-                 include_controls: bool = False, holdout_fraction: float = 0.0,
-                 images: np.ndarray | None = None):
+    def __init__(
+        self,
+        dataset,
+        *,
+        cross_well: bool,
+        batch_size: int,
+        seed: int,
+        include_controls: bool = False,
+        holdout_fraction: float = 0.0,
+        images: np.ndarray | None = None,
+    ):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1 (got {batch_size})")
         if not 0.0 <= holdout_fraction < 1.0:
@@ -78,7 +86,7 @@ class PairSampler:
         need = 2 if self.cross_well else 1
         keep_mask = np.ones(len(well_ids), dtype=bool)
         for p in range(len(names)):
-            members = order[starts[p]:starts[p] + counts[p]]
+            members = order[starts[p] : starts[p] + counts[p]]
             n_hold = min(int(np.floor(holdout_fraction * counts[p])), max(counts[p] - need, 0))
             if n_hold:
                 keep_mask[rng.choice(members, size=n_hold, replace=False)] = False
@@ -90,7 +98,8 @@ class PairSampler:
             raise InputError(
                 f"{getattr(dataset, 'name', 'dataset')}: no perturbation has {need} training wells "
                 f"for {'cross' if self.cross_well else 'single'}-well pairs; lower holdout_fraction "
-                "or use data with replicate wells")
+                "or use data with replicate wells"
+            )
         self.perturbation_names: list[str] = [str(n) for n in names[ok]]
         self._pert_wells = train_wells[order]
         self._pert_start = starts[ok]
@@ -121,13 +130,21 @@ class PairSampler:
             target_well = anchor_well
             n_s = self._site_count[anchor_well]
             si = (rng.random(b) * n_s).astype(np.int64)
-            sj = np.where(n_s > 1, (si + 1 + (rng.random(b) * np.maximum(n_s - 1, 1)).astype(np.int64)) % n_s, si)
+            sj = np.where(
+                n_s > 1,
+                (si + 1 + (rng.random(b) * np.maximum(n_s - 1, 1)).astype(np.int64)) % n_s,
+                si,
+            )
             base = self._site_start[anchor_well]
             a_site, t_site = self._site_order[base + si], self._site_order[base + sj]
         return pert.astype(np.int64), anchor_well, target_well, a_site, t_site
 
     def batch_at(self, step: int) -> PairBatch:
         pert, aw, tw, a_site, t_site = self.indices_at(step)
-        return PairBatch(anchor=self.images[a_site], target=self.images[t_site],
-                         perturbation_index=pert, anchor_well_index=aw.astype(np.int64),
-                         target_well_index=tw.astype(np.int64))
+        return PairBatch(
+            anchor=self.images[a_site],
+            target=self.images[t_site],
+            perturbation_index=pert,
+            anchor_well_index=aw.astype(np.int64),
+            target_well_index=tw.astype(np.int64),
+        )

@@ -67,9 +67,7 @@ def create_random(
     channels = _channels(channels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = build_vit(
-            arch, len(channels), input_size, patch_size, dynamic_img_size=True
-        )
+        module = build_vit(arch, len(channels), input_size, patch_size, dynamic_img_size=True)
     encoder = TorchEncoder(
         module,
         channels=channels,
@@ -82,7 +80,9 @@ def create_random(
 
 
 # --- vit-imagenet ---------------------------------------------------------------------------
-def imagenet_weights_path(checkpoint: str | os.PathLike | None = None, download: bool = True) -> Path:
+def imagenet_weights_path(
+    checkpoint: str | os.PathLike | None = None, download: bool = True
+) -> Path:
     """Local path of the ImageNet ViT-S/16 weights: ``checkpoint``, the HF cache, or the hub.
 
     Raises :class:`NotFoundError` with the exact command to fetch them when they are absent.
@@ -93,8 +93,14 @@ def imagenet_weights_path(checkpoint: str | os.PathLike | None = None, download:
         f"download them once with `hf download {IMAGENET_HUB_ID} {IMAGENET_FILE}` on a machine "
         "with internet, or pass --checkpoint /path/to/model.safetensors"
     )
-    return hub_file(IMAGENET_HUB_ID, IMAGENET_FILE, what="ImageNet ViT-S/16 weights", fix=fix,
-                    checkpoint=checkpoint, download=download)
+    return hub_file(
+        IMAGENET_HUB_ID,
+        IMAGENET_FILE,
+        what="ImageNet ViT-S/16 weights",
+        fix=fix,
+        checkpoint=checkpoint,
+        download=download,
+    )
 
 
 class PerChannelEncoder(Encoder):
@@ -112,7 +118,9 @@ class PerChannelEncoder(Encoder):
 
         n, c, h, w = images.shape
         with torch.inference_mode():
-            grey = images.to(self.device, torch.float32).reshape(n * c, 1, h, w).expand(-1, 3, -1, -1)
+            grey = (
+                images.to(self.device, torch.float32).reshape(n * c, 1, h, w).expand(-1, 3, -1, -1)
+            )
             feats = self._module.forward_features(grey)[:, 0]
             return feats.reshape(n, c * feats.shape[-1]).float()
 
@@ -216,7 +224,9 @@ class PixelStatsEncoder(Encoder):
         return stats.reshape(n, self.embed_dim)
 
 
-def create_pixel_stats(checkpoint: str | os.PathLike | None = None, *, channels: Any = None) -> Encoder:
+def create_pixel_stats(
+    checkpoint: str | os.PathLike | None = None, *, channels: Any = None
+) -> Encoder:
     if checkpoint is not None:
         raise InputError("pixel-stats has no weights; drop --checkpoint")
     return PixelStatsEncoder(_channels(channels))

@@ -109,7 +109,9 @@ def cp_measure_functions(
             f"the cellprofiler encoder needs the optional package cp-measure: {INSTALL_HINT}"
         ) from None
     core, corr = get_core_measurements(), get_correlation_measurements()
-    unknown = [m for m in measurements if m not in core] + [c for c in correlations if c not in corr]
+    unknown = [m for m in measurements if m not in core] + [
+        c for c in correlations if c not in corr
+    ]
     if unknown:
         raise InputError(
             f"unknown cp_measure measurement(s) {unknown}; choose from {sorted(core)} and "
@@ -207,15 +209,23 @@ class CellProfilerEncoder(Encoder):
         """Names of every feature, from measuring a small synthetic two-cell image."""
         size = 48
         yy, xx = np.mgrid[0:size, 0:size]
-        blob = lambda cy, cx, r: ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)  # noqa: E731
+        blob = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r  # noqa: E731
         labels = np.zeros((size, size), np.int32)
         labels[blob(14, 14, 7)] = 1
         labels[blob(32, 33, 8)] = 2
         rng = np.random.default_rng(0)
-        image = np.clip(0.2 + 0.6 * (labels > 0)[None] + 0.05 * rng.standard_normal((len(self.channels), size, size)), 0, 1)
+        image = np.clip(
+            0.2
+            + 0.6 * (labels > 0)[None]
+            + 0.05 * rng.standard_normal((len(self.channels), size, size)),
+            0,
+            1,
+        )
         names = measure_image(image, self.channels, labels, self.core, self.correlations)
         if not names:
-            raise NotFoundError(f"cp-measure produced no features on a test image; reinstall it: {INSTALL_HINT}")
+            raise NotFoundError(
+                f"cp-measure produced no features on a test image; reinstall it: {INSTALL_HINT}"
+            )
         return sorted(names)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -232,7 +242,9 @@ class CellProfilerEncoder(Encoder):
         deadline = time.monotonic() + self.time_limit_s
         nuclei = segment_nuclei(image[self.dna_index])
         cells = cells_from_nuclei(nuclei, self.cell_expansion)
-        values = measure_image(image, self.channels, cells, self.core, self.correlations, deadline=deadline)
+        values = measure_image(
+            image, self.channels, cells, self.core, self.correlations, deadline=deadline
+        )
         if time.monotonic() > deadline:
             self.timeouts += 1
         return np.array([values.get(n, np.nan) for n in self.feature_names], dtype=np.float32)

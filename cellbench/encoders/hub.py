@@ -56,7 +56,9 @@ def hub_file(
     try:
         path = Path(hf_hub_download(repo_id, filename))
     except Exception as exc:  # network errors come in many types
-        raise NotFoundError(f"could not download the {what} ({type(exc).__name__}); {fix}") from None
+        raise NotFoundError(
+            f"could not download the {what} ({type(exc).__name__}); {fix}"
+        ) from None
     for extra in companions:
         with contextlib.suppress(Exception):
             hf_hub_download(repo_id, extra)

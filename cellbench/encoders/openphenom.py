@@ -150,13 +150,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds for a bad file
             raise CellbenchError(
                 f"could not read OpenPhenom weights {path} ({type(exc).__name__}: {plain_message(exc)}); "
-                f"{fix[0].lower()}{fix[1:]}") from None
+                f"{fix[0].lower()}{fix[1:]}"
+            ) from None
     else:
         state = load_torch_weights(path, what="OpenPhenom weights", fix=fix)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CellbenchError(f"{path} does not hold a state dict of tensors; use the release's file")
+        raise CellbenchError(
+            f"{path} does not hold a state dict of tensors; use the release's file"
+        )
     return state
 
 
@@ -166,9 +169,13 @@ def backbone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     Decoder, encoder→decoder projection and prediction head tensors are dropped. A state
     dict that is already a bare backbone (``cls_token``, ``blocks.0...``) is kept as is.
     """
-    prefixes = {k[: k.index(BACKBONE_PREFIX) + len(BACKBONE_PREFIX)] for k in state if BACKBONE_PREFIX in k}
+    prefixes = {
+        k[: k.index(BACKBONE_PREFIX) + len(BACKBONE_PREFIX)] for k in state if BACKBONE_PREFIX in k
+    }
     if len(prefixes) > 1:
-        raise CellbenchError(f"the checkpoint holds several ViT backbones {sorted(prefixes)}; pass one")
+        raise CellbenchError(
+            f"the checkpoint holds several ViT backbones {sorted(prefixes)}; pass one"
+        )
     if prefixes:
         prefix = prefixes.pop()
         return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -180,7 +187,9 @@ def backbone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     )
 
 
-def infer_architecture(state: dict[str, torch.Tensor], max_in_chans: int = MAX_IN_CHANS) -> dict[str, Any]:
+def infer_architecture(
+    state: dict[str, torch.Tensor], max_in_chans: int = MAX_IN_CHANS
+) -> dict[str, Any]:
     """Width, depth, heads, MLP ratio, patch and image size from the tensors' shapes."""
     try:
         embed_dim = int(state["cls_token"].shape[-1])
@@ -236,8 +245,15 @@ def weights_path(checkpoint: str | os.PathLike | None = None, download: bool = T
         f"and pass --checkpoint DIR; note: {LICENSE_NOTE}"
     )
     # the config names max_in_chans; small and optional
-    return hub_file(HUB_ID, WEIGHTS_FILE, what="OpenPhenom weights", fix=fix, checkpoint=checkpoint,
-                    download=download, companions=(CONFIG_FILE,))
+    return hub_file(
+        HUB_ID,
+        WEIGHTS_FILE,
+        what="OpenPhenom weights",
+        fix=fix,
+        checkpoint=checkpoint,
+        download=download,
+        companions=(CONFIG_FILE,),
+    )
 
 
 # --- the encoder ----------------------------------------------------------------------------
@@ -312,6 +328,8 @@ def create(
     path = weights_path(checkpoint, download=download)
     vit = load_backbone(path)
     chans = tuple(str(c) for c in channels) if channels is not None else ()
-    encoder = OpenPhenomEncoder(vit, chans, channelwise=channelwise, weights_sha256=sha256_file(path))
+    encoder = OpenPhenomEncoder(
+        vit, chans, channelwise=channelwise, weights_sha256=sha256_file(path)
+    )
     encoder.metadata = {"weights_path": str(path)}
     return encoder

@@ -109,9 +109,7 @@ def aggregate_wells(
     group = table["_group"].to_numpy()
     n_groups = keys.height
     counts = np.bincount(group, minlength=n_groups).astype(np.float64)
-    weights = sp.csc_matrix(
-        (1.0 / counts[group], (group, rows)), shape=(n_groups, len(features))
-    )
+    weights = sp.csc_matrix((1.0 / counts[group], (group, rows)), shape=(n_groups, len(features)))
     out = np.zeros((n_groups, features.shape[1]), dtype=np.float64)
     for start in range(0, len(features), block):  # contiguous row blocks, summed in float64
         stop = min(start + block, len(features))

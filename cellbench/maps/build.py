@@ -26,7 +26,9 @@ class MapResult:
     aligned_wells: np.ndarray
 
 
-def align_wells(features: np.ndarray, wells: pl.DataFrame, align: str = "pca-centerscale") -> np.ndarray:
+def align_wells(
+    features: np.ndarray, wells: pl.DataFrame, align: str = "pca-centerscale"
+) -> np.ndarray:
     """Aligned well features (same row order as ``wells``)."""
     aligner = make_aligner(align)
     batch = wells["batch"].to_numpy()

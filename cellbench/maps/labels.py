@@ -76,7 +76,10 @@ def wells_from_rxrx3(metadata: pl.DataFrame) -> pl.DataFrame:
             f"the metadata lists {int(dup.sum())} rows with duplicate well ids (e.g. {examples}). "
             "Fix: keep one row per well."
         )
-    bad_type = md.filter(~pl.col("perturbation_type").is_in([CRISPR, COMPOUND]) | pl.col("perturbation_type").is_null())
+    bad_type = md.filter(
+        ~pl.col("perturbation_type").is_in([CRISPR, COMPOUND])
+        | pl.col("perturbation_type").is_null()
+    )
     if bad_type.height:
         values = bad_type["perturbation_type"].unique().to_list()[:5]
         raise InputError(

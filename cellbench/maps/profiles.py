@@ -42,7 +42,11 @@ META_PREFIX = "Metadata_"
 PLATE_CANDIDATES: tuple[str, ...] = ("Metadata_Plate",)
 WELL_CANDIDATES: tuple[str, ...] = ("Metadata_Well",)
 BATCH_CANDIDATES: tuple[str, ...] = ("Metadata_Batch", "Metadata_Source")
-PERTURBATION_CANDIDATES: tuple[str, ...] = ("Metadata_JCP2022", "Metadata_broad_sample", "Metadata_Symbol")
+PERTURBATION_CANDIDATES: tuple[str, ...] = (
+    "Metadata_JCP2022",
+    "Metadata_broad_sample",
+    "Metadata_Symbol",
+)
 TYPE_CANDIDATES: tuple[str, ...] = ("Metadata_perturbation_type", "Metadata_experiment_type")
 CONCENTRATION_CANDIDATES: tuple[str, ...] = ("Metadata_concentration", "Metadata_mmoles_per_liter")
 TARGET_CANDIDATES: tuple[str, ...] = ("Metadata_target", "Metadata_gene", "Metadata_Symbol")
@@ -128,10 +132,14 @@ def resolve_columns(columns, options: ProfileOptions | None = None) -> ProfileCo
             f"no batch column ({', '.join(BATCH_CANDIDATES)}): each plate ({plate}) is its own batch "
             "for the alignment on controls; pass --batch COL to align per batch"
         )
-    perturbation = _pick(cols, o.perturbation, PERTURBATION_CANDIDATES, "perturbation", "--perturbation")
+    perturbation = _pick(
+        cols, o.perturbation, PERTURBATION_CANDIDATES, "perturbation", "--perturbation"
+    )
     control = o.control or DEFAULT_CONTROL
     if "=" not in control:
-        raise InputError(f"--control {control}: expected COL=VALUE. Fix: e.g. --control {DEFAULT_CONTROL}.")
+        raise InputError(
+            f"--control {control}: expected COL=VALUE. Fix: e.g. --control {DEFAULT_CONTROL}."
+        )
     control_col = control.split("=", 1)[0]
     if control_col not in cols:
         raise InputError(
@@ -156,10 +164,14 @@ def resolve_columns(columns, options: ProfileOptions | None = None) -> ProfileCo
             "shared by several perturbations. Fix: pass another --target or --perturbation column."
         )
     well_id = next((c for c in ID_CANDIDATES if c in cols), None)
-    return ProfileColumns(plate, well, batch, perturbation, control, ptype, concentration, target, well_id, notes)
+    return ProfileColumns(
+        plate, well, batch, perturbation, control, ptype, concentration, target, well_id, notes
+    )
 
 
-def wells_from_profiles(meta: pl.DataFrame, options: ProfileOptions | None = None) -> tuple[pl.DataFrame, ProfileColumns]:
+def wells_from_profiles(
+    meta: pl.DataFrame, options: ProfileOptions | None = None
+) -> tuple[pl.DataFrame, ProfileColumns]:
     """The metadata part of a profiles table -> ``(well table, columns used)``.
 
     The well table has ``schema.WELL_COLUMNS`` (+ ``target`` when an annotation column is
@@ -169,7 +181,9 @@ def wells_from_profiles(meta: pl.DataFrame, options: ProfileOptions | None = Non
     for name, flag in ((c.plate, "--plate"), (c.well, "--well"), (c.batch, "--batch")):
         s = text[name]
         if s.null_count() or (s == "").any():
-            raise InputError(f"column {name} has {s.null_count() + int((s == '').sum())} empty values. Fix: fill it, or pass {flag} COL.")
+            raise InputError(
+                f"column {name} has {s.null_count() + int((s == '').sum())} empty values. Fix: fill it, or pass {flag} COL."
+            )
     control_col, control_value = c.control.split("=", 1)
     is_control = (meta[control_col].cast(pl.Utf8) == control_value).fill_null(False)
     if not is_control.any():
@@ -216,23 +230,29 @@ def wells_from_profiles(meta: pl.DataFrame, options: ProfileOptions | None = Non
         ids = meta[c.well_id].cast(pl.Utf8)
     else:
         ids = key.select(pl.concat_str(["b", "p", "w"], separator="_")).to_series()
-    wells = pl.DataFrame({
-        "well_id": ids,
-        "batch": batch,
-        "plate": plate,
-        "well": well,
-        "perturbation": pl.Series(np.where(is_control.to_numpy(), control_value, pert.fill_null("").to_numpy())).cast(pl.Utf8),
-        "perturbation_type": ptype,
-        "concentration": conc,
-        "is_control": is_control,
-    })
+    wells = pl.DataFrame(
+        {
+            "well_id": ids,
+            "batch": batch,
+            "plate": plate,
+            "well": well,
+            "perturbation": pl.Series(
+                np.where(is_control.to_numpy(), control_value, pert.fill_null("").to_numpy())
+            ).cast(pl.Utf8),
+            "perturbation_type": ptype,
+            "concentration": conc,
+            "is_control": is_control,
+        }
+    )
     assert tuple(wells.columns) == tuple(WELL_COLUMNS)
     if c.target is not None:
         wells = wells.with_columns(meta[c.target].cast(pl.Utf8).alias(TARGET_COLUMN))
     return wells, c
 
 
-def split_profiles(frame: pl.DataFrame, options: ProfileOptions | None = None, name: str = "the profiles"):
+def split_profiles(
+    frame: pl.DataFrame, options: ProfileOptions | None = None, name: str = "the profiles"
+):
     """A profiles table -> ``(well ids, features, well table, columns used, feature names)``.
 
     Features: every column without the ``Metadata_`` prefix (and not the well id); they must be
@@ -245,7 +265,9 @@ def split_profiles(frame: pl.DataFrame, options: ProfileOptions | None = None, n
     meta_cols = [c for c in frame.columns if c.startswith(META_PREFIX) or c in ID_CANDIDATES]
     feature_cols = [c for c in frame.columns if c not in meta_cols]
     if not feature_cols:
-        raise InputError(f"{name} has no feature columns (every column starts with Metadata_). Fix: include the profile features.")
+        raise InputError(
+            f"{name} has no feature columns (every column starts with Metadata_). Fix: include the profile features."
+        )
     not_numeric = [c for c in feature_cols if not frame.schema[c].is_numeric()]
     if not_numeric:
         raise InputError(

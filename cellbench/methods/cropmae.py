@@ -72,12 +72,16 @@ class CropMAE(Method):
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
         layer = nn.TransformerDecoderLayer(
-            dim, config.decoder_heads, dim_feedforward=4 * dim, dropout=0.0,
-            activation="gelu", batch_first=True, norm_first=True,
+            dim,
+            config.decoder_heads,
+            dim_feedforward=4 * dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.decoder = nn.TransformerDecoder(layer, config.decoder_depth, norm=nn.LayerNorm(dim))
         self.predict = nn.Linear(dim, self.patch * self.patch * in_chans)
-
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token", "decoder_pos"}

@@ -69,9 +69,10 @@ class InfoNCE(Method):
         self.backbone = build_backbone(config, in_chans)
         width = int(self.backbone.embed_dim)
         self.head = nn.Sequential(
-            nn.Linear(width, config.proj_hidden), nn.GELU(), nn.Linear(config.proj_hidden, config.proj_out)
+            nn.Linear(width, config.proj_hidden),
+            nn.GELU(),
+            nn.Linear(config.proj_hidden, config.proj_out),
         )
-
 
     def _project(self, views: torch.Tensor) -> torch.Tensor:
         return self.head(pool(self.backbone, tokens(self.backbone, views), self.pooling))

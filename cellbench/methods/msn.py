@@ -218,8 +218,12 @@ class MSN(Method):
         anchor = standardize(inputs.anchor)
         target = standardize(inputs.target)
         rand, focal = multi_crop(
-            anchor, generator, crop_size=cfg.crop_size, focal_size=cfg.focal_size,
-            n_random=cfg.n_random_views, n_focal=cfg.n_focal_views,
+            anchor,
+            generator,
+            crop_size=cfg.crop_size,
+            focal_size=cfg.focal_size,
+            n_random=cfg.n_random_views,
+            n_focal=cfg.n_focal_views,
         )
         target_view = random_flips(random_crops(target, cfg.crop_size, generator), generator)
         # one pass of backbone + head per crop-size group, as the official code does, so the
@@ -231,9 +235,13 @@ class MSN(Method):
         with torch.no_grad():
             target_z = self.target_head(tokens(self.target_backbone, target_view)[:, 0])
         loss, out = msn_loss(
-            anchor_z, target_z, self.prototypes,
-            temperature=cfg.temperature, sharpen_temperature=cfg.sharpen,
-            sinkhorn_iters=cfg.sinkhorn_iters, ce_weight=cfg.ce_weight,
+            anchor_z,
+            target_z,
+            self.prototypes,
+            temperature=cfg.temperature,
+            sharpen_temperature=cfg.sharpen,
+            sinkhorn_iters=cfg.sinkhorn_iters,
+            ce_weight=cfg.ce_weight,
             me_max_weight=cfg.me_max_weight,
         )
         from cellbench.metrics.health import prototype_usage

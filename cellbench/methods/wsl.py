@@ -52,7 +52,6 @@ class WSL(Method):
         self.backbone = build_backbone(config, in_chans)
         self.classifier = nn.Linear(int(self.backbone.embed_dim), n_classes)
 
-
     def logits(self, views: torch.Tensor) -> torch.Tensor:
         return self.classifier(pool(self.backbone, tokens(self.backbone, views), "mean"))
 

@@ -46,13 +46,15 @@ class ActivityResult:
 
 def _scores_table(maps, label: str) -> pl.DataFrame:
     """copairs' ``mean_average_precision`` output as a polars table keyed by ``label``."""
-    return pl.DataFrame({
-        label: maps[label].astype(str).tolist(),
-        "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
-        "p_value": maps["p_value"].to_numpy(np.float64),
-        "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
-        "retrieved": maps["below_corrected_p"].to_numpy(bool),
-    })
+    return pl.DataFrame(
+        {
+            label: maps[label].astype(str).tolist(),
+            "mean_average_precision": maps["mean_average_precision"].to_numpy(np.float64),
+            "p_value": maps["p_value"].to_numpy(np.float64),
+            "corrected_p_value": maps["corrected_p_value"].to_numpy(np.float64),
+            "retrieved": maps["below_corrected_p"].to_numpy(bool),
+        }
+    )
 
 
 def phenotypic_activity(
@@ -92,16 +94,35 @@ def phenotypic_activity(
     meta[_REF] = np.where(ctrl[keep], np.arange(int(keep.sum())), -1)
     sameby = ["perturbation", _REF]
     logging.getLogger("copairs").setLevel(logging.WARNING)
-    ap = average_precision(meta, x[keep], pos_sameby=sameby, pos_diffby=[], neg_sameby=[],
-                           neg_diffby=sameby, progress_bar=False)
+    ap = average_precision(
+        meta,
+        x[keep],
+        pos_sameby=sameby,
+        pos_diffby=[],
+        neg_sameby=[],
+        neg_diffby=sameby,
+        progress_bar=False,
+    )
     ap = ap[ap[_REF] == -1]
-    maps = mean_average_precision(ap, sameby, null_size=null_size, threshold=threshold, seed=seed,
-                                  progress_bar=False)
+    maps = mean_average_precision(
+        ap, sameby, null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
+    )
     n_wells = dict(zip(labels.tolist(), counts.tolist(), strict=True))
-    table = _scores_table(maps, "perturbation").with_columns(
-        pl.col("perturbation").replace_strict(n_wells, return_dtype=pl.Int64).alias("n_wells")
-    ).select("perturbation", "n_wells", "mean_average_precision", "p_value", "corrected_p_value",
-             "retrieved").sort("perturbation")
+    table = (
+        _scores_table(maps, "perturbation")
+        .with_columns(
+            pl.col("perturbation").replace_strict(n_wells, return_dtype=pl.Int64).alias("n_wells")
+        )
+        .select(
+            "perturbation",
+            "n_wells",
+            "mean_average_precision",
+            "p_value",
+            "corrected_p_value",
+            "retrieved",
+        )
+        .sort("perturbation")
+    )
     fraction = float(table["retrieved"].mean()) if table.height else 0.0
     return ActivityResult(table, fraction, threshold, null_size)
 
@@ -157,28 +178,59 @@ def phenotypic_consistency(
         )
     meta = pd.DataFrame({"target": tgt[keep], "base": base[keep]})
     logging.getLogger("copairs").setLevel(logging.WARNING)
-    ap = average_precision(meta, x[keep], pos_sameby=["target"], pos_diffby=["base"], neg_sameby=[],
-                           neg_diffby=["target"], progress_bar=False)
-    maps = mean_average_precision(ap, ["target"], null_size=null_size, threshold=threshold, seed=seed,
-                                  progress_bar=False)
+    ap = average_precision(
+        meta,
+        x[keep],
+        pos_sameby=["target"],
+        pos_diffby=["base"],
+        neg_sameby=[],
+        neg_diffby=["target"],
+        progress_bar=False,
+    )
+    maps = mean_average_precision(
+        ap, ["target"], null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
+    )
     counts = dict(zip(*np.unique(tgt[keep], return_counts=True), strict=True))
-    table = _scores_table(maps, "target").with_columns(
-        pl.col("target").replace_strict({str(k): int(v) for k, v in counts.items()}, return_dtype=pl.Int64)
-        .alias("n_perturbations")
-    ).select("target", "n_perturbations", "mean_average_precision", "p_value", "corrected_p_value",
-             "retrieved").sort("target")
+    table = (
+        _scores_table(maps, "target")
+        .with_columns(
+            pl.col("target")
+            .replace_strict({str(k): int(v) for k, v in counts.items()}, return_dtype=pl.Int64)
+            .alias("n_perturbations")
+        )
+        .select(
+            "target",
+            "n_perturbations",
+            "mean_average_precision",
+            "p_value",
+            "corrected_p_value",
+            "retrieved",
+        )
+        .sort("target")
+    )
     fraction = float(table["retrieved"].mean()) if table.height else 0.0
     return ConsistencyResult(table, fraction, threshold, null_size)
 
 
 _SEP = "\x1f"
 ACTIVITY_COLUMNS: tuple[str, ...] = (
-    "perturbation_type", "perturbation", "concentration", "n_wells", "mean_average_precision",
-    "p_value", "corrected_p_value", "retrieved",
+    "perturbation_type",
+    "perturbation",
+    "concentration",
+    "n_wells",
+    "mean_average_precision",
+    "p_value",
+    "corrected_p_value",
+    "retrieved",
 )
 CONSISTENCY_COLUMNS: tuple[str, ...] = (
-    "perturbation_type", "target", "n_perturbations", "mean_average_precision", "p_value",
-    "corrected_p_value", "retrieved",
+    "perturbation_type",
+    "target",
+    "n_perturbations",
+    "mean_average_precision",
+    "p_value",
+    "corrected_p_value",
+    "retrieved",
 )
 
 
@@ -199,7 +251,11 @@ def _units(wells: pl.DataFrame) -> np.ndarray:
 
 
 def activity_table(
-    features: np.ndarray, wells: pl.DataFrame, *, null_size: int = 100_000, threshold: float = 0.05,
+    features: np.ndarray,
+    wells: pl.DataFrame,
+    *,
+    null_size: int = 100_000,
+    threshold: float = 0.05,
     seed: int = 0,
 ) -> tuple[pl.DataFrame, dict]:
     """Phenotypic activity of a well table (``schema.WELL_COLUMNS``), per perturbation type.
@@ -219,24 +275,44 @@ def activity_table(
                 "cannot be scored. Fix: include those controls, or pass --control COL=VALUE naming them."
             )
         try:
-            res = phenotypic_activity(features[rows], units[rows], ctrl[rows], null_size=null_size,
-                                      threshold=threshold, seed=seed)
+            res = phenotypic_activity(
+                features[rows],
+                units[rows],
+                ctrl[rows],
+                null_size=null_size,
+                threshold=threshold,
+                seed=seed,
+            )
         except InputError as exc:
             if "two or more wells" not in str(exc):
                 raise
             per_type[ptype] = {"skipped": f"no {ptype} perturbation has two or more wells"}
             continue
         t = res.per_perturbation
-        parts = t["perturbation"].str.split_exact(_SEP, 1).struct.rename_fields(["p", "c"]).struct.unnest()
-        frames.append(t.with_columns(
-            pl.lit(ptype).alias("perturbation_type"),
-            parts["p"].alias("perturbation"),
-            parts["c"].replace("", None).cast(pl.Float64).alias("concentration"),
-        ).select(ACTIVITY_COLUMNS))
+        parts = (
+            t["perturbation"]
+            .str.split_exact(_SEP, 1)
+            .struct.rename_fields(["p", "c"])
+            .struct.unnest()
+        )
+        frames.append(
+            t.with_columns(
+                pl.lit(ptype).alias("perturbation_type"),
+                parts["p"].alias("perturbation"),
+                parts["c"].replace("", None).cast(pl.Float64).alias("concentration"),
+            ).select(ACTIVITY_COLUMNS)
+        )
         per_type[ptype] = res.summary()
-    schema = {"perturbation_type": pl.Utf8, "perturbation": pl.Utf8, "concentration": pl.Float64,
-              "n_wells": pl.Int64, "mean_average_precision": pl.Float64, "p_value": pl.Float64,
-              "corrected_p_value": pl.Float64, "retrieved": pl.Boolean}
+    schema = {
+        "perturbation_type": pl.Utf8,
+        "perturbation": pl.Utf8,
+        "concentration": pl.Float64,
+        "n_wells": pl.Int64,
+        "mean_average_precision": pl.Float64,
+        "p_value": pl.Float64,
+        "corrected_p_value": pl.Float64,
+        "retrieved": pl.Boolean,
+    }
     table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     table = table.sort(["perturbation_type", "perturbation", "concentration"], nulls_last=True)
     scores = {
@@ -264,8 +340,13 @@ def consensus_profiles(features: np.ndarray, labels: np.ndarray) -> tuple[np.nda
 
 
 def consistency_table(
-    features: np.ndarray, wells: pl.DataFrame, activity: pl.DataFrame, *, null_size: int = 100_000,
-    threshold: float = 0.05, seed: int = 0,
+    features: np.ndarray,
+    wells: pl.DataFrame,
+    activity: pl.DataFrame,
+    *,
+    null_size: int = 100_000,
+    threshold: float = 0.05,
+    seed: int = 0,
 ) -> tuple[pl.DataFrame, dict, dict[str, str]]:
     """Phenotypic consistency of the *active* perturbations of a well table with a ``target``
     column, per perturbation type: ``(table of CONSISTENCY_COLUMNS, scores, skipped types)``.
@@ -278,8 +359,10 @@ def consistency_table(
     ctrl = wells["is_control"].to_numpy().astype(bool)
     active = activity.filter(pl.col("retrieved")).select(
         "perturbation_type",
-        pl.concat_str([pl.col("perturbation"), pl.col("concentration").cast(pl.Utf8).fill_null("")],
-                      separator=_SEP).alias("unit"),
+        pl.concat_str(
+            [pl.col("perturbation"), pl.col("concentration").cast(pl.Utf8).fill_null("")],
+            separator=_SEP,
+        ).alias("unit"),
     )
     types = wells["perturbation_type"].to_numpy().astype(str)
     target = wells["target"].to_numpy()
@@ -303,17 +386,36 @@ def consistency_table(
         tgt = np.array([lookup.get(lab, "") for lab in labels], dtype=object)
         base = np.array([lab.split(_SEP)[0] for lab in labels], dtype=object)
         try:
-            res = phenotypic_consistency(profiles[has], tgt[has].astype(str), base[has].astype(str),
-                                         null_size=null_size, threshold=threshold, seed=seed)
+            res = phenotypic_consistency(
+                profiles[has],
+                tgt[has].astype(str),
+                base[has].astype(str),
+                null_size=null_size,
+                threshold=threshold,
+                seed=seed,
+            )
         except InputError as exc:
             skipped[ptype] = f"{int(has.sum())} active annotated {ptype} perturbations: {exc}"
             continue
-        frames.append(res.per_target.with_columns(pl.lit(ptype).alias("perturbation_type")).select(CONSISTENCY_COLUMNS))
-        per_type[ptype] = {"fraction_retrieved": res.fraction_retrieved, "n_targets": res.per_target.height,
-                           "n_active_annotated": int(has.sum())}
-    schema = {"perturbation_type": pl.Utf8, "target": pl.Utf8, "n_perturbations": pl.Int64,
-              "mean_average_precision": pl.Float64, "p_value": pl.Float64, "corrected_p_value": pl.Float64,
-              "retrieved": pl.Boolean}
+        frames.append(
+            res.per_target.with_columns(pl.lit(ptype).alias("perturbation_type")).select(
+                CONSISTENCY_COLUMNS
+            )
+        )
+        per_type[ptype] = {
+            "fraction_retrieved": res.fraction_retrieved,
+            "n_targets": res.per_target.height,
+            "n_active_annotated": int(has.sum()),
+        }
+    schema = {
+        "perturbation_type": pl.Utf8,
+        "target": pl.Utf8,
+        "n_perturbations": pl.Int64,
+        "mean_average_precision": pl.Float64,
+        "p_value": pl.Float64,
+        "corrected_p_value": pl.Float64,
+        "retrieved": pl.Boolean,
+    }
     table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     scores = {
         "fraction_retrieved": float(table["retrieved"].mean()) if table.height else None,

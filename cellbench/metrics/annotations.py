@@ -78,7 +78,9 @@ def relationships(source: str) -> pl.DataFrame:
 def pairs_within(source: str, entities) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(i, j)``, ``i < j``, of the relationships of ``source`` whose two ends are
     both among ``entities`` (a sequence of unique labels; ``None`` entries never match)."""
-    labels = pl.DataFrame({"entity": pl.Series(list(entities), dtype=pl.Utf8)}).with_row_index("idx")
+    labels = pl.DataFrame({"entity": pl.Series(list(entities), dtype=pl.Utf8)}).with_row_index(
+        "idx"
+    )
     labels = labels.drop_nulls("entity")
     rel = relationships(source)
     joined = rel.join(labels.rename({"entity": "entity1", "idx": "i"}), on="entity1").join(

@@ -73,7 +73,9 @@ def batch_predictability(
     model = LogisticRegression(max_iter=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings on tiny fixtures
-        scores = cross_val_score(model, X, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+        scores = cross_val_score(
+            model, X, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed)
+        )
     return {
         "batch_accuracy": float(scores.mean()),
         "batch_accuracy_std": float(scores.std()),
@@ -151,7 +153,10 @@ def replicate_consistency(
     starts_null = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     good = ~bad  # pairs still invalid after the redraws (tiny designs) are left out
     n_good = np.add.reduceat(good.astype(np.float64), starts_null)
-    null = np.add.reduceat(np.where(good, pair_sims, 0.0), starts_null)[n_good > 0] / n_good[n_good > 0]
+    null = (
+        np.add.reduceat(np.where(good, pair_sims, 0.0), starts_null)[n_good > 0]
+        / n_good[n_good > 0]
+    )
     if len(null) == 0:
         return {"skipped": "no pair of different perturbations in different batches"}
     threshold = float(np.quantile(null, 0.95))
@@ -182,8 +187,10 @@ def cross_fitted_batch_predictability(
     for name in np.unique(batch):
         members = np.flatnonzero((batch == name) & control)
         if len(members) < 4:
-            return {"skipped": f"batch '{name}' has {len(members)} control wells; cross-fitting "
-                               "needs at least 4 per batch"}
+            return {
+                "skipped": f"batch '{name}' has {len(members)} control wells; cross-fitting "
+                "needs at least 4 per batch"
+            }
         members = rng.permutation(members)
         half[members[: len(members) // 2]] = 0
         half[members[len(members) // 2 :]] = 1
@@ -192,7 +199,9 @@ def cross_fitted_batch_predictability(
         aligner = make_aligner(align).fit(features, batch, half == fit_half)
         held = np.flatnonzero(half == 1 - fit_half)
         aligned = aligner.transform(np.asarray(features)[held], batch[held])
-        results.append(batch_predictability(aligned, batch[held], np.ones(len(held), bool), seed=seed))
+        results.append(
+            batch_predictability(aligned, batch[held], np.ones(len(held), bool), seed=seed)
+        )
     if any("skipped" in r for r in results):
         return next(r for r in results if "skipped" in r)
     acc = [r["batch_accuracy"] for r in results]

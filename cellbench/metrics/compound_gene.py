@@ -52,7 +52,9 @@ ACTIVE_NM = 1000.0
 INACTIVE_NM = 10000.0
 MIN_NEGATIVES = 20
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.95)
-METRICS: tuple[str, ...] = ("average_precision", "auc_roc") + tuple(f"ap_quantile_{q}" for q in QUANTILES)
+METRICS: tuple[str, ...] = ("average_precision", "auc_roc") + tuple(
+    f"ap_quantile_{q}" for q in QUANTILES
+)
 
 
 def load_truth(path=None) -> pl.DataFrame:
@@ -85,7 +87,9 @@ def plan_compounds(
         .filter(pl.col("perturbation_type") == CRISPR)
         .select("perturbation", "_row")
     )
-    gene_row = dict(zip(genes_in_map["perturbation"].to_list(), genes_in_map["_row"].to_list(), strict=True))
+    gene_row = dict(
+        zip(genes_in_map["perturbation"].to_list(), genes_in_map["_row"].to_list(), strict=True)
+    )
     pool = sorted(set(truth["gene_symbol"].unique().to_list()) & set(gene_row))
     compounds = map_table.with_row_index("_row").filter(
         (pl.col("perturbation_type") == COMPOUND) & pl.col("concentration").is_not_null()
@@ -170,7 +174,9 @@ def compound_gene_benchmark(
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
-        raise InputError("--seeds must be at least 1. Fix: pass --seeds 1 or more (the reference uses 100).")
+        raise InputError(
+            "--seeds must be at least 1. Fix: pass --seeds 1 or more (the reference uses 100)."
+        )
     truth = load_truth() if truth is None else truth
     plans, pool, counts = plan_compounds(map_table, truth)
     gene_row = counts.pop("_gene_row")
@@ -269,7 +275,13 @@ def compound_gene_benchmark(
             num = stats[metric] - stats[f"{metric}_baseline"]
             den = np.sqrt(stats[f"{metric}_std"] ** 2 + stats[f"{metric}_baseline_std"] ** 2)
             stats[f"z_{metric}"] = float(num / den) if den > 0 else float("nan")
-        rows.append({"concentration": name if name == "max" else float(name), "n_compounds": int(m.sum()), **stats})
+        rows.append(
+            {
+                "concentration": name if name == "max" else float(name),
+                "n_compounds": int(m.sum()),
+                **stats,
+            }
+        )
     return {
         "rows": rows,
         "counts": counts,

@@ -287,9 +287,7 @@ def gene_gene_recall(
         for (lo, hi), (k_low, k_high) in zip(thresholds, tails, strict=True):
             is_low = q < stat[k_low] if k_low < m else np.ones(nq, bool)
             is_high = stat[k_high - 1] < q if k_high > 0 else np.ones(nq, bool)
-            row[recall_key(lo, hi)] = (
-                np.sum(is_low | is_high) / nq if nq else float("nan")
-            )
+            row[recall_key(lo, hi)] = np.sum(is_low | is_high) / nq if nq else float("nan")
         out[s] = {k: (float(v) if k != "n_relationships" else v) for k, v in row.items()}
     return out
 
@@ -316,5 +314,9 @@ def map_recall(
         raise InputError(f"unknown null scope '{null}'. Fix: use 'all' (whole map) or 'genes'.")
     is_gene = (table["perturbation_type"] == "CRISPR").to_numpy()
     rows = np.ones(len(is_gene), bool) if null == "all" else is_gene
-    labels = [p if g else None for p, g, keep in zip(table["perturbation"].to_list(), is_gene, rows, strict=True) if keep]
+    labels = [
+        p if g else None
+        for p, g, keep in zip(table["perturbation"].to_list(), is_gene, rows, strict=True)
+        if keep
+    ]
     return gene_gene_recall(np.asarray(features)[rows], labels, sources=sources, **kwargs)

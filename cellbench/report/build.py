@@ -46,8 +46,12 @@ def default_results_dir() -> Path:
     return paths.results_dir()
 
 
-def _records(results: str | Path | None, dataset: str | None, warn: Warn | None = None,
-             default: Path | None = None):
+def _records(
+    results: str | Path | None,
+    dataset: str | None,
+    warn: Warn | None = None,
+    default: Path | None = None,
+):
     from cellbench import paths
 
     explicit = results is not None
@@ -74,10 +78,16 @@ def _records(results: str | Path | None, dataset: str | None, warn: Warn | None 
     return root, records
 
 
-def build_leaderboard(results: str | Path | None = None, out: str | Path | None = None,
-                      dataset: str | None = None, warn: Warn | None = None, *,
-                      compact: bool = False, html: str | Path | None = None,
-                      figures_dir: str | Path | None = None) -> tuple[Path, dict[str, str]]:
+def build_leaderboard(
+    results: str | Path | None = None,
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    warn: Warn | None = None,
+    *,
+    compact: bool = False,
+    html: str | Path | None = None,
+    figures_dir: str | Path | None = None,
+) -> tuple[Path, dict[str, str]]:
     """The leaderboard: returns (results root, {dataset: terminal text}); writes its files
     only into ``out`` when given, and the HTML page only to ``html`` when given. ``warn``
     gets one message per dataset whose results mixed simulator versions."""
@@ -86,12 +96,18 @@ def build_leaderboard(results: str | Path | None = None, out: str | Path | None 
     if html is not None:
         from cellbench.report.html import write_html
 
-        write_html(records, html, figures_dir=figures_dir or root.parent / "figures", dataset=dataset)
+        write_html(
+            records, html, figures_dir=figures_dir or root.parent / "figures", dataset=dataset
+        )
     return root, texts
 
 
-def build_paper(out: str | Path = "leaderboard", results: str | Path | None = None,
-                dataset: str | None = None, warn: Warn | None = None) -> list[Path]:
+def build_paper(
+    out: str | Path = "leaderboard",
+    results: str | Path | None = None,
+    dataset: str | None = None,
+    warn: Warn | None = None,
+) -> list[Path]:
     """Write the paper's tables (reported and measured) and every figure; returns the paths."""
     out = Path(out)
     _root, records = _records(results, dataset, warn)
@@ -104,8 +120,11 @@ def build_paper(out: str | Path = "leaderboard", results: str | Path | None = No
         for ds in sorted(set(frame["dataset"].to_list())):
             rows = tables.figure1_measured_rows(frame, ds)
             if rows.height:
-                written += figures.figure1(fig_dir, measured=rows,
-                                           stem=f"figure1_efficiency_with_measured_{tables._safe(ds)}")
+                written += figures.figure1(
+                    fig_dir,
+                    measured=rows,
+                    stem=f"figure1_efficiency_with_measured_{tables._safe(ds)}",
+                )
     written += figures.figure3(records, fig_dir)
     written += figures.figure_single_vs_cross(records, fig_dir)
     written += figures.figure_prototypes(records, fig_dir)

@@ -79,9 +79,14 @@ document.querySelectorAll('table.lb').forEach(function(t){
 """
 
 _METRICS = tables.METRICS
-_KIND_BADGE = {"ceiling": ("ceiling", "b-ceiling"), "chance": ("floor: chance", "b-chance"),
-               "untrained": ("floor: untrained", "b-floor"), "random": ("floor: random ViT-S/16", "b-floor"),
-               "floor": ("floor", "b-floor"), "reported": ("reported", "b-reported")}
+_KIND_BADGE = {
+    "ceiling": ("ceiling", "b-ceiling"),
+    "chance": ("floor: chance", "b-chance"),
+    "untrained": ("floor: untrained", "b-floor"),
+    "random": ("floor: random ViT-S/16", "b-floor"),
+    "floor": ("floor", "b-floor"),
+    "reported": ("reported", "b-reported"),
+}
 
 
 def _e(text: Any) -> str:
@@ -129,8 +134,10 @@ def _metric_td(row: dict[str, Any], key: str) -> str:
     elif half is None:
         tip = f"{n} seed: no interval" if n == 1 else "no interval"
     else:
-        tip = (f"95 % t-interval over {n} seeds: [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
-               f"; std {std:.{digits}f}")
+        tip = (
+            f"95 % t-interval over {n} seeds: [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+            f"; std {std:.{digits}f}"
+        )
     return f'<td data-v="{mean!r}" title="{_e(tip)}">{_e(text)}</td>'
 
 
@@ -139,9 +146,14 @@ def provenance(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], 
     and the checkpoint ids behind the row, as one line for a ``title`` attribute."""
     facts: dict[tuple[str, str, str], dict[str, set[str]]] = {}
     for rec in records:
-        key = (str(rec.get("dataset", "")), str(rec.get("model", "")),
-               str(rec.get("variant", rec.get("checkpoint", ""))))
-        f = facts.setdefault(key, {"simulator": set(), "config": set(), "data": set(), "checkpoint": set()})
+        key = (
+            str(rec.get("dataset", "")),
+            str(rec.get("model", "")),
+            str(rec.get("variant", rec.get("checkpoint", ""))),
+        )
+        f = facts.setdefault(
+            key, {"simulator": set(), "config": set(), "data": set(), "checkpoint": set()}
+        )
         hashes = rec.get("hashes") or {}
         cfg = rec.get("config") or {}
         if rec.get("simulator_version"):
@@ -157,9 +169,13 @@ def provenance(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], 
     def join(values: set[str]) -> str:
         return ", ".join(sorted(values)) or "–"
 
-    return {k: (f"simulator version: {join(f['simulator'])}\nconfig hash: {join(f['config'])}\n"
-                f"data hash: {join(f['data'])}\ncheckpoint id: {join(f['checkpoint'])}")
-            for k, f in facts.items()}
+    return {
+        k: (
+            f"simulator version: {join(f['simulator'])}\nconfig hash: {join(f['config'])}\n"
+            f"data hash: {join(f['data'])}\ncheckpoint id: {join(f['checkpoint'])}"
+        )
+        for k, f in facts.items()
+    }
 
 
 def _measured_rows(d: pl.DataFrame, prov: dict[tuple[str, str, str], str]) -> list[str]:
@@ -170,15 +186,19 @@ def _measured_rows(d: pl.DataFrame, prov: dict[tuple[str, str, str], str]) -> li
     out = []
     for r, key in zip(d.iter_rows(named=True), kinds_of, strict=True):
         kind = row_kind(r)
-        classes = [kind if kind in ("ceiling", "chance") else "floor" if kind != "model" else "model"]
+        classes = [
+            kind if kind in ("ceiling", "chance") else "floor" if kind != "model" else "model"
+        ]
         try:
             if kind == "model" and is_highlighted(r["model"]):
                 classes.append("highlight")
         except Exception:  # noqa: BLE001 - an unknown model is simply not highlighted
             pass
         if kind == "chance":
-            tip = ("computed, not a model: recall at (0.05, 0.95) of a random map is 0.10 by "
-                   "construction (the paper's Random row); AUC-ROC 0.5")
+            tip = (
+                "computed, not a model: recall at (0.05, 0.95) of a random map is 0.10 by "
+                "construction (the paper's Random row); AUC-ROC 0.5"
+            )
         else:
             tip = prov.get((r["dataset"], r["model"], r["variant"]), "")
         name = r["display"]
@@ -189,14 +209,19 @@ def _measured_rows(d: pl.DataFrame, prov: dict[tuple[str, str, str], str]) -> li
             label, css = _KIND_BADGE[kind]
             badge = f'<span class="badge {css}">{_e(label)}</span>'
         seeds = "" if kind == "chance" else r.get("n_seeds")
-        cells = [f'<td class="txt" data-v="{_e(name)}">{_e(name)}{badge}</td>',
-                 f'<td class="txt" data-v="{_e(r["variant"])}" title="{_e(r["variant"])}">'
-                 f'{_e(short_variant(r["variant"]))}</td>',
-                 f'<td data-v="{_e(seeds)}">{_e(seeds if seeds != "" else "–")}</td>',
-                 f'<td class="txt" data-v="{_e(r.get("source"))}">{_e(r.get("source"))}</td>']
+        cells = [
+            f'<td class="txt" data-v="{_e(name)}">{_e(name)}{badge}</td>',
+            f'<td class="txt" data-v="{_e(r["variant"])}" title="{_e(r["variant"])}">'
+            f"{_e(short_variant(r['variant']))}</td>",
+            f'<td data-v="{_e(seeds)}">{_e(seeds if seeds != "" else "–")}</td>',
+            f'<td class="txt" data-v="{_e(r.get("source"))}">{_e(r.get("source"))}</td>',
+        ]
         cells += [_metric_td(r, m.key) for m in _METRICS]
-        out.append(f'<tr class="{" ".join(classes)}" data-kind="{kind}" title="{_e(tip)}">'
-                   + "".join(cells) + "</tr>")
+        out.append(
+            f'<tr class="{" ".join(classes)}" data-kind="{kind}" title="{_e(tip)}">'
+            + "".join(cells)
+            + "</tr>"
+        )
     return out
 
 
@@ -206,8 +231,12 @@ def _reported_rows(rep: pl.DataFrame) -> list[str]:
         name = r["method"]
         chance = r.get("model") == "random"  # the paper's Random row is chance
         label = f"{name} (= chance)" if chance else name
-        cells = [f'<td class="txt">{_e(label)}<span class="badge b-reported">reported</span></td>',
-                 '<td class="txt">–</td>', "<td>–</td>", '<td class="txt">reported</td>']
+        cells = [
+            f'<td class="txt">{_e(label)}<span class="badge b-reported">reported</span></td>',
+            '<td class="txt">–</td>',
+            "<td>–</td>",
+            '<td class="txt">reported</td>',
+        ]
         for m in _METRICS:
             v = r.get(m.key)
             if v is None:
@@ -219,23 +248,43 @@ def _reported_rows(rep: pl.DataFrame) -> list[str]:
             if m.key == "ap_max_z" and r.get("ap_max_z_flag"):
                 text += r["ap_max_z_flag"]
             cells.append(f"<td>{_e(text)}</td>")
-        tip = f"reported: {r['source']}" + ("; the paper's Random row is chance (a random map)" if chance else "")
-        out.append(f'<tr class="reported" data-kind="reported" title="{_e(tip)}">' + "".join(cells) + "</tr>")
+        tip = f"reported: {r['source']}" + (
+            "; the paper's Random row is chance (a random map)" if chance else ""
+        )
+        out.append(
+            f'<tr class="reported" data-kind="reported" title="{_e(tip)}">'
+            + "".join(cells)
+            + "</tr>"
+        )
     return out
 
 
 def _table(dataset: str, d: pl.DataFrame, rep: pl.DataFrame | None, prov: dict) -> str:
-    head = ['<th class="txt" data-type="text">model</th>', '<th class="txt" data-type="text">variant</th>',
-            '<th data-type="num">seeds</th>', '<th class="txt" data-type="text">source</th>']
+    head = [
+        '<th class="txt" data-type="text">model</th>',
+        '<th class="txt" data-type="text">variant</th>',
+        '<th data-type="num">seeds</th>',
+        '<th class="txt" data-type="text">source</th>',
+    ]
     head += [f'<th data-type="num" title="{_e(m.key)}">{_e(m.header)}</th>' for m in _METRICS]
     body = "\n".join(_measured_rows(d, prov))
-    parts = [f'<div class="wrap"><table class="lb" data-dataset="{_e(dataset)}">',
-             "<thead><tr>" + "".join(head) + "</tr></thead>",
-             f'<tbody class="sortable">\n{body}\n</tbody>']
+    parts = [
+        f'<div class="wrap"><table class="lb" data-dataset="{_e(dataset)}">',
+        "<thead><tr>" + "".join(head) + "</tr></thead>",
+        f'<tbody class="sortable">\n{body}\n</tbody>',
+    ]
     if rep is not None and rep.height:
-        sep = (f'<tr class="sep"><td colspan="{len(head)}">{_e(tables.REPORTED_LABEL)} — not '
-               "comparable in value with the rows above</td></tr>")
-        parts.append('<tbody class="reported">\n' + sep + "\n" + "\n".join(_reported_rows(rep)) + "\n</tbody>")
+        sep = (
+            f'<tr class="sep"><td colspan="{len(head)}">{_e(tables.REPORTED_LABEL)} — not '
+            "comparable in value with the rows above</td></tr>"
+        )
+        parts.append(
+            '<tbody class="reported">\n'
+            + sep
+            + "\n"
+            + "\n".join(_reported_rows(rep))
+            + "\n</tbody>"
+        )
     parts.append("</table></div>")
     return "\n".join(parts)
 
@@ -254,9 +303,14 @@ def _figures(figures_dir: Path | None, datasets: list[str]) -> list[tuple[str, P
     return found
 
 
-def render_html(records: Iterable[dict[str, Any]], *, figures_dir: str | Path | None = None,
-                montage: str | Path | None = None, dataset: str | None = None,
-                include_reported: bool = True) -> str:
+def render_html(
+    records: Iterable[dict[str, Any]],
+    *,
+    figures_dir: str | Path | None = None,
+    montage: str | Path | None = None,
+    dataset: str | None = None,
+    include_reported: bool = True,
+) -> str:
     """The page as text (see the module docstring)."""
     records = list(records)
     frame = tables.leaderboard_frame(records)
@@ -269,54 +323,77 @@ def render_html(records: Iterable[dict[str, Any]], *, figures_dir: str | Path | 
     for ds in datasets:
         d = tables.with_chance(frame.filter(pl.col("dataset") == ds))
         synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns else False
-        kind = "synthetic screen (source: synthetic)" if synthetic else "real data (source: measured)"
-        sections.append(f'<section><h2 id="{_e(tables._safe(ds))}">{_e(ds)}</h2>'
-                        f'<p class="lead">Measured by cellbench on a {kind}. Cells: mean ± half-width '
-                        "of the 95 % t-interval over training seeds (one seed: the mean alone; hover "
-                        "a cell for the interval, a row for its provenance). Click a column to sort. Below "
-                        "the measured rows, never sorted with them: the paper's reported rows, "
-                        "measured by its authors on the real RxRx3-core release.</p>"
-                        + _table(ds, d, rep, prov) + "</section>")
+        kind = (
+            "synthetic screen (source: synthetic)" if synthetic else "real data (source: measured)"
+        )
+        sections.append(
+            f'<section><h2 id="{_e(tables._safe(ds))}">{_e(ds)}</h2>'
+            f'<p class="lead">Measured by cellbench on a {kind}. Cells: mean ± half-width '
+            "of the 95 % t-interval over training seeds (one seed: the mean alone; hover "
+            "a cell for the interval, a row for its provenance). Click a column to sort. Below "
+            "the measured rows, never sorted with them: the paper's reported rows, "
+            "measured by its authors on the real RxRx3-core release.</p>"
+            + _table(ds, d, rep, prov)
+            + "</section>"
+        )
     if not sections:
-        sections.append('<p class="lead">No measured results yet — run <code>cellbench run --model '
-                        "cwa-msn</code>.</p>")
+        sections.append(
+            '<p class="lead">No measured results yet — run <code>cellbench run --model '
+            "cwa-msn</code>.</p>"
+        )
     figs = _figures(Path(figures_dir) if figures_dir else None, datasets)
     if montage is not None and Path(montage).is_file():
         figs.append(("Simulator montage: sites of the synthetic screen", Path(montage)))
     fig_html = ""
     if figs:
-        fig_html = ('<section><h2>Figures</h2><div class="figs">'
-                    + "".join(f'<figure><img src="{data_uri(p)}" alt="{_e(c)}">'
-                              f"<figcaption>{_e(c)}</figcaption></figure>" for c, p in figs)
-                    + "</div></section>")
-    legend = ('<p class="legend">'
-              '<span><span class="badge b-ceiling">ceiling</span> oracle: the simulator\'s true '
-              "latent state, the best the metrics can give</span>"
-              '<span><span class="badge b-chance">floor: chance</span> computed: recall 0.10 by '
-              "construction — the paper's Random row</span>"
-              '<span><span class="badge b-floor">floor: untrained</span> the same architecture at '
-              "step 0</span>"
-              '<span><span class="badge b-floor">floor: random ViT-S/16</span> a seeded random '
-              "initialisation</span>"
-              '<span><span class="badge b-reported">reported</span> the CWA-MSN paper, real data'
-              "</span></p>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>cellbench leaderboard</title><style>{_CSS}</style></head><body>"
-            "<h1>cellbench leaderboard</h1>"
-            '<p class="lead">Cell Painting encoders scored by gene–gene recall at (0.05, 0.95) '
-            "(CORUM first), compound–gene retrieval at the highest concentration and batch "
-            "diagnostics (↑ higher is better, ↓ lower is better). Every number is labelled by "
-            "its source: synthetic (measured on the simulator's screen), measured (real data), "
-            "chance (computed) or reported (the paper).</p>"
-            + legend + "\n".join(sections) + fig_html
-            + "<footer>Generated by <code>cellbench leaderboard --html</code>.</footer>"
-            f"<script>{_JS}</script></body></html>\n")
+        fig_html = (
+            '<section><h2>Figures</h2><div class="figs">'
+            + "".join(
+                f'<figure><img src="{data_uri(p)}" alt="{_e(c)}">'
+                f"<figcaption>{_e(c)}</figcaption></figure>"
+                for c, p in figs
+            )
+            + "</div></section>"
+        )
+    legend = (
+        '<p class="legend">'
+        '<span><span class="badge b-ceiling">ceiling</span> oracle: the simulator\'s true '
+        "latent state, the best the metrics can give</span>"
+        '<span><span class="badge b-chance">floor: chance</span> computed: recall 0.10 by '
+        "construction — the paper's Random row</span>"
+        '<span><span class="badge b-floor">floor: untrained</span> the same architecture at '
+        "step 0</span>"
+        '<span><span class="badge b-floor">floor: random ViT-S/16</span> a seeded random '
+        "initialisation</span>"
+        '<span><span class="badge b-reported">reported</span> the CWA-MSN paper, real data'
+        "</span></p>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>cellbench leaderboard</title><style>{_CSS}</style></head><body>"
+        "<h1>cellbench leaderboard</h1>"
+        '<p class="lead">Cell Painting encoders scored by gene–gene recall at (0.05, 0.95) '
+        "(CORUM first), compound–gene retrieval at the highest concentration and batch "
+        "diagnostics (↑ higher is better, ↓ lower is better). Every number is labelled by "
+        "its source: synthetic (measured on the simulator's screen), measured (real data), "
+        "chance (computed) or reported (the paper).</p>"
+        + legend
+        + "\n".join(sections)
+        + fig_html
+        + "<footer>Generated by <code>cellbench leaderboard --html</code>.</footer>"
+        f"<script>{_JS}</script></body></html>\n"
+    )
 
 
-def write_html(records: Iterable[dict[str, Any]], path: str | Path, *,
-               figures_dir: str | Path | None = None, montage: str | Path | None = None,
-               dataset: str | None = None) -> Path:
+def write_html(
+    records: Iterable[dict[str, Any]],
+    path: str | Path,
+    *,
+    figures_dir: str | Path | None = None,
+    montage: str | Path | None = None,
+    dataset: str | None = None,
+) -> Path:
     """Write the page atomically; ``montage`` defaults to the repository's
     ``docs/images/simulator_montage.png`` when cellbench runs from its checkout."""
     if montage is None:
@@ -324,5 +401,6 @@ def write_html(records: Iterable[dict[str, Any]], path: str | Path, *,
 
         root = checkout_root()
         montage = root / MONTAGE if root is not None else None
-    return write_text_atomic(path, render_html(records, figures_dir=figures_dir, montage=montage,
-                                               dataset=dataset))
+    return write_text_atomic(
+        path, render_html(records, figures_dir=figures_dir, montage=montage, dataset=dataset)
+    )

@@ -87,10 +87,18 @@ TABLE1 = PaperTable(
     number=1,
     slug="gene_gene",
     caption="Gene–gene interaction benchmark results of different methods.",
-    headers=("Training Dataset", "# Images", "# Perturb.", "Parameters", "Method",
-             "CORUM ↑", "hu.MAP ↑", "Reactome ↑", "StringDB ↑"),
-    columns=("training_dataset", "images", "perturbations", "parameters", "method",
-             *GENE_SOURCES),
+    headers=(
+        "Training Dataset",
+        "# Images",
+        "# Perturb.",
+        "Parameters",
+        "Method",
+        "CORUM ↑",
+        "hu.MAP ↑",
+        "Reactome ↑",
+        "StringDB ↑",
+    ),
+    columns=("training_dataset", "images", "perturbations", "parameters", "method", *GENE_SOURCES),
     rows=(
         ("-", "-", "-", "-", "Random", ".107", ".111", ".107", ".115"),
         ("ImageNet-1K", "1M", "-", "22M", "ViT-ImageNet", ".342", ".420", ".144", ".305"),
@@ -111,18 +119,26 @@ TABLE1 = PaperTable(
         "-": "-: not given in the paper",
     },
     row_notes={
-        "OpenPhenom": ("the paper is inconsistent about OpenPhenom's training images: abstract "
-                       "'2.2M', §5.1 text '>10M', Table 1 '>>10M' (used here, as a lower bound)"),
+        "OpenPhenom": (
+            "the paper is inconsistent about OpenPhenom's training images: abstract "
+            "'2.2M', §5.1 text '>10M', Table 1 '>>10M' (used here, as a lower bound)"
+        ),
     },
 )
 
 TABLE2 = PaperTable(
     number=2,
     slug="compound_gene",
-    caption=("Compound-gene interaction benchmark results at the maximum concentration "
-             "level."),
-    headers=("Method", "AP Mean", "AP Std.", "AP Z-score ↑", "AUC-ROC Mean", "AUC-ROC Std.",
-             "AUC-ROC Z-score ↑"),
+    caption=("Compound-gene interaction benchmark results at the maximum concentration level."),
+    headers=(
+        "Method",
+        "AP Mean",
+        "AP Std.",
+        "AP Z-score ↑",
+        "AUC-ROC Mean",
+        "AUC-ROC Std.",
+        "AUC-ROC Z-score ↑",
+    ),
     columns=("method", "ap_mean", "ap_std", "ap_z", "auc_mean", "auc_std", "auc_z"),
     rows=(
         ("Phenom-2*", ".307", ".015", "6.04", "-", "-", "-"),
@@ -147,8 +163,10 @@ _REL = ("# relationships", "1,209", "958", "569", "1,737")
 TABLE3 = PaperTable(
     number=3,
     slug="single_vs_cross_well",
-    caption=("Gene-gene interaction benchmark results between single-well and cross-well "
-             "masked siamese networks."),
+    caption=(
+        "Gene-gene interaction benchmark results between single-well and cross-well "
+        "masked siamese networks."
+    ),
     headers=("Model", *_GENE_HEADERS),
     columns=("method", *GENE_SOURCES),
     rows=(
@@ -178,8 +196,10 @@ TABLE4 = PaperTable(
 TABLE5 = PaperTable(
     number=5,
     slug="prototypes",
-    caption=("Optimization results for the number of prototypes in CWA-MSN based on "
-             "gene-gene interaction prediction."),
+    caption=(
+        "Optimization results for the number of prototypes in CWA-MSN based on "
+        "gene-gene interaction prediction."
+    ),
     headers=("Number of Prototypes", *_GENE_HEADERS),
     columns=("prototypes", *GENE_SOURCES),
     rows=(
@@ -198,7 +218,9 @@ TABLES: dict[int, PaperTable] = {t.number: t for t in (TABLE1, TABLE2, TABLE3, T
 # Parsing printed cells
 # ----------------------------------------------------------------------------------------
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9}
-_QUANTITY = re.compile(r"^(?P<prefix>>>|>|<|∼|~|\\sim)?\s*(?P<num>\d[\d,]*(?:\.\d+)?|\.\d+)(?P<suffix>[KMB]?)$")
+_QUANTITY = re.compile(
+    r"^(?P<prefix>>>|>|<|∼|~|\\sim)?\s*(?P<num>\d[\d,]*(?:\.\d+)?|\.\d+)(?P<suffix>[KMB]?)$"
+)
 
 
 def parse_quantity(text: str) -> tuple[float | None, str]:
@@ -251,7 +273,11 @@ def _row_notes(table: PaperTable, cells: dict[str, str]) -> list[str]:
                 notes.append(table.footnotes[key])
         if cell.startswith(">>") and "'>>': much more than (lower bound)" not in notes:
             notes.append("'>>': much more than (lower bound)")
-        elif cell.startswith(">") and not cell.startswith(">>") and "'>': more than (lower bound)" not in notes:
+        elif (
+            cell.startswith(">")
+            and not cell.startswith(">>")
+            and "'>': more than (lower bound)" not in notes
+        ):
             notes.append("'>': more than (lower bound)")
         if cell.startswith("∼") and "'∼': approximately" not in notes:
             notes.append("'∼': approximately")
@@ -335,7 +361,9 @@ def z_score(mean: float, std: float, mean_b: float, std_b: float) -> float:
     return (mean - mean_b) / denom
 
 
-def z_range(mean: float, std: float, mean_b: float, std_b: float, half: float = 0.0005) -> tuple[float, float]:
+def z_range(
+    mean: float, std: float, mean_b: float, std_b: float, half: float = 0.0005
+) -> tuple[float, float]:
     """Smallest and largest z reachable when every input may differ by ±``half`` from the
     printed (rounded) value — what rounding to three decimals can explain."""
     lo = z_score(mean - half, std + half, mean_b + half, std_b + half)
@@ -379,18 +407,36 @@ def table2_z_check() -> pl.DataFrame:
             flagged = check == "inconsistent" or (check != "exact" and own_eval)
             reason = ""
             if flagged:
-                reason = (f"printed z {z_rep:.2f} but (μ−μ_b)/√(σ²+σ_b²) of this row's printed "
-                          f"values is {z_rec:.2f}"
-                          + ("; no rounding of the inputs reaches it" if check == "inconsistent"
-                             else "; the row's other z-score reproduces exactly from printed values"))
-            out.append({
-                "method": rec["method"], "model": rec["model"], "metric": metric,
-                "mean": mean, "std": std, "baseline_mean": mb, "baseline_std": sb,
-                "z_reported": z_rep, "z_recomputed": round(z_rec, 4), "delta": round(delta, 4),
-                "z_rounding_low": round(lo, 4), "z_rounding_high": round(hi, 4),
-                "check": check, "flagged": flagged, "reason": reason,
-                "provenance": PROVENANCE, "source": TABLE2.source,
-            })
+                reason = (
+                    f"printed z {z_rep:.2f} but (μ−μ_b)/√(σ²+σ_b²) of this row's printed "
+                    f"values is {z_rec:.2f}"
+                    + (
+                        "; no rounding of the inputs reaches it"
+                        if check == "inconsistent"
+                        else "; the row's other z-score reproduces exactly from printed values"
+                    )
+                )
+            out.append(
+                {
+                    "method": rec["method"],
+                    "model": rec["model"],
+                    "metric": metric,
+                    "mean": mean,
+                    "std": std,
+                    "baseline_mean": mb,
+                    "baseline_std": sb,
+                    "z_reported": z_rep,
+                    "z_recomputed": round(z_rec, 4),
+                    "delta": round(delta, 4),
+                    "z_rounding_low": round(lo, 4),
+                    "z_rounding_high": round(hi, 4),
+                    "check": check,
+                    "flagged": flagged,
+                    "reason": reason,
+                    "provenance": PROVENANCE,
+                    "source": TABLE2.source,
+                }
+            )
     return pl.DataFrame(out)
 
 
@@ -408,11 +454,15 @@ def figure1_data() -> pl.DataFrame:
     .386 / 0.2 = 1.93 per million images, .386 / 0.022 = 17.5 per billion parameters.
     """
     df = paper_table(1).filter(
-        (pl.col("row_type") == "method") & pl.col("images_n").is_not_null()
+        (pl.col("row_type") == "method")
+        & pl.col("images_n").is_not_null()
         & pl.col("parameters_n").is_not_null()
     )
     return df.select(
-        "method", "model", "training_dataset", "corum",
+        "method",
+        "model",
+        "training_dataset",
+        "corum",
         pl.col("images").alias("images_text"),
         (pl.col("images_n") / 1e6).alias("images_millions"),
         pl.col("images_bound"),
@@ -422,9 +472,12 @@ def figure1_data() -> pl.DataFrame:
     ).with_columns(
         (pl.col("corum") / pl.col("images_millions")).alias("recall_per_million_images"),
         (pl.col("corum") / pl.col("parameters_billions")).alias("recall_per_billion_parameters"),
-        (pl.col("corum") / (pl.col("images_millions") * pl.col("parameters_billions")))
-        .alias("recall_per_million_images_billion_parameters"),
-        pl.when(pl.col("images_bound") == "lower").then(pl.lit("upper")).otherwise(pl.lit("exact"))
+        (pl.col("corum") / (pl.col("images_millions") * pl.col("parameters_billions"))).alias(
+            "recall_per_million_images_billion_parameters"
+        ),
+        pl.when(pl.col("images_bound") == "lower")
+        .then(pl.lit("upper"))
+        .otherwise(pl.lit("exact"))
         .alias("ratio_bound"),
         pl.lit(PROVENANCE).alias("provenance"),
         pl.lit(TABLE1.source).alias("source"),
@@ -434,7 +487,9 @@ def figure1_data() -> pl.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Rendering and writing
 # ----------------------------------------------------------------------------------------
-def _display_rows(table: PaperTable, flags: dict[tuple[str, str], str] | None = None) -> list[list[str]]:
+def _display_rows(
+    table: PaperTable, flags: dict[tuple[str, str], str] | None = None
+) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells = list(row)
@@ -449,32 +504,53 @@ def _display_rows(table: PaperTable, flags: dict[tuple[str, str], str] | None = 
 
 
 def _notes(table: PaperTable, flagged: pl.DataFrame | None) -> list[str]:
-    notes = [f"Source: {table.source} (provenance: {PROVENANCE}; measured by the paper's "
-             "authors on the real RxRx3-core release)."]
+    notes = [
+        f"Source: {table.source} (provenance: {PROVENANCE}; measured by the paper's "
+        "authors on the real RxRx3-core release)."
+    ]
     notes += [v for k, v in table.footnotes.items() if k != "-"]
     notes += [f"Note ({method}): {remark}." for method, remark in table.row_notes.items()]
     if flagged is not None and flagged.height:
         for rec in flagged.iter_rows(named=True):
-            notes.append(f"† {rec['method']} {rec['metric'].upper()} z-score: {rec['reason']} "
-                         "(kept as printed).")
+            notes.append(
+                f"† {rec['method']} {rec['metric'].upper()} z-score: {rec['reason']} "
+                "(kept as printed)."
+            )
     return notes
 
 
 def render_markdown(number: int) -> str:
     table = TABLES[number]
     flagged = _flagged() if number == 2 else None
-    flags = {(r["method"], r["metric"]): r["reason"] for r in flagged.iter_rows(named=True)} if flagged is not None else None
-    return to_markdown(table.headers, _display_rows(table, flags),
-                       title=f"Table {number}: {table.caption}", notes=_notes(table, flagged))
+    flags = (
+        {(r["method"], r["metric"]): r["reason"] for r in flagged.iter_rows(named=True)}
+        if flagged is not None
+        else None
+    )
+    return to_markdown(
+        table.headers,
+        _display_rows(table, flags),
+        title=f"Table {number}: {table.caption}",
+        notes=_notes(table, flagged),
+    )
 
 
 def render_latex(number: int) -> str:
     table = TABLES[number]
     flagged = _flagged() if number == 2 else None
-    flags = {(r["method"], r["metric"]): r["reason"] for r in flagged.iter_rows(named=True)} if flagged is not None else None
-    return to_latex(table.headers, _display_rows(table, flags), caption=table.caption,
-                    label=f"tab:paper-{number}", notes=_notes(table, flagged),
-                    align="l" * (len(table.headers) - 4) + "rrrr" if number != 2 else "lrrrrrr")
+    flags = (
+        {(r["method"], r["metric"]): r["reason"] for r in flagged.iter_rows(named=True)}
+        if flagged is not None
+        else None
+    )
+    return to_latex(
+        table.headers,
+        _display_rows(table, flags),
+        caption=table.caption,
+        label=f"tab:paper-{number}",
+        notes=_notes(table, flagged),
+        align="l" * (len(table.headers) - 4) + "rrrr" if number != 2 else "lrrrrrr",
+    )
 
 
 def _flagged() -> pl.DataFrame:

@@ -52,12 +52,14 @@ def _ge(key: str, quick: float, full: float | None) -> Callable[[dict, str], boo
         if bound is None or m.get(key) is None:
             return None
         return bool(m[key] >= bound)
+
     return check
 
 
 def _between(key: str, lo: float, hi: float) -> Callable[[dict, str], bool | None]:
     def check(m: dict, size: str) -> bool | None:
         return None if m.get(key) is None else bool(lo <= m[key] <= hi)
+
     return check
 
 
@@ -72,27 +74,63 @@ def _vit_ok(m: dict, size: str) -> bool | None:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("nuclei_per_site_segmented", "nuclei per evaluation site (Otsu + connected components on DNA)",
-           ">= 60", ">= 150", "JUMP cpg0016: 1.54e9 cells / 7.68e6 sites, ~130-360 per site",
-           _ge("nuclei_per_site_segmented", 60, 150)),
-    Target("cells_per_view", "cells in one random training view of the quick preset",
-           ">= 15", "-", "MSN's 224 px random view on Bray 520x696 images: ~15-100 cells",
-           _ge("cells_per_view", 15, None)),
-    Target("activity_handcrafted", "CRISPR phenotypic activity, fixed hand-crafted features "
-           "(copairs mAP vs EMPTY_control, FDR 0.05)", "0.45-0.70", "0.45-0.70",
-           "CPJUMP1 (Chandrasekaran et al. 2024), CellProfiler, well level: 0.48-0.68",
-           _between("activity_handcrafted", 0.45, 0.70)),
-    Target("activity_latent", "the same with the simulator's true latent", ">= hand-crafted",
-           ">= hand-crafted", "-", _latent_ok),
-    Target("handcrafted_over_oracle", "hand-crafted CORUM recall above chance / the oracle's",
-           "0.4-0.85", "0.4-0.85", "RxRx3-core: CellProfiler .361 vs Phenom-2 .486, chance .10 -> 0.68",
-           _between("handcrafted_over_oracle", 0.4, 0.85)),
-    Target("batch_predictability_raw", "raw batch predictability from control wells (5-fold CV)",
-           ">= 0.9", ">= 0.9", "batch effects are visible by eye in RxRx1/RxRx3",
-           _ge("batch_predictability_raw", 0.9, 0.9)),
-    Target("vit_corum", "untrained ViT-S/16 CORUM recall", ">= 0.15, below hand-crafted",
-           ">= 0.15, below hand-crafted", "RxRx3-core ViT-ImageNet .342; untrained networks "
-           "reported near SOTA on cell benchmarks", _vit_ok),
+    Target(
+        "nuclei_per_site_segmented",
+        "nuclei per evaluation site (Otsu + connected components on DNA)",
+        ">= 60",
+        ">= 150",
+        "JUMP cpg0016: 1.54e9 cells / 7.68e6 sites, ~130-360 per site",
+        _ge("nuclei_per_site_segmented", 60, 150),
+    ),
+    Target(
+        "cells_per_view",
+        "cells in one random training view of the quick preset",
+        ">= 15",
+        "-",
+        "MSN's 224 px random view on Bray 520x696 images: ~15-100 cells",
+        _ge("cells_per_view", 15, None),
+    ),
+    Target(
+        "activity_handcrafted",
+        "CRISPR phenotypic activity, fixed hand-crafted features "
+        "(copairs mAP vs EMPTY_control, FDR 0.05)",
+        "0.45-0.70",
+        "0.45-0.70",
+        "CPJUMP1 (Chandrasekaran et al. 2024), CellProfiler, well level: 0.48-0.68",
+        _between("activity_handcrafted", 0.45, 0.70),
+    ),
+    Target(
+        "activity_latent",
+        "the same with the simulator's true latent",
+        ">= hand-crafted",
+        ">= hand-crafted",
+        "-",
+        _latent_ok,
+    ),
+    Target(
+        "handcrafted_over_oracle",
+        "hand-crafted CORUM recall above chance / the oracle's",
+        "0.4-0.85",
+        "0.4-0.85",
+        "RxRx3-core: CellProfiler .361 vs Phenom-2 .486, chance .10 -> 0.68",
+        _between("handcrafted_over_oracle", 0.4, 0.85),
+    ),
+    Target(
+        "batch_predictability_raw",
+        "raw batch predictability from control wells (5-fold CV)",
+        ">= 0.9",
+        ">= 0.9",
+        "batch effects are visible by eye in RxRx1/RxRx3",
+        _ge("batch_predictability_raw", 0.9, 0.9),
+    ),
+    Target(
+        "vit_corum",
+        "untrained ViT-S/16 CORUM recall",
+        ">= 0.15, below hand-crafted",
+        ">= 0.15, below hand-crafted",
+        "RxRx3-core ViT-ImageNet .342; untrained networks reported near SOTA on cell benchmarks",
+        _vit_ok,
+    ),
 )
 
 
@@ -178,7 +216,9 @@ def _crispr_activity(features: np.ndarray, wells: pl.DataFrame, seed: int) -> di
     rows = gene | (crispr & control)
     plate = (wells["batch"] + "/" + wells["plate"]).to_numpy()
     z = robust_z(features, plate, control)
-    res = phenotypic_activity(z[rows], wells["perturbation"].to_numpy()[rows], control[rows], seed=seed)
+    res = phenotypic_activity(
+        z[rows], wells["perturbation"].to_numpy()[rows], control[rows], seed=seed
+    )
     return res.summary()
 
 
@@ -201,8 +241,16 @@ def cells_per_view(images: np.ndarray, dna_index: int, crop: int, n_views: int, 
     return float(np.mean(counts))
 
 
-def measure(dataset: Any, *, size: str, seed: int = 0, vit: bool = True, view_crop: int = 32,
-            eval_seeds: int = 20, progress: Callable[[str], None] | None = None) -> dict:
+def measure(
+    dataset: Any,
+    *,
+    size: str,
+    seed: int = 0,
+    vit: bool = True,
+    view_crop: int = 32,
+    eval_seeds: int = 20,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Every realism quantity of a synthetic screen (a dataset carrying ``ground_truth``)."""
     from cellbench.evaluate import evaluate_arrays
     from cellbench.metrics.batch import batch_predictability
@@ -210,12 +258,16 @@ def measure(dataset: Any, *, size: str, seed: int = 0, vit: bool = True, view_cr
     say = progress or (lambda _m: None)
     truth = getattr(dataset, "ground_truth", None)
     if truth is None:
-        raise InputError("the realism report needs the simulator's ground truth; pass a synthetic "
-                         "screen (synthetic-rxrx3-core)")
+        raise InputError(
+            "the realism report needs the simulator's ground truth; pass a synthetic "
+            "screen (synthetic-rxrx3-core)"
+        )
     wells = dataset.wells
     if "CRISPR" not in set(wells["perturbation_type"].to_list()):
-        raise InputError("the realism report measures CRISPR phenotypic activity; use "
-                         "synthetic-rxrx3-core (synthetic-bray has no knockouts)")
+        raise InputError(
+            "the realism report measures CRISPR phenotypic activity; use "
+            "synthetic-rxrx3-core (synthetic-bray has no knockouts)"
+        )
     channels = tuple(dataset.channels)
     dna = channels.index("DNA")
     n_sites = len(dataset)
@@ -229,7 +281,9 @@ def measure(dataset: Any, *, size: str, seed: int = 0, vit: bool = True, view_cr
         nuclei.append(f[:, f.shape[1] - len(MASK_STATS) - 2 * len(channels)])  # "nuclei"
     site_feats = np.concatenate(feats)
     nuclei_seg = np.concatenate(nuclei)
-    view_imgs = dataset.read_sites(np.random.default_rng(seed).choice(n_sites, min(400, n_sites), replace=False))
+    view_imgs = dataset.read_sites(
+        np.random.default_rng(seed).choice(n_sites, min(400, n_sites), replace=False)
+    )
     well_index = dataset.sites["well_index"].to_numpy()
     n_wells = wells.height
     sums = np.zeros((n_wells, site_feats.shape[1]))
@@ -238,12 +292,19 @@ def measure(dataset: Any, *, size: str, seed: int = 0, vit: bool = True, view_cr
 
     ctrl_sites = np.flatnonzero(wells["is_control"].to_numpy()[well_index])
     example = dataset.read_sites(ctrl_sites[:1] if ctrl_sites.size else [0])[0]
-    m: dict[str, Any] = {"_nuclei_per_site": nuclei_seg, "_example_site": example,
-                         "_channels": channels, "n_sites": n_sites, "n_wells": n_wells,
-                         "image_size": int(view_imgs.shape[-1])}
+    m: dict[str, Any] = {
+        "_nuclei_per_site": nuclei_seg,
+        "_example_site": example,
+        "_channels": channels,
+        "n_sites": n_sites,
+        "n_wells": n_wells,
+        "image_size": int(view_imgs.shape[-1]),
+    }
     m["nuclei_per_site_segmented"] = float(nuclei_seg.mean())
-    m["nuclei_per_site_segmented_p10_p90"] = [float(np.percentile(nuclei_seg, 10)),
-                                              float(np.percentile(nuclei_seg, 90))]
+    m["nuclei_per_site_segmented_p10_p90"] = [
+        float(np.percentile(nuclei_seg, 10)),
+        float(np.percentile(nuclei_seg, 90)),
+    ]
     if "cells_per_site" in truth.columns and truth["cells_per_site"].null_count() == 0:
         m["cells_per_site_truth"] = float(truth["cells_per_site"].mean())
     m["view_crop"] = view_crop
@@ -251,26 +312,40 @@ def measure(dataset: Any, *, size: str, seed: int = 0, vit: bool = True, view_cr
     if "cells_per_site_truth" in m:
         m["cells_per_view_truth"] = m["cells_per_site_truth"] * (view_crop / m["image_size"]) ** 2
 
-    say(f"nuclei per site {m['nuclei_per_site_segmented']:.1f} (truth {m.get('cells_per_site_truth')}), "
-        f"cells per view {m['cells_per_view']:.1f}; phenotypic activity (copairs)")
+    say(
+        f"nuclei per site {m['nuclei_per_site_segmented']:.1f} (truth {m.get('cells_per_site_truth')}), "
+        f"cells per view {m['cells_per_view']:.1f}; phenotypic activity (copairs)"
+    )
     m["activity_handcrafted"] = _crispr_activity(well_feats, wells, seed)["fraction_retrieved"]
     lat_cols = [c for c in truth.columns if c.startswith("latent_")]
-    latent = (wells.select("well_id").join(truth.select("well_id", *lat_cols), on="well_id", how="left")
-              .select(lat_cols).to_numpy().astype(np.float64))
+    latent = (
+        wells.select("well_id")
+        .join(truth.select("well_id", *lat_cols), on="well_id", how="left")
+        .select(lat_cols)
+        .to_numpy()
+        .astype(np.float64)
+    )
     m["activity_latent"] = _crispr_activity(latent, wells, seed)["fraction_retrieved"]
 
-    say(f"activity {m['activity_handcrafted']:.3f} (latent {m['activity_latent']:.3f}); gene-gene recall")
+    say(
+        f"activity {m['activity_handcrafted']:.3f} (latent {m['activity_latent']:.3f}); gene-gene recall"
+    )
     meta = _metadata(dataset)
     ids = wells["well_id"].to_list()
     kw = dict(tasks=("gene_gene",), seeds=eval_seeds)
     m["handcrafted_corum"] = _corum(evaluate_arrays(ids, _standardise(well_feats), meta, **kw))
     m["oracle_corum"] = _corum(evaluate_arrays(ids, latent, meta, **kw))
-    m["handcrafted_over_oracle"] = ((m["handcrafted_corum"] - CHANCE_RECALL)
-                                    / max(m["oracle_corum"] - CHANCE_RECALL, 1e-9))
+    m["handcrafted_over_oracle"] = (m["handcrafted_corum"] - CHANCE_RECALL) / max(
+        m["oracle_corum"] - CHANCE_RECALL, 1e-9
+    )
 
     say("raw batch predictability")
-    bp = batch_predictability(_standardise(well_feats), wells["batch"].to_numpy(),
-                              wells["is_control"].to_numpy(), seed=seed)
+    bp = batch_predictability(
+        _standardise(well_feats),
+        wells["batch"].to_numpy(),
+        wells["is_control"].to_numpy(),
+        seed=seed,
+    )
     m["batch_predictability_raw"] = bp.get("batch_accuracy")
     m["batch_chance"] = bp.get("batch_chance")
     if vit:
@@ -308,9 +383,16 @@ def verdicts(m: dict, size: str) -> list[dict]:
     """One row per target: quantity, value, target, met (True/False/None = not measured)."""
     rows = []
     for t in TARGETS:
-        rows.append({"key": t.key, "quantity": t.quantity, "value": m.get(t.key),
-                     "target": t.quick if size != "full" else t.full, "source": t.source,
-                     "met": t.check(m, size)})
+        rows.append(
+            {
+                "key": t.key,
+                "quantity": t.quantity,
+                "value": m.get(t.key),
+                "target": t.quick if size != "full" else t.full,
+                "source": t.source,
+                "met": t.check(m, size),
+            }
+        )
     return rows
 
 
@@ -323,23 +405,39 @@ def _fmt(v: Any) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Realism report: {report['dataset']} ({report['size']}, seed {report['seed']})", "",
-             f"Simulator {report['simulator_version']}. Fixed features and ground truth only; "
-             "no trained model.", "",
-             "| quantity | measured | target | met | real anchor |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Realism report: {report['dataset']} ({report['size']}, seed {report['seed']})",
+        "",
+        f"Simulator {report['simulator_version']}. Fixed features and ground truth only; "
+        "no trained model.",
+        "",
+        "| quantity | measured | target | met | real anchor |",
+        "|---|---|---|---|---|",
+    ]
     for r in report["targets"]:
         met = {True: "yes", False: "**no**", None: "–"}[r["met"]]
-        lines.append(f"| {r['quantity']} | {_fmt(r['value'])} | {r['target']} | {met} | {r['source']} |")
+        lines.append(
+            f"| {r['quantity']} | {_fmt(r['value'])} | {r['target']} | {met} | {r['source']} |"
+        )
     lines += ["", "Other measurements:", ""]
     shown = {r["key"] for r in report["targets"]}
     for k, v in report["measurements"].items():
         if k not in shown:
-            lines.append(f"- {k}: {_fmt(v) if not isinstance(v, list) else ', '.join(_fmt(x) for x in v)}")
+            lines.append(
+                f"- {k}: {_fmt(v) if not isinstance(v, list) else ', '.join(_fmt(x) for x in v)}"
+            )
     return "\n".join(lines) + "\n"
 
 
-def build_report(dataset: Any, *, name: str, size: str, seed: int = 0, vit: bool = True,
-                 progress: Callable[[str], None] | None = None) -> dict:
+def build_report(
+    dataset: Any,
+    *,
+    name: str,
+    size: str,
+    seed: int = 0,
+    vit: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     from cellbench.data.synthetic.config import SIMULATOR_VERSION
     from cellbench.train.presets import get_preset
 
@@ -349,13 +447,18 @@ def build_report(dataset: Any, *, name: str, size: str, seed: int = 0, vit: bool
     m = measure(dataset, size=size, seed=seed, vit=vit, view_crop=crop, progress=progress)
     arrays = {k: m.pop(k) for k in [k for k in m if k.startswith("_")]}
     rows = verdicts(m, size)
-    return {"dataset": name, "size": size, "seed": seed,
-            "simulator_version": manifest.get("simulator_version", SIMULATOR_VERSION),
-            "measurements": {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                             for k, v in m.items()},
-            "targets": rows,
-            "all_met": all(r["met"] is not False for r in rows),
-            "_arrays": arrays}
+    return {
+        "dataset": name,
+        "size": size,
+        "seed": seed,
+        "simulator_version": manifest.get("simulator_version", SIMULATOR_VERSION),
+        "measurements": {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()
+        },
+        "targets": rows,
+        "all_met": all(r["met"] is not False for r in rows),
+        "_arrays": arrays,
+    }
 
 
 def figure(report: dict, path: Path) -> Path:
@@ -391,8 +494,10 @@ def figure(report: dict, path: Path) -> Path:
     ax[2].text(target, ax[2].get_ylim()[1] * 0.95, f" target >= {target}", fontsize=8, va="top")
     ax[2].set_xlabel("nuclei per site (segmented)")
     ax[2].set_ylabel("sites")
-    fig.suptitle(f"{report['dataset']} {report['size']} ({report['simulator_version']}, synthetic)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{report['dataset']} {report['size']} ({report['simulator_version']}, synthetic)",
+        fontsize=10,
+    )
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, metadata={"Software": None})
@@ -407,6 +512,10 @@ def write_report(report: dict, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
-    return [write_text_atomic(out / "realism.json", json.dumps(public, indent=2, sort_keys=True) + "\n"),
-            write_text_atomic(out / "realism.md", markdown(report)),
-            figure(report, out / "realism.png")]
+    return [
+        write_text_atomic(
+            out / "realism.json", json.dumps(public, indent=2, sort_keys=True) + "\n"
+        ),
+        write_text_atomic(out / "realism.md", markdown(report)),
+        figure(report, out / "realism.png"),
+    ]

@@ -95,6 +95,8 @@ def to_latex(
     out.append(r"\bottomrule")
     out.append(r"\end{tabular}")
     if notes:
-        out.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in notes) + "}")
+        out.append(
+            r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in notes) + "}"
+        )
     out.append(r"\end{table}")
     return "\n".join(out) + "\n"

@@ -17,13 +17,18 @@ def row_models() -> tuple[str, ...]:
 
 
 def _per_seed(long: pl.DataFrame, model: str, variant: str, metric: str) -> dict[int, float]:
-    d = long.filter((pl.col("model") == model) & (pl.col("variant") == variant)
-                    & (pl.col("metric") == metric) & pl.col("seed").is_not_null())
+    d = long.filter(
+        (pl.col("model") == model)
+        & (pl.col("variant") == variant)
+        & (pl.col("metric") == metric)
+        & pl.col("seed").is_not_null()
+    )
     return dict(zip(d["seed"].to_list(), d["value"].to_list(), strict=True))
 
 
-def paired_difference(a: dict[int, float], b: dict[int, float],
-                      level: float = 0.95) -> tuple[float, float | None, float | None, int]:
+def paired_difference(
+    a: dict[int, float], b: dict[int, float], level: float = 0.95
+) -> tuple[float, float | None, float | None, int]:
     """Mean of the per-seed differences ``a[s] - b[s]`` over the seeds both have, with its
     two-sided Student-t interval (None below 2 seeds); returns (mean, low, high, n)."""
     import math
@@ -43,7 +48,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float],
 
 
 def direction(low: float | None, high: float | None, n: int) -> str:
-    """"above" / "below" only when the interval excludes zero."""
+    """ "above" / "below" only when the interval excludes zero."""
     if n < 2 or low is None or high is None:
         return "one seed only, not evidence"
     if low > 0:
@@ -53,8 +58,13 @@ def direction(low: float | None, high: float | None, n: int) -> str:
     return "no clear difference"
 
 
-def verdict(long: pl.DataFrame, model: str, variant: str | None = None,
-            untrained_variant: str | None = None, metric: str = "corum") -> str | None:
+def verdict(
+    long: pl.DataFrame,
+    model: str,
+    variant: str | None = None,
+    untrained_variant: str | None = None,
+    metric: str = "corum",
+) -> str | None:
     """One sentence comparing the run's CORUM recall with the untrained network of its own
     architecture (``untrained_variant``: the same preset at ``--steps 0``, when stored).
 
@@ -90,26 +100,35 @@ def verdict(long: pl.DataFrame, model: str, variant: str | None = None,
         base = {s: CHANCE_RECALL for s in ours}
         ref = CHANCE_RECALL
         seeds = " ".join(str(s) for s in sorted(ours))
-        missing = (" The untrained ViT of this architecture is not stored"
-                   + (f": run `cellbench run --model {model} --steps 0` for seed(s) {seeds} "
-                      "to compare with it." if untrained_variant else "."))
+        missing = " The untrained ViT of this architecture is not stored" + (
+            f": run `cellbench run --model {model} --steps 0` for seed(s) {seeds} "
+            "to compare with it."
+            if untrained_variant
+            else "."
+        )
     diff, lo, hi, n = paired_difference(ours, base)
     if n == 0:
-        return (f"{name}: CORUM recall {mean:.3f}; {against} has no seed in common with this "
-                "run, so no comparison.")
+        return (
+            f"{name}: CORUM recall {mean:.3f}; {against} has no seed in common with this "
+            "run, so no comparison."
+        )
     word = direction(lo, hi, n)
-    interval = ("" if lo is None else
-                f", 95 % t-interval [{lo:+.3f}, {hi:+.3f}] over {n} paired seeds")
-    line = (f"{name}: CORUM recall {mean:.3f} vs {against} {ref:.3f}: difference {diff:+.3f}"
-            f"{interval} -> {word}.")
+    interval = (
+        "" if lo is None else f", 95 % t-interval [{lo:+.3f}, {hi:+.3f}] over {n} paired seeds"
+    )
+    line = (
+        f"{name}: CORUM recall {mean:.3f} vs {against} {ref:.3f}: difference {diff:+.3f}"
+        f"{interval} -> {word}."
+    )
     if n < 2:
         line += " Run --seed 1 and --seed 2 (and the same for the untrained run) for an interval."
     line += missing
-    line += (" Synthetic screen; compare with the reported rows only in direction, never in "
-             "value.")
+    line += " Synthetic screen; compare with the reported rows only in direction, never in value."
     if word != "above":
-        line += (" The budget curve in leaderboard/README.md shows what longer CPU training and "
-                 "the contrastive positive control reach.")
+        line += (
+            " The budget curve in leaderboard/README.md shows what longer CPU training and "
+            "the contrastive positive control reach."
+        )
     return line
 
 
@@ -126,8 +145,11 @@ def untrained_variant_of(result: Any) -> str | None:
     cfg = rec.get("config") or {}
     if not cfg.get("preset"):
         return None
-    return variant_of(untrained_checkpoint_id(result.model, cfg["preset"], int(rec.get("seed") or 0),
-                                              cfg.get("prototypes")))
+    return variant_of(
+        untrained_checkpoint_id(
+            result.model, cfg["preset"], int(rec.get("seed") or 0), cfg.get("prototypes")
+        )
+    )
 
 
 def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFrame:
@@ -148,21 +170,35 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     def warn(message: str) -> None:
         console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
-    records = [r for r in load_results(results_dir(), warn=warn)
-               if r.get("dataset") == result.dataset and r.get("model") in wanted]
+    records = [
+        r
+        for r in load_results(results_dir(), warn=warn)
+        if r.get("dataset") == result.dataset and r.get("model") in wanted
+    ]
     frame = leaderboard_frame(records)
     label = "synthetic (measured)" if result.dataset.startswith("synthetic") else "measured"
     console.print(f"\n[bold]{result.dataset}[/bold] — {label}; mean ± std over the stored seeds\n")
-    console.print(markdown_measured(with_chance(frame), intervals=False), highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        markdown_measured(with_chance(frame), intervals=False),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     rep = reported_frame().filter(pl.col("model").is_in([result.model, "random"]))
     if rep.height:
-        console.print("\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n")
+        console.print(
+            "\n[bold]reported[/bold] (CWA-MSN paper, real RxRx3-core — not comparable in value)\n"
+        )
         console.print(markdown_reported(rep), highlight=False, markup=False, soft_wrap=True)
     trace = probe_trace(result.records.get("health"))
     if trace:
         console.print("\n" + trace, highlight=False, markup=False, soft_wrap=True)
-    line = verdict(long_results(records), result.model, variant_of(result.checkpoint),
-                   untrained_variant_of(result))
+    line = verdict(
+        long_results(records),
+        result.model,
+        variant_of(result.checkpoint),
+        untrained_variant_of(result),
+    )
     if line:
         console.print("\n" + line, highlight=False, markup=False, soft_wrap=True)
     return frame
@@ -175,5 +211,7 @@ def probe_trace(health: dict | None) -> str | None:
     if not points:
         return None
     shown = ", ".join(f"{r:.3f} @ step {s}" for s, r in points)
-    return (f"While training, CORUM recall on the small synthetic probe screen was {shown} "
-            "(step 0 = the untrained network; noisy: 150 genes).")
+    return (
+        f"While training, CORUM recall on the small synthetic probe screen was {shown} "
+        "(step 0 = the untrained network; noisy: 150 genes)."
+    )

@@ -24,7 +24,9 @@ from cellbench.errors import InputError
 _SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)(?=$|[-_.])")
 
 
-def _from_store(root: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]] | None:
+def _from_store(
+    root: Path, warn: Callable[[str], None] | None = None
+) -> list[dict[str, Any]] | None:
     """Results via ``ResultsStore.iter_results()`` if that API exists, else None."""
     try:
         from cellbench.results import ResultsStore  # type: ignore[attr-defined]
@@ -67,7 +69,9 @@ def _from_files(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def load_results(root: str | Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def load_results(
+    root: str | Path, warn: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
     """All results under ``root`` as normalised dicts (see module docstring).
 
     A corrupt result file is skipped with one message to ``warn`` (default: a ``UserWarning``).
@@ -96,7 +100,9 @@ def load_results(root: str | Path, warn: Callable[[str], None] | None = None) ->
             seed = int(m.group(1))
         rec["seed"] = seed
         rec["variant"] = variant_of(ckpt)
-        rec["synthetic"] = bool(rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic")))
+        rec["synthetic"] = bool(
+            rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic"))
+        )
         rec["weights_key"] = weights_key(rec)
     _merge_same_weights(records)
     return records
@@ -122,6 +128,7 @@ def _merge_same_weights(records: list[dict[str, Any]]) -> None:
     stored results stay readable and are shown under one name: the content-named one
     (``...-h<hash>``) when there is one, else the shortest.
     """
+
     def ckpt(rec: dict[str, Any]) -> tuple[str, str, str]:
         return str(rec.get("dataset")), str(rec.get("model")), str(rec.get("checkpoint"))
 
@@ -132,8 +139,11 @@ def _merge_same_weights(records: list[dict[str, Any]]) -> None:
         if ckpt(rec) in key_of:
             rec["weights_key"] = key_of[ckpt(rec)]
             names.setdefault((*ckpt(rec)[:2], rec["weights_key"]), set()).add(rec["variant"])
-    canonical = {key: min(v, key=lambda n: (_HASH_TOKEN.search(n) is None, len(n), n))
-                 for key, v in names.items() if len(v) > 1}
+    canonical = {
+        key: min(v, key=lambda n: (_HASH_TOKEN.search(n) is None, len(n), n))
+        for key, v in names.items()
+        if len(v) > 1
+    }
     for rec in records:
         key = (*ckpt(rec)[:2], rec.get("weights_key"))
         if key in canonical:
@@ -161,7 +171,9 @@ def is_preset_default(model: str, variant: str, preset: str = "quick") -> bool:
         from cellbench import registry
         from cellbench.pipeline import checkpoint_id
 
-        return variant_of(checkpoint_id(model, registry.metadata(model), preset, 0, None)) == variant
+        return (
+            variant_of(checkpoint_id(model, registry.metadata(model), preset, 0, None)) == variant
+        )
     except Exception:  # noqa: BLE001 - unknown model or preset: not its default
         return False
 
@@ -190,14 +202,23 @@ def newest_simulator(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
         if len(versions) < 2 or not known:
             continue
         keep[dataset] = known[-1]
-        dropped = sum(1 for r in records
-                      if str(r.get("dataset")) == dataset and r.get("simulator_version") != known[-1])
+        dropped = sum(
+            1
+            for r in records
+            if str(r.get("dataset")) == dataset and r.get("simulator_version") != known[-1]
+        )
         names = ", ".join(known + (["unknown (no simulator_version)"] if None in versions else []))
-        warnings.append(f"{dataset}: results come from {len(versions)} simulator versions ({names}); "
-                        f"keeping only {known[-1]}, dropped {dropped} result(s) of the others — "
-                        "re-run them with the current simulator to compare")
-    kept = [r for r in records
-            if str(r.get("dataset")) not in keep or r.get("simulator_version") == keep[str(r.get("dataset"))]]
+        warnings.append(
+            f"{dataset}: results come from {len(versions)} simulator versions ({names}); "
+            f"keeping only {known[-1]}, dropped {dropped} result(s) of the others — "
+            "re-run them with the current simulator to compare"
+        )
+    kept = [
+        r
+        for r in records
+        if str(r.get("dataset")) not in keep
+        or r.get("simulator_version") == keep[str(r.get("dataset"))]
+    ]
     return kept, warnings
 
 

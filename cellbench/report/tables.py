@@ -61,9 +61,13 @@ METRICS: tuple[Metric, ...] = (
 )
 METRIC_KEYS = tuple(m.key for m in METRICS)
 GENE_SOURCES = ("corum", "humap", "reactome", "signor", "stringdb")
-EXTRA_METRICS = ("ap_max_baseline", "auc_max_baseline", "batch_chance", "effective_rank",
-                 "prototype_usage")
-
+EXTRA_METRICS = (
+    "ap_max_baseline",
+    "auc_max_baseline",
+    "batch_chance",
+    "effective_rank",
+    "prototype_usage",
+)
 
 
 def leaderboard_role(model: str) -> str:
@@ -76,6 +80,7 @@ def leaderboard_role(model: str) -> str:
 def floor_ceiling_required() -> tuple[str, ...]:
     """The rows a synthetic leaderboard must have: every card with role floor or ceiling."""
     return registry.models_with_role("floor", "ceiling")
+
 
 REPORTED_LABEL = "reported (paper, real RxRx3-core)"
 
@@ -91,10 +96,19 @@ def chance_row(dataset: str, synthetic: bool = True) -> dict[str, Any]:
     """The computed chance row of ``dataset``: no model, no seeds, numbers by construction
     (gene–gene recall 0.10 for every source, AUC 0.5; AP at chance is the prevalence, shown
     beside every measured AP as its baseline, so it is left empty here)."""
-    row: dict[str, Any] = {"dataset": dataset, "block": CHANCE_LABEL, "role": "floor",
-                           "model": CHANCE_LABEL, "display": CHANCE_LABEL, "variant": "computed",
-                           "synthetic": synthetic, "seeds": "", "n_seeds": 0,
-                           "provenance": CHANCE_LABEL, "source": CHANCE_LABEL}
+    row: dict[str, Any] = {
+        "dataset": dataset,
+        "block": CHANCE_LABEL,
+        "role": "floor",
+        "model": CHANCE_LABEL,
+        "display": CHANCE_LABEL,
+        "variant": "computed",
+        "synthetic": synthetic,
+        "seeds": "",
+        "n_seeds": 0,
+        "provenance": CHANCE_LABEL,
+        "source": CHANCE_LABEL,
+    }
     for src in GENE_SOURCES:
         row[f"{src}_mean"] = CHANCE_RECALL
     row["auc_max_mean"] = CHANCE_AUC
@@ -109,7 +123,9 @@ def with_chance(frame: pl.DataFrame) -> pl.DataFrame:
     for ds in dict.fromkeys(frame["dataset"].to_list()):
         d = frame.filter(pl.col("dataset") == ds)
         synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns else True
-        rows.append(pl.concat([d, pl.DataFrame([chance_row(ds, synthetic)])], how="diagonal_relaxed"))
+        rows.append(
+            pl.concat([d, pl.DataFrame([chance_row(ds, synthetic)])], how="diagonal_relaxed")
+        )
     return pl.concat(rows, how="diagonal_relaxed")
 
 
@@ -202,24 +218,38 @@ def long_results(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
     rows = []
     for rec in sorted(records, key=lambda r: str(r.get("created", ""))):
         base = {
-            "dataset": str(rec.get("dataset", "")), "model": str(rec.get("model", "")),
+            "dataset": str(rec.get("dataset", "")),
+            "model": str(rec.get("model", "")),
             "variant": str(rec.get("variant", rec.get("checkpoint", "default"))),
             "seed": None if rec.get("seed") is None else int(rec["seed"]),
             "synthetic": bool(rec.get("synthetic", False)),
         }
         facts = _run_facts(rec)
-        for metric, value in {**metric_values(rec), **{f"fact_{k}": v for k, v in facts.items()}}.items():
+        for metric, value in {
+            **metric_values(rec),
+            **{f"fact_{k}": v for k, v in facts.items()},
+        }.items():
             rows.append({**base, "metric": metric, "value": float(value)})
-    schema = {"dataset": pl.String, "model": pl.String, "variant": pl.String, "seed": pl.Int64,
-              "synthetic": pl.Boolean, "metric": pl.String, "value": pl.Float64}
+    schema = {
+        "dataset": pl.String,
+        "model": pl.String,
+        "variant": pl.String,
+        "seed": pl.Int64,
+        "synthetic": pl.Boolean,
+        "metric": pl.String,
+        "value": pl.Float64,
+    }
     if not rows:
         return pl.DataFrame(schema=schema)
     df = pl.DataFrame(rows, schema=schema)
-    return df.unique(subset=["dataset", "model", "variant", "seed", "metric"], keep="last",
-                     maintain_order=True)
+    return df.unique(
+        subset=["dataset", "model", "variant", "seed", "metric"], keep="last", maintain_order=True
+    )
 
 
-def t_interval(mean: float, std: float | None, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+def t_interval(
+    mean: float, std: float | None, n: int, level: float = 0.95
+) -> tuple[float | None, float | None]:
     """Two-sided Student-t interval for a mean over ``n`` seeds (None when n < 3)."""
     if n < 3 or std is None:
         return None, None
@@ -257,7 +287,8 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
             seeds = sorted({s for s in g["seed"].to_list() if s is not None})
             untrained = is_untrained(variant)
             row: dict[str, Any] = {
-                "dataset": dataset, "block": "measured",
+                "dataset": dataset,
+                "block": "measured",
                 "role": "floor" if untrained else leaderboard_role(model),
                 "model": model,
                 "display": f"untrained {_display(model)}" if untrained else _display(model),
@@ -275,14 +306,24 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
                     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
                 lo, hi = t_interval(mean, std, n) if n else (None, None)
                 if metric in METRIC_KEYS:
-                    row.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci_low": lo,
-                                f"{metric}_ci_high": hi, f"{metric}_n": n})
+                    row.update(
+                        {
+                            f"{metric}_mean": mean,
+                            f"{metric}_std": std,
+                            f"{metric}_ci_low": lo,
+                            f"{metric}_ci_high": hi,
+                            f"{metric}_n": n,
+                        }
+                    )
                     n_seeds = max(n_seeds, n)
                 else:
                     row[metric] = mean
             for fact in ("prototypes", "training_images", "parameters", "train_seconds"):
-                vals = (train_seconds(g) if fact == "train_seconds"
-                        else g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list())
+                vals = (
+                    train_seconds(g)
+                    if fact == "train_seconds"
+                    else g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list()
+                )
                 row[fact] = sum(vals) / len(vals) if vals else None
             row["train_hours"] = row.pop("train_seconds") / 3600 if row["train_seconds"] else None
             row["n_seeds"] = n_seeds
@@ -290,15 +331,29 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
             row["source"] = "synthetic" if row["synthetic"] else "measured"
             out_rows.append(row)
     if not out_rows:
-        return pl.DataFrame(schema={"dataset": pl.String, "block": pl.String, "role": pl.String,
-                                    "model": pl.String, "display": pl.String, "variant": pl.String,
-                                    "n_seeds": pl.Int64, "corum_mean": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "dataset": pl.String,
+                "block": pl.String,
+                "role": pl.String,
+                "model": pl.String,
+                "display": pl.String,
+                "variant": pl.String,
+                "n_seeds": pl.Int64,
+                "corum_mean": pl.Float64,
+            }
+        )
     df = pl.DataFrame(out_rows, infer_schema_length=None)
     role_order = pl.col("role").replace_strict({"ceiling": 0, "model": 1, "floor": 2}, default=1)
-    return df.with_columns(_r=role_order).sort(
-        ["dataset", "_r", "corum_mean", "model", "variant"], descending=[False, False, True, False, False],
-        nulls_last=True,
-    ).drop("_r")
+    return (
+        df.with_columns(_r=role_order)
+        .sort(
+            ["dataset", "_r", "corum_mean", "model", "variant"],
+            descending=[False, False, True, False, False],
+            nulls_last=True,
+        )
+        .drop("_r")
+    )
 
 
 def train_seconds(long: pl.DataFrame) -> list[float]:
@@ -312,37 +367,75 @@ def reported_frame() -> pl.DataFrame:
     """The paper's rows for the leaderboard's reported block: Table 1 (gene–gene) joined with
     Table 2 (compound–gene at max), plus the ablation models of Tables 3–4."""
     t1 = paper.paper_table(1).filter(pl.col("row_type") != "n_relationships")
-    gene = [t1.select("model", "method", "corum", "humap", "reactome", "stringdb",
-                      pl.lit("Table 1").alias("tables"))]
+    gene = [
+        t1.select(
+            "model",
+            "method",
+            "corum",
+            "humap",
+            "reactome",
+            "stringdb",
+            pl.lit("Table 1").alias("tables"),
+        )
+    ]
     for n in (3, 4):
         t = paper.paper_table(n).filter(pl.col("row_type") == "method")
         t = t.filter(~pl.col("model").is_in(t1["model"].to_list()))
-        gene.append(t.select("model", "method", "corum", "humap", "reactome", "stringdb",
-                             pl.lit(f"Table {n}").alias("tables")))
+        gene.append(
+            t.select(
+                "model",
+                "method",
+                "corum",
+                "humap",
+                "reactome",
+                "stringdb",
+                pl.lit(f"Table {n}").alias("tables"),
+            )
+        )
     g = pl.concat(gene)
     t2 = paper.paper_table(2).select(
-        "model", pl.col("method").alias("method_t2"), pl.col("ap_mean").alias("ap_max"),
-        pl.col("ap_std").alias("ap_max_std"), pl.col("ap_z").alias("ap_max_z"),
-        pl.col("auc_mean").alias("auc_max"), pl.col("auc_std").alias("auc_max_std"),
-        pl.col("auc_z").alias("auc_max_z"))
+        "model",
+        pl.col("method").alias("method_t2"),
+        pl.col("ap_mean").alias("ap_max"),
+        pl.col("ap_std").alias("ap_max_std"),
+        pl.col("ap_z").alias("ap_max_z"),
+        pl.col("auc_mean").alias("auc_max"),
+        pl.col("auc_std").alias("auc_max_std"),
+        pl.col("auc_z").alias("auc_max_z"),
+    )
     df = g.join(t2, on="model", how="full", coalesce=True)
     df = df.with_columns(
         pl.coalesce("method", "method_t2").alias("method"),
         pl.when(pl.col("ap_max").is_not_null() & pl.col("tables").is_not_null())
         .then(pl.col("tables") + ", Table 2")
-        .otherwise(pl.coalesce("tables", pl.lit("Table 2"))).alias("tables"),
+        .otherwise(pl.coalesce("tables", pl.lit("Table 2")))
+        .alias("tables"),
         pl.lit(None, dtype=pl.Float64).alias("signor"),
     ).drop("method_t2")
     flagged = paper.table2_z_check().filter(pl.col("flagged"))
     flags = {(m, k) for m, k in zip(flagged["model"], flagged["metric"], strict=True)}
     df = df.with_columns(
-        pl.col("model").map_elements(lambda m: "†" if (m, "ap") in flags else "", return_dtype=pl.String)
+        pl.col("model")
+        .map_elements(lambda m: "†" if (m, "ap") in flags else "", return_dtype=pl.String)
         .alias("ap_max_z_flag"),
     )
     return df.select(
-        pl.lit(REPORTED_LABEL).alias("block"), "model", "method", "corum", "humap", "reactome",
-        "signor", "stringdb", "ap_max", "ap_max_std", "ap_max_z", "ap_max_z_flag", "auc_max",
-        "auc_max_std", "auc_max_z", pl.lit("reported").alias("provenance"),
+        pl.lit(REPORTED_LABEL).alias("block"),
+        "model",
+        "method",
+        "corum",
+        "humap",
+        "reactome",
+        "signor",
+        "stringdb",
+        "ap_max",
+        "ap_max_std",
+        "ap_max_z",
+        "ap_max_z_flag",
+        "auc_max",
+        "auc_max_std",
+        "auc_max_z",
+        pl.lit("reported").alias("provenance"),
         ("CWA-MSN paper " + pl.col("tables")).alias("source"),
     ).sort("corum", descending=True, nulls_last=True)
 
@@ -350,8 +443,13 @@ def reported_frame() -> pl.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Formatting
 # ----------------------------------------------------------------------------------------
-def fmt_cell(mean: float | None, std: float | None = None, lo: float | None = None,
-             hi: float | None = None, digits: int = 3) -> str:
+def fmt_cell(
+    mean: float | None,
+    std: float | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    digits: int = 3,
+) -> str:
     """``0.386 ± 0.012 [0.356, 0.416]``; ``0.386`` for one seed; ``–`` when missing."""
     if mean is None:
         return "–"
@@ -367,20 +465,36 @@ def _metric_digits(key: str) -> int:
     return 2 if key.endswith("_z") else 3
 
 
-def markdown_measured(df: pl.DataFrame, *, metrics: Iterable[str] = METRIC_KEYS,
-                      intervals: bool = True) -> str:
+def markdown_measured(
+    df: pl.DataFrame, *, metrics: Iterable[str] = METRIC_KEYS, intervals: bool = True
+) -> str:
     """The measured rows as markdown; ``intervals=False`` drops the [95 %] part (terminal)."""
-    metrics = [m for m in metrics if f"{m}_mean" in df.columns and df[f"{m}_mean"].is_not_null().any()]
+    metrics = [
+        m for m in metrics if f"{m}_mean" in df.columns and df[f"{m}_mean"].is_not_null().any()
+    ]
     headers = ["role", "model", "variant", "seeds", *[_HEADER[m] for m in metrics], "source"]
     rows = []
     for rec in df.iter_rows(named=True):
         seeds = "–" if rec.get("source") == CHANCE_LABEL else rec["n_seeds"]
-        rows.append([rec["role"], rec["display"], rec["variant"], seeds,
-                     *[fmt_cell(rec[f"{m}_mean"], rec.get(f"{m}_std"),
-                                rec.get(f"{m}_ci_low") if intervals else None,
-                                rec.get(f"{m}_ci_high") if intervals else None,
-                                _metric_digits(m)) for m in metrics],
-                     rec.get("source") or rec.get("provenance") or "measured"])
+        rows.append(
+            [
+                rec["role"],
+                rec["display"],
+                rec["variant"],
+                seeds,
+                *[
+                    fmt_cell(
+                        rec[f"{m}_mean"],
+                        rec.get(f"{m}_std"),
+                        rec.get(f"{m}_ci_low") if intervals else None,
+                        rec.get(f"{m}_ci_high") if intervals else None,
+                        _metric_digits(m),
+                    )
+                    for m in metrics
+                ],
+                rec.get("source") or rec.get("provenance") or "measured",
+            ]
+        )
     return to_markdown(headers, rows)
 
 
@@ -388,26 +502,51 @@ _HEADER = {m.key: m.header for m in METRICS}
 
 
 def markdown_reported(rep: pl.DataFrame) -> str:
-    headers = ["method", "CORUM ↑", "HuMAP ↑", "Reactome ↑", "StringDB ↑", "AP@max ↑", "AP z ↑",
-               "AUC@max ↑", "AUC z ↑", "source"]
+    headers = [
+        "method",
+        "CORUM ↑",
+        "HuMAP ↑",
+        "Reactome ↑",
+        "StringDB ↑",
+        "AP@max ↑",
+        "AP z ↑",
+        "AUC@max ↑",
+        "AUC z ↑",
+        "source",
+    ]
     rows = []
     for r in rep.iter_rows(named=True):
+
         def f(v, d=3):
             return "–" if v is None else f"{v:.{d}f}"
-        rows.append([r["method"], f(r["corum"]), f(r["humap"]), f(r["reactome"]), f(r["stringdb"]),
-                     fmt_cell(r["ap_max"], r["ap_max_std"]),
-                     f(r["ap_max_z"], 2) + (r["ap_max_z_flag"] or ""),
-                     fmt_cell(r["auc_max"], r["auc_max_std"]), f(r["auc_max_z"], 2),
-                     f"reported ({r['source']})"])
-    notes = ["± is the std over compound–gene sampling seeds as printed in the paper; the paper "
-             "reports no SIGNOR recall.",
-             "The paper's Random row is chance (a random map), not an untrained network.",
-             "† printed z-score inconsistent with its own row (see leaderboard/paper/"
-             "table2_zscore_check.csv); kept as printed."]
+
+        rows.append(
+            [
+                r["method"],
+                f(r["corum"]),
+                f(r["humap"]),
+                f(r["reactome"]),
+                f(r["stringdb"]),
+                fmt_cell(r["ap_max"], r["ap_max_std"]),
+                f(r["ap_max_z"], 2) + (r["ap_max_z_flag"] or ""),
+                fmt_cell(r["auc_max"], r["auc_max_std"]),
+                f(r["auc_max_z"], 2),
+                f"reported ({r['source']})",
+            ]
+        )
+    notes = [
+        "± is the std over compound–gene sampling seeds as printed in the paper; the paper "
+        "reports no SIGNOR recall.",
+        "The paper's Random row is chance (a random map), not an untrained network.",
+        "† printed z-score inconsistent with its own row (see leaderboard/paper/"
+        "table2_zscore_check.csv); kept as printed.",
+    ]
     return to_markdown(headers, rows, notes=notes)
 
 
-def cross_vs_single(long: pl.DataFrame, metric: str = "corum", *, lower_is_better: bool = False) -> pl.DataFrame:
+def cross_vs_single(
+    long: pl.DataFrame, metric: str = "corum", *, lower_is_better: bool = False
+) -> pl.DataFrame:
     """Does cross-well beat single-well (MSN: cwa-msn vs single-well-msn; CropMAE:
     cropmae-cross vs cropmae-single)? Welch difference of means over seeds with a 95 %
     interval, per dataset and variant. A verdict needs ≥ 2 seeds on each side.
@@ -417,12 +556,21 @@ def cross_vs_single(long: pl.DataFrame, metric: str = "corum", *, lower_is_bette
     pairs = (("MSN", "cwa-msn", "single-well-msn"), ("CropMAE", "cropmae-cross", "cropmae-single"))
     rows = []
     sel = long.filter(pl.col("metric") == metric) if long.height else long
-    combos = sorted(set(zip(sel["dataset"].to_list(), sel["variant"].to_list(), strict=True))) if sel.height else []
+    combos = (
+        sorted(set(zip(sel["dataset"].to_list(), sel["variant"].to_list(), strict=True)))
+        if sel.height
+        else []
+    )
     for dataset, variant in combos:
         for family, cross, single in pairs:
+
             def vals(model, dataset=dataset, variant=variant):
-                return sel.filter((pl.col("dataset") == dataset) & (pl.col("variant") == variant)
-                                  & (pl.col("model") == model))["value"].to_list()
+                return sel.filter(
+                    (pl.col("dataset") == dataset)
+                    & (pl.col("variant") == variant)
+                    & (pl.col("model") == model)
+                )["value"].to_list()
+
             a, b = vals(cross), vals(single)
             if not a or not b:
                 continue
@@ -434,7 +582,7 @@ def cross_vs_single(long: pl.DataFrame, metric: str = "corum", *, lower_is_bette
                 vb = statistics.variance(b) / len(b)
                 se = math.sqrt(va + vb)
                 if se > 0:
-                    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+                    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
                     half = float(stats.t.ppf(0.975, dof)) * se
                 else:
                     half = 0.0
@@ -442,67 +590,131 @@ def cross_vs_single(long: pl.DataFrame, metric: str = "corum", *, lower_is_bette
                 cross_higher, cross_lower = lo > 0, hi < 0
                 if lower_is_better:
                     cross_higher, cross_lower = cross_lower, cross_higher
-                verdict = ("cross-well better" if cross_higher else "single-well better" if cross_lower
-                           else "no clear difference")
-            rows.append({"dataset": dataset, "variant": variant, "family": family, "metric": metric, "cross": cross,
-                         "single": single, "n_cross": len(a), "n_single": len(b),
-                         "cross_mean": sum(a) / len(a), "single_mean": sum(b) / len(b),
-                         "difference": diff, "ci_low": lo, "ci_high": hi, "verdict": verdict})
+                verdict = (
+                    "cross-well better"
+                    if cross_higher
+                    else "single-well better"
+                    if cross_lower
+                    else "no clear difference"
+                )
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "family": family,
+                    "metric": metric,
+                    "cross": cross,
+                    "single": single,
+                    "n_cross": len(a),
+                    "n_single": len(b),
+                    "cross_mean": sum(a) / len(a),
+                    "single_mean": sum(b) / len(b),
+                    "difference": diff,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "verdict": verdict,
+                }
+            )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def leaderboard_markdown(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None,
-                         comparisons: pl.DataFrame | None = None, *, intervals: bool = True) -> str:
+def leaderboard_markdown(
+    dataset: str,
+    df: pl.DataFrame,
+    rep: pl.DataFrame | None,
+    comparisons: pl.DataFrame | None = None,
+    *,
+    intervals: bool = True,
+) -> str:
     """The markdown of one dataset's leaderboard: measured block, notes, reported block."""
     d = df.filter(pl.col("dataset") == dataset)
     synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
     parts = [f"# Leaderboard — {dataset}", ""]
     parts.append(f"## measured by cellbench ({'synthetic screen' if synthetic else 'real data'})")
     parts.append("")
-    parts.append("Mean ± std over training seeds"
-                 + (", [95 % t-interval] with ≥ 3 seeds" if intervals else "") + ". Gene–gene "
-                 "columns: recall at (0.05, 0.95). AP/AUC at the maximum concentration; z = "
-                 "(μ − μ_b)/√(σ² + σ_b²) against the random-score baseline. Roles: ceiling = "
-                 "oracle (true latent state); floors = chance (computed: recall 0.10 by "
-                 "construction, the paper's Random row), untrained (the same architecture at "
-                 "step 0), random ViT-S/16 (a seeded random initialisation), nuisance-only and "
-                 "pixel statistics. Source: synthetic (measured on the simulator's screen), "
-                 "measured (real data), chance (computed).")
+    parts.append(
+        "Mean ± std over training seeds"
+        + (", [95 % t-interval] with ≥ 3 seeds" if intervals else "")
+        + ". Gene–gene "
+        "columns: recall at (0.05, 0.95). AP/AUC at the maximum concentration; z = "
+        "(μ − μ_b)/√(σ² + σ_b²) against the random-score baseline. Roles: ceiling = "
+        "oracle (true latent state); floors = chance (computed: recall 0.10 by "
+        "construction, the paper's Random row), untrained (the same architecture at "
+        "step 0), random ViT-S/16 (a seeded random initialisation), nuisance-only and "
+        "pixel statistics. Source: synthetic (measured on the simulator's screen), "
+        "measured (real data), chance (computed)."
+    )
     parts.append("")
     parts.append(markdown_measured(with_chance(d), intervals=intervals))
     if synthetic:
         missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
         if missing:
-            parts.append("Missing reference rows: " + ", ".join(missing) + " — run "
-                         + ", ".join(f"`cellbench run --model {m}`" for m in missing) + ".")
+            parts.append(
+                "Missing reference rows: "
+                + ", ".join(missing)
+                + " — run "
+                + ", ".join(f"`cellbench run --model {m}`" for m in missing)
+                + "."
+            )
             parts.append("")
     if comparisons is not None and comparisons.height:
         c = comparisons.filter(pl.col("dataset") == dataset)
         if c.height:
             parts.append("### cross-well vs single-well (Welch 95 % interval over seeds)")
             parts.append("")
-            parts.append("CORUM recall: higher is better. Well-shortcut rate (training probe sites whose "
-                         "nearest neighbour is a site of the same well): lower is better.")
+            parts.append(
+                "CORUM recall: higher is better. Well-shortcut rate (training probe sites whose "
+                "nearest neighbour is a site of the same well): lower is better."
+            )
             parts.append("")
             names = {"corum": "CORUM recall", "well_shortcut_rate": "well-shortcut rate"}
-            parts.append(to_markdown(
-                ["metric", "family", "variant", "cross − single", "95 % interval", "seeds (cross/single)", "verdict"],
-                [[names.get(r["metric"], r["metric"]), r["family"], r["variant"], f"{r['difference']:+.3f}",
-                  "–" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-                  f"{r['n_cross']}/{r['n_single']}", r["verdict"]] for r in c.iter_rows(named=True)]))
+            parts.append(
+                to_markdown(
+                    [
+                        "metric",
+                        "family",
+                        "variant",
+                        "cross − single",
+                        "95 % interval",
+                        "seeds (cross/single)",
+                        "verdict",
+                    ],
+                    [
+                        [
+                            names.get(r["metric"], r["metric"]),
+                            r["family"],
+                            r["variant"],
+                            f"{r['difference']:+.3f}",
+                            "–"
+                            if r["ci_low"] is None
+                            else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                            f"{r['n_cross']}/{r['n_single']}",
+                            r["verdict"],
+                        ]
+                        for r in c.iter_rows(named=True)
+                    ],
+                )
+            )
     if rep is not None:
         parts.append(f"## {REPORTED_LABEL}")
         parts.append("")
-        parts.append("From the CWA-MSN paper (Tables 1–4), measured by its authors on the real "
-                     "RxRx3-core release. Not comparable to rows measured on a synthetic screen.")
+        parts.append(
+            "From the CWA-MSN paper (Tables 1–4), measured by its authors on the real "
+            "RxRx3-core release. Not comparable to rows measured on a synthetic screen."
+        )
         parts.append("")
         parts.append(markdown_reported(rep))
     return "\n".join(parts)
 
 
-def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path | None, *,
-                      dataset: str | None = None, include_reported: bool = True,
-                      compact: bool = False) -> dict[str, str]:
+def write_leaderboard(
+    records: Iterable[dict[str, Any]],
+    out_dir: str | Path | None,
+    *,
+    dataset: str | None = None,
+    include_reported: bool = True,
+    compact: bool = False,
+) -> dict[str, str]:
     """Write ``leaderboard_<dataset>.csv`` and ``.md`` per dataset (and the reported block as
     ``leaderboard_reported.csv``, the cross- vs single-well comparison as
     ``cross_vs_single_well.csv``); returns {dataset: text} for the terminal: the markdown
@@ -512,9 +724,10 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path | N
     out = Path(out_dir) if out_dir is not None else None
     df = leaderboard_frame(records)
     long = long_results(records)
-    comparisons = pl.concat([cross_vs_single(long),
-                             cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
-                            how="diagonal_relaxed")
+    comparisons = pl.concat(
+        [cross_vs_single(long), cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
+        how="diagonal_relaxed",
+    )
     rep = reported_frame() if include_reported else None
     if rep is not None and out is not None:
         write_csv_atomic(rep, out / "leaderboard_reported.csv")
@@ -526,10 +739,14 @@ def write_leaderboard(records: Iterable[dict[str, Any]], out_dir: str | Path | N
         d = df.filter(pl.col("dataset") == ds)
         if out is not None:
             write_csv_atomic(with_chance(d), out / f"leaderboard_{_safe(ds)}.csv")
-            write_text_atomic(out / f"leaderboard_{_safe(ds)}.md",
-                              leaderboard_markdown(ds, df, rep, comparisons))
-        texts[ds] = (compact_text(ds, df, rep) if compact
-                     else leaderboard_markdown(ds, df, rep, comparisons, intervals=False))
+            write_text_atomic(
+                out / f"leaderboard_{_safe(ds)}.md", leaderboard_markdown(ds, df, rep, comparisons)
+            )
+        texts[ds] = (
+            compact_text(ds, df, rep)
+            if compact
+            else leaderboard_markdown(ds, df, rep, comparisons, intervals=False)
+        )
     if comparisons.height and out is not None:
         write_csv_atomic(comparisons, out / "cross_vs_single_well.csv")
     return texts
@@ -570,7 +787,9 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
     else:
         d = main_variants(d)
     cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
-    if not d.height or all(d[f"{m}_mean"].is_null().all() for m in metrics if f"{m}_mean" in d.columns):
+    if not d.height or all(
+        d[f"{m}_mean"].is_null().all() for m in metrics if f"{m}_mean" in d.columns
+    ):
         return pl.DataFrame()
     keep = ["dataset", "role", "model", "display", "variant", "n_seeds"]
     if number == 4:
@@ -584,9 +803,15 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
         out = out.sort("prototypes")
     else:
         order = {m: i for i, m in enumerate(models)}
-        out = out.with_columns(_o=pl.col("model").replace_strict(order, default=99)).sort("_o").drop("_o")
-    return out.with_columns(pl.lit("measured").alias("provenance"),
-                            pl.lit(f"cellbench results store ({dataset})").alias("source"))
+        out = (
+            out.with_columns(_o=pl.col("model").replace_strict(order, default=99))
+            .sort("_o")
+            .drop("_o")
+        )
+    return out.with_columns(
+        pl.lit("measured").alias("provenance"),
+        pl.lit(f"cellbench results store ({dataset})").alias("source"),
+    )
 
 
 def main_variants(frame: pl.DataFrame) -> pl.DataFrame:
@@ -594,10 +819,12 @@ def main_variants(frame: pl.DataFrame) -> pl.DataFrame:
     name, i.e. the plain preset rather than a sweep point such as ``quick-p512``)."""
     if not frame.height:
         return frame
-    return (frame.with_columns(_len=pl.col("variant").str.len_chars())
-            .sort(["n_seeds", "_len"], descending=[True, False])
-            .unique(subset=["dataset", "model"], keep="first", maintain_order=True)
-            .drop("_len"))
+    return (
+        frame.with_columns(_len=pl.col("variant").str.len_chars())
+        .sort(["n_seeds", "_len"], descending=[True, False])
+        .unique(subset=["dataset", "model"], keep="first", maintain_order=True)
+        .drop("_len")
+    )
 
 
 def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
@@ -611,28 +838,45 @@ def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
     if number != 2 and table.height:
         counts = [table[f"n_{m}"].max() if f"n_{m}" in table.columns else None for m in metrics]
         if any(c is not None for c in counts):
-            rows.append(["" for _ in lead[:-3]] + ["# relationships", "", ""]
-                        + ["–" if c is None else f"{c:,.0f}" for c in counts])
+            rows.append(
+                ["" for _ in lead[:-3]]
+                + ["# relationships", "", ""]
+                + ["–" if c is None else f"{c:,.0f}" for c in counts]
+            )
     for r in table.iter_rows(named=True):
         cells = [r["display"], r["variant"], r["n_seeds"]]
         if number == 4:
             cells.insert(0, "–" if r.get("train_hours") is None else f"{r['train_hours']:.2f}")
         if number == 5:
             cells.insert(0, f"{int(r['prototypes']):,}")
-        cells += [fmt_cell(r[f"{m}_mean"], r.get(f"{m}_std"), r.get(f"{m}_ci_low"),
-                           r.get(f"{m}_ci_high"), _metric_digits(m)) for m in metrics]
+        cells += [
+            fmt_cell(
+                r[f"{m}_mean"],
+                r.get(f"{m}_std"),
+                r.get(f"{m}_ci_low"),
+                r.get(f"{m}_ci_high"),
+                _metric_digits(m),
+            )
+            for m in metrics
+        ]
         rows.append(cells)
     ds = table["dataset"][0]
     table_def = paper.TABLES[number]
     return to_markdown(
-        lead + [_HEADER[m] for m in metrics], rows,
+        lead + [_HEADER[m] for m in metrics],
+        rows,
         title=f"Table {number} (measured by cellbench on {ds}): {table_def.caption}",
-        notes=[f"Provenance: measured ({ds}); mean ± std over training seeds [95 % t-interval "
-               "with ≥ 3 seeds]. Compare with the reported table beside it only in direction, "
-               "not in value, when the data differ."])
+        notes=[
+            f"Provenance: measured ({ds}); mean ± std over training seeds [95 % t-interval "
+            "with ≥ 3 seeds]. Compare with the reported table beside it only in direction, "
+            "not in value, when the data differ."
+        ],
+    )
 
 
-def write_measured_paper_tables(records: Iterable[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+def write_measured_paper_tables(
+    records: Iterable[dict[str, Any]], out_dir: str | Path
+) -> list[Path]:
     """``table{N}_<slug>_measured_<dataset>.csv/.md`` for every table with measured rows."""
     frame = leaderboard_frame(records)
     out = Path(out_dir)
@@ -646,7 +890,9 @@ def write_measured_paper_tables(records: Iterable[dict[str, Any]], out_dir: str 
                 continue
             stem = f"{table_def.stem}_measured_{_safe(ds)}"
             written.append(write_csv_atomic(t, out / f"{stem}.csv"))
-            written.append(write_text_atomic(out / f"{stem}.md", measured_paper_markdown(number, t)))
+            written.append(
+                write_text_atomic(out / f"{stem}.md", measured_paper_markdown(number, t))
+            )
     return written
 
 
@@ -654,11 +900,17 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     """Measured rows for Figure 1's second version: one per model (its best-seeded variant),
     trained models only (role "model"); parameters from the run's config, else from the
     model card; training images only from the run's config (they are per run)."""
-    d = frame.filter((pl.col("dataset") == dataset) & (pl.col("role") == "model")
-                     & pl.col("corum_mean").is_not_null())
+    d = frame.filter(
+        (pl.col("dataset") == dataset)
+        & (pl.col("role") == "model")
+        & pl.col("corum_mean").is_not_null()
+    )
     # the untrained ViT's recall: what a model of the same size that learned nothing would score
-    floor = frame.filter((pl.col("dataset") == dataset) & (pl.col("model") == "random")
-                         & pl.col("corum_mean").is_not_null())["corum_mean"]
+    floor = frame.filter(
+        (pl.col("dataset") == dataset)
+        & (pl.col("model") == "random")
+        & pl.col("corum_mean").is_not_null()
+    )["corum_mean"]
     floor_corum = float(floor.mean()) if len(floor) else None
     rows = []
     for r in main_variants(d).iter_rows(named=True):
@@ -673,14 +925,33 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
             except Exception:  # noqa: BLE001 - unknown model: no parameter count
                 params = None
         imgs = r.get("training_images")
-        rows.append({"method": r["display"], "model": model, "dataset": dataset,
-                     "corum": r["corum_mean"], "corum_std": r.get("corum_std"),
-                     "n_seeds": r["n_seeds"], "floor_corum": floor_corum,
-                     "images_millions": imgs / 1e6 if imgs else None,
-                     "parameters_billions": params / 1e9 if params else None})
-    return pl.DataFrame(rows, schema={"method": pl.String, "model": pl.String, "dataset": pl.String,
-                                      "corum": pl.Float64, "corum_std": pl.Float64, "n_seeds": pl.Int64,
-                                      "floor_corum": pl.Float64, "images_millions": pl.Float64, "parameters_billions": pl.Float64})
+        rows.append(
+            {
+                "method": r["display"],
+                "model": model,
+                "dataset": dataset,
+                "corum": r["corum_mean"],
+                "corum_std": r.get("corum_std"),
+                "n_seeds": r["n_seeds"],
+                "floor_corum": floor_corum,
+                "images_millions": imgs / 1e6 if imgs else None,
+                "parameters_billions": params / 1e9 if params else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "method": pl.String,
+            "model": pl.String,
+            "dataset": pl.String,
+            "corum": pl.Float64,
+            "corum_std": pl.Float64,
+            "n_seeds": pl.Int64,
+            "floor_corum": pl.Float64,
+            "images_millions": pl.Float64,
+            "parameters_billions": pl.Float64,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -689,8 +960,11 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
 #: (metric key, header) of the compact table: the headline recall, a second source, the
 #: compound–gene AP, and the two nuisance diagnostics.
 COMPACT_METRICS: tuple[tuple[str, str], ...] = (
-    ("corum", "CORUM ↑"), ("humap", "HuMAP ↑"), ("ap_max", "AP@max ↑"),
-    ("batch_predictability", "batch ↓"), ("well_shortcut_rate", "shortcut ↓"),
+    ("corum", "CORUM ↑"),
+    ("humap", "HuMAP ↑"),
+    ("ap_max", "AP@max ↑"),
+    ("batch_predictability", "batch ↓"),
+    ("well_shortcut_rate", "shortcut ↓"),
 )
 COMPACT_WIDTH = 100
 
@@ -736,8 +1010,14 @@ def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None
         if kind in many:
             label += f" {short_variant(r['variant'])}"
         seeds = "–" if r.get("source") == CHANCE_LABEL else str(r["n_seeds"])
-        rows.append([label, seeds, *[_compact_cell(r.get(f"{k}_mean"), r.get(f"{k}_std"))
-                                     for k, _ in COMPACT_METRICS], r.get("source") or "measured"])
+        rows.append(
+            [
+                label,
+                seeds,
+                *[_compact_cell(r.get(f"{k}_mean"), r.get(f"{k}_std")) for k, _ in COMPACT_METRICS],
+                r.get("source") or "measured",
+            ]
+        )
     headers = ["model", "seeds", *[h for _, h in COMPACT_METRICS], "source"]
     kind = "synthetic screen" if synthetic else "real data"
     lines = [f"{dataset} — measured by cellbench ({kind}); mean±std over training seeds", ""]
@@ -745,18 +1025,36 @@ def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None
     if synthetic:
         missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]
         if missing:
-            lines += ["", *textwrap.wrap("Missing reference rows: " + ", ".join(missing) + " — run "
-                                         + ", ".join(f"`cellbench run --model {m}`" for m in missing)
-                                         + ".", COMPACT_WIDTH)]
+            lines += [
+                "",
+                *textwrap.wrap(
+                    "Missing reference rows: "
+                    + ", ".join(missing)
+                    + " — run "
+                    + ", ".join(f"`cellbench run --model {m}`" for m in missing)
+                    + ".",
+                    COMPACT_WIDTH,
+                ),
+            ]
     if rep is not None and rep.height:
         lines += ["", f"{REPORTED_LABEL}: CWA-MSN paper, not comparable in value", ""]
-        rrows = [[r["method"] + (" (= chance)" if r["model"] == "random" else ""), _compact_cell(r["corum"]), _compact_cell(r["humap"]),
-                  _compact_cell(r["ap_max"], r["ap_max_std"]), "reported"] for r in rep.iter_rows(named=True)]
+        rrows = [
+            [
+                r["method"] + (" (= chance)" if r["model"] == "random" else ""),
+                _compact_cell(r["corum"]),
+                _compact_cell(r["humap"]),
+                _compact_cell(r["ap_max"], r["ap_max_std"]),
+                "reported",
+            ]
+            for r in rep.iter_rows(named=True)
+        ]
         lines += _text_table(["method", "CORUM ↑", "HuMAP ↑", "AP@max ↑", "source"], rrows, 40)
-    notes = ("CORUM/HuMAP: gene–gene recall at (0.05, 0.95); AP@max: compound–gene AP at the highest "
-             "concentration; batch: batch predictability from controls; shortcut: well-shortcut rate. "
-             "chance = recall 0.10 by construction (the paper's Random row); untrained = the same "
-             "architecture at step 0; random ViT-S/16 = a seeded random initialisation. "
-             "--wide: every column with intervals; --html PATH: a sortable page.")
+    notes = (
+        "CORUM/HuMAP: gene–gene recall at (0.05, 0.95); AP@max: compound–gene AP at the highest "
+        "concentration; batch: batch predictability from controls; shortcut: well-shortcut rate. "
+        "chance = recall 0.10 by construction (the paper's Random row); untrained = the same "
+        "architecture at step 0; random ViT-S/16 = a seeded random initialisation. "
+        "--wide: every column with intervals; --html PATH: a sortable page."
+    )
     lines += ["", *textwrap.wrap(notes, COMPACT_WIDTH)]
     return "\n".join(lines) + "\n"

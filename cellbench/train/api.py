@@ -8,7 +8,9 @@ from typing import Any
 from cellbench.train.presets import TrainConfig
 
 
-def default_out_dir(name: str, dataset_name: str, preset: str, seed: int, config: TrainConfig) -> Path:
+def default_out_dir(
+    name: str, dataset_name: str, preset: str, seed: int, config: TrainConfig
+) -> Path:
     """``$CELLBENCH_HOME/runs/{dataset}/{model}/{preset}-seed{seed}-{config hash}``."""
     from cellbench.io import config_hash
     from cellbench.paths import runs_dir
@@ -49,14 +51,18 @@ def train_model(
     check_trainable(name)
     config = resolve(preset, {**method_defaults(name, preset), **(overrides or {})})
     dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset")
-    out = Path(out_dir) if out_dir is not None else default_out_dir(
-        name, str(dataset_name), preset, seed, config
+    out = (
+        Path(out_dir)
+        if out_dir is not None
+        else default_out_dir(name, str(dataset_name), preset, seed, config)
     )
     from cellbench.device import check_device
     from cellbench.io import check_writable
 
     if out.exists() and not out.is_dir():
-        raise CellbenchError(f"--out {out} is a file; pass a folder for the run (it holds checkpoint.pt, model.pt).")
+        raise CellbenchError(
+            f"--out {out} is a file; pass a folder for the run (it holds checkpoint.pt, model.pt)."
+        )
     check_writable(out)
     check_device(device)
     if isinstance(dataset, str):
@@ -73,8 +79,16 @@ def train_model(
 
         recall_probe = synthetic_probe(tuple(dataset.channels), config.crop_size)
     result = train(
-        name, dataset, config, seed=seed, out_dir=out, resume=resume, progress=progress,
-        device=device, callback=callback, recall_probe=recall_probe,
+        name,
+        dataset,
+        config,
+        seed=seed,
+        out_dir=out,
+        resume=resume,
+        progress=progress,
+        device=device,
+        callback=callback,
+        recall_probe=recall_probe,
     )
     if result.model_path is None:  # pragma: no cover - only with stop_at
         raise CellbenchError(f"training of {name} stopped before writing a model in {out}")

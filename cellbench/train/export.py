@@ -24,9 +24,11 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} does not exist; train one with `cellbench train --model NAME` "
             "or pass the path of its model.pt."
         )
-    fix = ("Pass the model.pt that `cellbench train` wrote"
-           + (f" ({path / 'model.pt'})" if (path / "model.pt").is_file() else "")
-           + ", or train again.")
+    fix = (
+        "Pass the model.pt that `cellbench train` wrote"
+        + (f" ({path / 'model.pt'})" if (path / "model.pt").is_file() else "")
+        + ", or train again."
+    )
     data = load_torch_weights(path, what="checkpoint", fix=fix)
     if not isinstance(data, dict) or "state_dict" not in data or "model" not in data:
         raise CellbenchError(

@@ -56,8 +56,20 @@ LOG = "train_log.json"
 TIMES = "checkpoint_times.json"  # the wall-clock times of checkpoint.pt (not reproducible)
 BEST = "best_heldout.pt"  # the weights at the best held-out loss so far (early stopping)
 FORMAT = 1
-_CHECKPOINT_KEYS = frozenset({"model", "seed", "config", "step", "state_dict", "optimizer", "rng",
-                              "history", "health", "warnings"})
+_CHECKPOINT_KEYS = frozenset(
+    {
+        "model",
+        "seed",
+        "config",
+        "step",
+        "state_dict",
+        "optimizer",
+        "rng",
+        "history",
+        "health",
+        "warnings",
+    }
+)
 # fields that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE_CHANGES = {"time_budget_s", "checkpoint_every", "health_every", "log_every"}
 
@@ -155,8 +167,11 @@ def schedule_steps(config: TrainConfig, n_total: int) -> int:
 def clipped_parameters(method: Method) -> list[torch.nn.Parameter]:
     """The trainable parameters whose gradient norm is clipped: all but ``no_grad_clip()``."""
     exempt = method.no_grad_clip()
-    return [p for name, p in method.named_parameters()
-            if p.requires_grad and name not in exempt and name.split(".")[-1] not in exempt]
+    return [
+        p
+        for name, p in method.named_parameters()
+        if p.requires_grad and name not in exempt and name.split(".")[-1] not in exempt
+    ]
 
 
 def warmup_steps(config: TrainConfig, n_images: int) -> int:
@@ -303,7 +318,9 @@ def train(
             net = DistributedDataParallel(method, device_ids=ids)
 
         probe = HealthProbe(dataset, seed, crop=config.crop_size) if (health and main) else None
-        heldout = _heldout_set(dataset, sampler, seed) if (main and hasattr(method, "validate")) else None
+        heldout = (
+            _heldout_set(dataset, sampler, seed) if (main and hasattr(method, "validate")) else None
+        )
         keep_best = heldout is not None and bool(config.early_stop_patience)
         params = clipped_parameters(method)
         ema_pairs = method.ema_pairs()
@@ -318,8 +335,19 @@ def train(
             if main:
                 elapsed = elapsed_before + time.perf_counter() - t0
                 _save_checkpoint(
-                    ckpt_path, method, optimizer, model_name, seed, config, step,
-                    history, health_log, warnings, elapsed, dataset, sampler,
+                    ckpt_path,
+                    method,
+                    optimizer,
+                    model_name,
+                    seed,
+                    config,
+                    step,
+                    history,
+                    health_log,
+                    warnings,
+                    elapsed,
+                    dataset,
+                    sampler,
                 )
 
         def representation_health(at: int) -> dict[str, Any]:
@@ -359,8 +387,14 @@ def train(
             step += 1
 
             if main and (step % config.log_every == 0 or step == n_total):
-                record = {"step": step, "loss": float(loss.detach()), "lr": lr, "wd": wd,
-                          "ema": momentum, "time_s": elapsed_before + time.perf_counter() - t0}
+                record = {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                    "wd": wd,
+                    "ema": momentum,
+                    "time_s": elapsed_before + time.perf_counter() - t0,
+                }
                 if grad_norm is not None:
                     record["grad_norm"] = grad_norm
                 record.update(logs)
@@ -400,22 +434,40 @@ def train(
         bar.close()
 
         log = {
-            "model": model_name, "seed": seed, "config": config.to_dict(), "steps_done": step,
-            "total_steps": n_total, "warmup_steps": n_warm, "stopped": stopped,
-            "world_size": world, "history": history, "health": health_log,
-            "warnings": warnings, "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            "model": model_name,
+            "seed": seed,
+            "config": config.to_dict(),
+            "steps_done": step,
+            "total_steps": n_total,
+            "warmup_steps": n_warm,
+            "stopped": stopped,
+            "world_size": world,
+            "history": history,
+            "health": health_log,
+            "warnings": warnings,
+            "elapsed_s": elapsed_before + time.perf_counter() - t0,
         }
         model_path = None
         if stopped != "stop_at":
             if step != last_ckpt or not ckpt_path.exists():  # (a 0-step run has none yet)
                 save()
             if main:
-                best_step = _restore_best(best_path, method, health_log, warnings) if keep_best else None
+                best_step = (
+                    _restore_best(best_path, method, health_log, warnings) if keep_best else None
+                )
                 if best_step is not None:
                     log["restored_best_step"] = best_step
                 model_path = out_dir / MODEL
-                _save_model(model_path, method, model_name, seed, config,
-                            step if best_step is None else best_step, dataset, sampler)
+                _save_model(
+                    model_path,
+                    method,
+                    model_name,
+                    seed,
+                    config,
+                    step if best_step is None else best_step,
+                    dataset,
+                    sampler,
+                )
                 write_json_atomic(out_dir / LOG, log)
         return TrainResult(model_path, ckpt_path, step, n_total, stopped, log, method)
     finally:
@@ -468,10 +520,14 @@ def _save_best(path: Path, method: Method, health_log: list[dict]) -> None:
     """Write the weights (and step) to ``path`` when the latest health check is the best so far."""
     checks, best = _heldout_checks(health_log)
     if checks and checks[best] is health_log[-1]:
-        torch_save_atomic(path, {"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()})
+        torch_save_atomic(
+            path, {"step": int(health_log[-1]["step"]), "state_dict": method.state_dict()}
+        )
 
 
-def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: list[str]) -> int | None:
+def _restore_best(
+    path: Path, method: Method, health_log: list[dict], warnings: list[str]
+) -> int | None:
     """Load the weights of the best held-out loss from ``path`` into ``method``; their step, or
     None (and the last weights are kept) when there is no such file or it is not this run's best."""
     if not path.exists():
@@ -480,8 +536,10 @@ def _restore_best(path: Path, method: Method, health_log: list[dict], warnings: 
     checks, best = _heldout_checks(health_log)
     best_step = int(checks[best]["step"]) if checks else None
     if int(state["step"]) != best_step:
-        warnings.append(f"{path.name} is from step {state['step']}, not the best held-out step "
-                        f"{best_step}; model.pt keeps the last weights.")
+        warnings.append(
+            f"{path.name} is from step {state['step']}, not the best held-out step "
+            f"{best_step}; model.pt keeps the last weights."
+        )
         return None
     method.load_state_dict(state["state_dict"])
     return best_step
@@ -509,7 +567,9 @@ def _heldout_set(dataset: Any, sampler: Any, seed: int, max_sites: int = 256):
         return None
     rows_a, labels_a = np.asarray(rows), np.asarray(labels)
     if len(rows_a) > max_sites:
-        pick = np.sort(np.random.default_rng([seed, 99]).choice(len(rows_a), max_sites, replace=False))
+        pick = np.sort(
+            np.random.default_rng([seed, 99]).choice(len(rows_a), max_sites, replace=False)
+        )
         rows_a, labels_a = rows_a[pick], labels_a[pick]
     images = torch.as_tensor(np.asarray(dataset.read_sites(rows_a)))
     return images, torch.as_tensor(labels_a, dtype=torch.long)
@@ -548,8 +608,21 @@ def _meta(model_name, seed, config, step, dataset, sampler) -> dict[str, Any]:
     }
 
 
-def _save_checkpoint(path, method, optimizer, model_name, seed, config, step, history,
-                     health_log, warnings, elapsed, dataset, sampler) -> None:
+def _save_checkpoint(
+    path,
+    method,
+    optimizer,
+    model_name,
+    seed,
+    config,
+    step,
+    history,
+    health_log,
+    warnings,
+    elapsed,
+    dataset,
+    sampler,
+) -> None:
     """``checkpoint.pt`` holds only what the same seed reproduces bit for bit; the wall-clock
     times (elapsed seconds, each log record's ``time_s``) go beside it in ``TIMES``."""
     state = _meta(model_name, seed, config, step, dataset, sampler)
@@ -562,7 +635,11 @@ def _save_checkpoint(path, method, optimizer, model_name, seed, config, step, hi
         warnings=warnings,
     )
     torch_save_atomic(path, state)
-    times = {"step": int(step), "elapsed_s": float(elapsed), "time_s": [h.get("time_s") for h in history]}
+    times = {
+        "step": int(step),
+        "elapsed_s": float(elapsed),
+        "time_s": [h.get("time_s") for h in history],
+    }
     write_json_atomic(Path(path).with_name(TIMES), times)
 
 

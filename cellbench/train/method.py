@@ -47,7 +47,6 @@ class Method(nn.Module):
         super().__init__()
         self.config = config
 
-
     def forward(  # pragma: no cover - abstract
         self, inputs: StepInputs, generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, float]]:

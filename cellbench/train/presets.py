@@ -227,14 +227,46 @@ def _to_floats(value: Any) -> tuple[float, ...]:
 
 
 _POSITIVE_INTS = (
-    "embed_dim", "depth", "num_heads", "patch_size", "crop_size", "focal_size", "batch_size",
-    "num_prototypes", "proj_hidden", "proj_out", "sinkhorn_iters", "n_random_views",
-    "decoder_dim", "decoder_depth", "decoder_heads", "checkpoint_every", "health_every", "log_every",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "patch_size",
+    "crop_size",
+    "focal_size",
+    "batch_size",
+    "num_prototypes",
+    "proj_hidden",
+    "proj_out",
+    "sinkhorn_iters",
+    "n_random_views",
+    "decoder_dim",
+    "decoder_depth",
+    "decoder_heads",
+    "checkpoint_every",
+    "health_every",
+    "log_every",
 )
-_NON_NEGATIVE = ("n_focal_views", "max_steps", "warmup_steps", "epochs", "warmup_epochs", "min_lr",
-                 "weight_decay", "final_weight_decay", "me_max_weight", "ce_weight")
-_POSITIVE = ("lr", "temperature", "sharpen", "infonce_temperature", "clip_grad", "time_budget_s",
-             "early_stop_patience")
+_NON_NEGATIVE = (
+    "n_focal_views",
+    "max_steps",
+    "warmup_steps",
+    "epochs",
+    "warmup_epochs",
+    "min_lr",
+    "weight_decay",
+    "final_weight_decay",
+    "me_max_weight",
+    "ce_weight",
+)
+_POSITIVE = (
+    "lr",
+    "temperature",
+    "sharpen",
+    "infonce_temperature",
+    "clip_grad",
+    "time_budget_s",
+    "early_stop_patience",
+)
 _FRACTIONS = ("mask_ratio", "cropmae_mask_ratio", "holdout_fraction")  # in [0, 1)
 POOLINGS = ("cls", "mean")
 
@@ -245,8 +277,10 @@ def check(config: TrainConfig) -> None:
     import math
 
     def bad(key: str, rule: str) -> CellbenchError:
-        return CellbenchError(f"training option {key}={getattr(config, key)!r} is invalid: {rule}; "
-                              f"fix the --set value (default: {key}={getattr(_PAPER, key)!r}).")
+        return CellbenchError(
+            f"training option {key}={getattr(config, key)!r} is invalid: {rule}; "
+            f"fix the --set value (default: {key}={getattr(_PAPER, key)!r})."
+        )
 
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

@@ -31,7 +31,9 @@ PROBE_ALIGN = "centerscale"
 class RecallProbe:
     """CORUM recall of a method's embedding backbone on ``dataset`` (a small labelled screen)."""
 
-    def __init__(self, dataset: Any, channels: tuple[str, ...], crop: int, batch_size: int = 256) -> None:
+    def __init__(
+        self, dataset: Any, channels: tuple[str, ...], crop: int, batch_size: int = 256
+    ) -> None:
         self.dataset = dataset
         self.channels = tuple(channels)
         self.crop = int(crop)
@@ -44,8 +46,13 @@ class RecallProbe:
         from cellbench.encoders.base import standardize
 
         if self._tiles is None:
-            images = apply_plan(np.asarray(self.dataset.load_all()), channel_plan(self.dataset.channels, self.channels))
-            sites = standardize(torch.from_numpy(images))  # the whole site, then tiles (as training)
+            images = apply_plan(
+                np.asarray(self.dataset.load_all()),
+                channel_plan(self.dataset.channels, self.channels),
+            )
+            sites = standardize(
+                torch.from_numpy(images)
+            )  # the whole site, then tiles (as training)
             self._tiles, self._tiles_per_site = tile(sites, self.crop)
         return self._tiles
 
@@ -83,8 +90,16 @@ class RecallProbe:
         wells, feats = self.well_embeddings(method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a collapsed embedding may warn in the alignment
-            out = evaluate_arrays(wells, feats, self.dataset.wells, seeds=1, tasks=("gene_gene",),
-                                  sources=(PROBE_SOURCE,), align=PROBE_ALIGN, null="genes")
+            out = evaluate_arrays(
+                wells,
+                feats,
+                self.dataset.wells,
+                seeds=1,
+                tasks=("gene_gene",),
+                sources=(PROBE_SOURCE,),
+                align=PROBE_ALIGN,
+                null="genes",
+            )
         recall = out["scores"]["gene_gene"][PROBE_SOURCE]["recall_0.05_0.95"]
         return {"probe_recall": float(recall)}
 
@@ -93,4 +108,6 @@ def synthetic_probe(channels: tuple[str, ...], crop: int, seed: int = 0) -> Reca
     """The probe on the synthetic RxRx3-core ``probe`` screen (generated once, then cached)."""
     from cellbench.data import load_dataset
 
-    return RecallProbe(load_dataset("synthetic-rxrx3-core", size=PROBE_SIZE, seed=seed), channels, crop)
+    return RecallProbe(
+        load_dataset("synthetic-rxrx3-core", size=PROBE_SIZE, seed=seed), channels, crop
+    )

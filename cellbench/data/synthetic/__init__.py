@@ -10,5 +10,12 @@ from cellbench.data.synthetic.config import (
 )
 from cellbench.data.synthetic.generate import ensure_screen, generate_screen
 
-__all__ = ["PRESETS", "SIMULATOR_VERSION", "SIZES", "ScreenConfig", "ensure_screen",
-           "generate_screen", "make_config"]
+__all__ = [
+    "PRESETS",
+    "SIMULATOR_VERSION",
+    "SIZES",
+    "ScreenConfig",
+    "ensure_screen",
+    "generate_screen",
+    "make_config",
+]

@@ -64,9 +64,16 @@ def _vector(**kw: float) -> np.ndarray:
 # Shared responses (not gene-specific): CRISPR cutting / DNA-damage response of every guide,
 # and cytotoxicity of compounds at high concentration (rounded, condensed, fewer cells).
 CUT_RESPONSE = _vector(nuclear_size=0.25, dna_intensity=0.15, cell_density=-0.3)
-TOX_RESPONSE = _vector(cell_density=-2.5, nuclear_size=-1.0, dna_intensity=1.2,
-                       chromatin_texture=1.0, cell_area=-1.0, mito_intensity=-0.8,
-                       elongation=-0.4, actin_fibres=-0.5)
+TOX_RESPONSE = _vector(
+    cell_density=-2.5,
+    nuclear_size=-1.0,
+    dna_intensity=1.2,
+    chromatin_texture=1.0,
+    cell_area=-1.0,
+    mito_intensity=-0.8,
+    elongation=-0.4,
+    actin_fibres=-0.5,
+)
 
 
 def annotation_dir():
@@ -193,8 +200,12 @@ def _compound_parts(rng, names, links, n_genes) -> Compounds:
     off_dir /= np.linalg.norm(off_dir, axis=1, keepdims=True)
     off_amp = 0.8 * np.exp(0.5 * rng.standard_normal(nc))
     return Compounds(
-        names=tuple(names), target_gene=gidx, target_compound=cidx, target_nm=nm,
-        efficacy=rng.uniform(0.6, 1.2, len(links)), hill=rng.uniform(0.8, 1.5, nc),
+        names=tuple(names),
+        target_gene=gidx,
+        target_compound=cidx,
+        target_nm=nm,
+        efficacy=rng.uniform(0.6, 1.2, len(links)),
+        hill=rng.uniform(0.8, 1.5, nc),
         offtarget=off_dir * off_amp[:, None],
         offtarget_ec50_um=np.exp(rng.uniform(np.log(1.0), np.log(100.0), nc)),
         tox_ec50_um=np.exp(rng.uniform(np.log(3.0), np.log(300.0), nc)),
@@ -235,7 +246,9 @@ def hill(conc_um: np.ndarray, ec50_um: np.ndarray, h) -> np.ndarray:
     return r / (1.0 + r)
 
 
-def compound_effect(bio: Biology, comp: Compounds, cidx: np.ndarray, conc_um: np.ndarray) -> np.ndarray:
+def compound_effect(
+    bio: Biology, comp: Compounds, cidx: np.ndarray, conc_um: np.ndarray
+) -> np.ndarray:
     """(n_wells, K) effect of compound ``cidx`` at ``conc_um``: on-target Hill curves times
     the target's knockout program + off-target + cytotoxicity."""
     cidx = np.asarray(cidx, dtype=np.int64)
@@ -248,8 +261,11 @@ def compound_effect(bio: Biology, comp: Compounds, cidx: np.ndarray, conc_um: np
     ends = np.searchsorted(tc, np.arange(len(comp.names)), side="right")
     counts = ends[cidx] - starts[cidx]
     rows = np.repeat(np.arange(len(cidx)), counts)
-    link = order[np.concatenate([np.arange(s, e) for s, e in zip(starts[cidx], ends[cidx], strict=True)])
-                 if len(cidx) else np.zeros(0, dtype=np.int64)].astype(np.int64)
+    link = order[
+        np.concatenate([np.arange(s, e) for s, e in zip(starts[cidx], ends[cidx], strict=True)])
+        if len(cidx)
+        else np.zeros(0, dtype=np.int64)
+    ].astype(np.int64)
     occ = hill(conc[rows], comp.target_nm[link] / 1000.0, comp.hill[comp.target_compound[link]])
     np.add.at(out, rows, (occ * comp.efficacy[link])[:, None] * bio.effects[comp.target_gene[link]])
     h = comp.hill[cidx]

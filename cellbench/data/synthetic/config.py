@@ -52,7 +52,9 @@ class ScreenConfig:
     n_compounds: int | None = None  # None: all compounds of the truth table
     wells_per_compound_dose: int = 1
     n_batches: int = 0  # bray: number of batches (plates split evenly)
-    cell_scale: float = 1.0  # cell size in pixels relative to the reference scale (9 px cell radius)
+    cell_scale: float = (
+        1.0  # cell size in pixels relative to the reference scale (9 px cell radius)
+    )
     bray_concentration_um: float = 5.0
     version: str = SIMULATOR_VERSION
 
@@ -61,31 +63,98 @@ class ScreenConfig:
 
 
 _RXRX3 = {
-    "tiny": dict(n_genes=60, guides_per_gene=2, n_compounds=12, image_size=32, sites_per_well=1,
-                 plate_rows=8, plate_cols=12, plates_per_batch=1, controls_per_plate=8,
-                 crispr_controls_per_plate=4, cell_scale=0.45),
-    "quick": dict(n_genes=None, guides_per_gene=3, n_compounds=None, image_size=64,
-                  sites_per_well=1, plate_rows=16, plate_cols=24, plates_per_batch=3,
-                  controls_per_plate=24, crispr_controls_per_plate=8, cell_scale=0.45),
-    "full": dict(n_genes=None, guides_per_gene=6, n_compounds=None, image_size=128,
-                 sites_per_well=1, plate_rows=16, plate_cols=24, plates_per_batch=4,
-                 controls_per_plate=32, crispr_controls_per_plate=8, cell_scale=0.45),
+    "tiny": dict(
+        n_genes=60,
+        guides_per_gene=2,
+        n_compounds=12,
+        image_size=32,
+        sites_per_well=1,
+        plate_rows=8,
+        plate_cols=12,
+        plates_per_batch=1,
+        controls_per_plate=8,
+        crispr_controls_per_plate=4,
+        cell_scale=0.45,
+    ),
+    "quick": dict(
+        n_genes=None,
+        guides_per_gene=3,
+        n_compounds=None,
+        image_size=64,
+        sites_per_well=1,
+        plate_rows=16,
+        plate_cols=24,
+        plates_per_batch=3,
+        controls_per_plate=24,
+        crispr_controls_per_plate=8,
+        cell_scale=0.45,
+    ),
+    "full": dict(
+        n_genes=None,
+        guides_per_gene=6,
+        n_compounds=None,
+        image_size=128,
+        sites_per_well=1,
+        plate_rows=16,
+        plate_cols=24,
+        plates_per_batch=4,
+        controls_per_plate=32,
+        crispr_controls_per_plate=8,
+        cell_scale=0.45,
+    ),
     # a small held-out screen scored during training (cellbench.train.probe): quick's
     # imaging on one plate of a dense CORUM gene subset
-    "probe": dict(n_genes=150, guides_per_gene=2, n_compounds=12, image_size=64,
-                  sites_per_well=1, plate_rows=16, plate_cols=24, plates_per_batch=1,
-                  controls_per_plate=24, crispr_controls_per_plate=8, cell_scale=0.45),
+    "probe": dict(
+        n_genes=150,
+        guides_per_gene=2,
+        n_compounds=12,
+        image_size=64,
+        sites_per_well=1,
+        plate_rows=16,
+        plate_cols=24,
+        plates_per_batch=1,
+        controls_per_plate=24,
+        crispr_controls_per_plate=8,
+        cell_scale=0.45,
+    ),
 }
 _BRAY = {
-    "tiny": dict(n_compounds=16, wells_per_compound_dose=3, image_size=32, sites_per_well=2,
-                 plate_rows=4, plate_cols=6, plates_per_batch=2, n_batches=2,
-                 controls_per_plate=4, cell_scale=0.45),
-    "quick": dict(n_compounds=300, wells_per_compound_dose=4, image_size=64, sites_per_well=3,
-                  plate_rows=8, plate_cols=12, plates_per_batch=4, n_batches=4,
-                  controls_per_plate=12, cell_scale=0.45),
-    "full": dict(n_compounds=1500, wells_per_compound_dose=4, image_size=128, sites_per_well=4,
-                 plate_rows=16, plate_cols=24, plates_per_batch=4, n_batches=5,
-                 controls_per_plate=24, cell_scale=0.45),
+    "tiny": dict(
+        n_compounds=16,
+        wells_per_compound_dose=3,
+        image_size=32,
+        sites_per_well=2,
+        plate_rows=4,
+        plate_cols=6,
+        plates_per_batch=2,
+        n_batches=2,
+        controls_per_plate=4,
+        cell_scale=0.45,
+    ),
+    "quick": dict(
+        n_compounds=300,
+        wells_per_compound_dose=4,
+        image_size=64,
+        sites_per_well=3,
+        plate_rows=8,
+        plate_cols=12,
+        plates_per_batch=4,
+        n_batches=4,
+        controls_per_plate=12,
+        cell_scale=0.45,
+    ),
+    "full": dict(
+        n_compounds=1500,
+        wells_per_compound_dose=4,
+        image_size=128,
+        sites_per_well=4,
+        plate_rows=16,
+        plate_cols=24,
+        plates_per_batch=4,
+        n_batches=5,
+        controls_per_plate=24,
+        cell_scale=0.45,
+    ),
 }
 
 
@@ -98,12 +167,21 @@ def make_config(name: str, size: str = "quick", seed: int = 0) -> ScreenConfig:
     if size not in SIZES:
         raise NotFoundError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     if size not in (_RXRX3 if name == "synthetic-rxrx3-core" else _BRAY):
-        raise NotFoundError(f"size {size!r} exists for synthetic-rxrx3-core only; choose tiny, quick or full")
+        raise NotFoundError(
+            f"size {size!r} exists for synthetic-rxrx3-core only; choose tiny, quick or full"
+        )
     if name == "synthetic-rxrx3-core":
-        return ScreenConfig(name=name, size=size, seed=int(seed), kind="rxrx3",
-                            channels=RXRX3_CHANNELS, **_RXRX3[size])
-    return ScreenConfig(name=name, size=size, seed=int(seed), kind="bray",
-                        channels=BRAY_CHANNELS, **_BRAY[size])
+        return ScreenConfig(
+            name=name,
+            size=size,
+            seed=int(seed),
+            kind="rxrx3",
+            channels=RXRX3_CHANNELS,
+            **_RXRX3[size],
+        )
+    return ScreenConfig(
+        name=name, size=size, seed=int(seed), kind="bray", channels=BRAY_CHANNELS, **_BRAY[size]
+    )
 
 
 def preset_rng(cfg: ScreenConfig, *keys: int) -> np.random.Generator:

@@ -56,8 +56,12 @@ def is_complete(root: str | os.PathLike, cfg: ScreenConfig | None = None) -> boo
     if not isinstance(files, list):
         return False
     try:
-        return all(isinstance(f, dict) and isinstance(f.get("path"), str)
-                   and safe_join(root, f["path"]).is_file() for f in files)
+        return all(
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and safe_join(root, f["path"]).is_file()
+            for f in files
+        )
     except InputError:  # a path escaping root: not a screen we wrote
         return False
 
@@ -101,13 +105,24 @@ def _write(cfg: ScreenConfig, tmp: Path) -> dict:
     screen.ground_truth().write_parquet(tmp / GROUND_TRUTH, compression="zstd", statistics=False)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     manifest = {
-        "name": cfg.name, "size": cfg.size, "seed": cfg.seed,
-        "simulator_version": cfg.version, "config": cfg.to_dict(),
-        "config_hash": screen_hash(cfg), "channels": list(cfg.channels),
-        "n_wells": screen.layout.height, "n_sites": screen.n_sites,
+        "name": cfg.name,
+        "size": cfg.size,
+        "seed": cfg.seed,
+        "simulator_version": cfg.version,
+        "config": cfg.to_dict(),
+        "config_hash": screen_hash(cfg),
+        "channels": list(cfg.channels),
+        "n_wells": screen.layout.height,
+        "n_sites": screen.n_sites,
         "image_size": cfg.image_size,
-        "files": [{"path": p.relative_to(tmp).as_posix(), "bytes": p.stat().st_size,
-                   "sha256": sha256_file(p)} for p in files],
+        "files": [
+            {
+                "path": p.relative_to(tmp).as_posix(),
+                "bytes": p.stat().st_size,
+                "sha256": sha256_file(p),
+            }
+            for p in files
+        ],
     }
     # timing is deliberately not in the manifest: same seed -> identical bytes
     write_json_atomic(tmp / MANIFEST, manifest)
@@ -115,8 +130,9 @@ def _write(cfg: ScreenConfig, tmp: Path) -> dict:
     return manifest
 
 
-def generate_screen(name: str, size: str = "quick", seed: int = 0,
-                    out_dir: str | os.PathLike | None = None) -> Path:
+def generate_screen(
+    name: str, size: str = "quick", seed: int = 0, out_dir: str | os.PathLike | None = None
+) -> Path:
     """Write screen ``name`` at ``size``/``seed`` to ``out_dir`` (default: the cache) and
     return its directory; an existing complete screen of the same configuration is reused."""
     cfg = make_config(name, size, seed)

@@ -18,7 +18,8 @@ def open_synthetic(root: str | os.PathLike):
     if not is_complete(root):
         raise InputError(
             f"{root} is not a complete synthetic screen (no manifest.json or files missing); "
-            "regenerate it with `cellbench data generate NAME --out DIR`")
+            "regenerate it with `cellbench data generate NAME --out DIR`"
+        )
     man = read_manifest(root)
     if man["config"]["kind"] == "rxrx3":
         from cellbench.data.rxrx3 import RxRx3Dataset
@@ -32,8 +33,10 @@ def open_synthetic(root: str | os.PathLike):
     try:
         ds.ground_truth = pl.read_parquet(root / GROUND_TRUTH)
     except Exception as exc:
-        raise InputError(f"{root / GROUND_TRUTH}: cannot read the ground truth ({exc}); the file is "
-                         "corrupt — regenerate the screen with `cellbench data generate`") from exc
+        raise InputError(
+            f"{root / GROUND_TRUTH}: cannot read the ground truth ({exc}); the file is "
+            "corrupt — regenerate the screen with `cellbench data generate`"
+        ) from exc
     ds.synthetic = True
     return ds
 
@@ -46,9 +49,14 @@ def load_synthetic(name: str, size: str = "quick", seed: int = 0, data_dir=None)
         return open_synthetic(ensure_screen(name, size, seed))
     root = Path(data_dir)
     if not (root / MANIFEST).is_file():
-        where = "does not exist" if not root.exists() else "holds no generated screen (no manifest.json)"
+        where = (
+            "does not exist"
+            if not root.exists()
+            else "holds no generated screen (no manifest.json)"
+        )
         raise InputError(
             f"--data-dir {root} {where}; generate one there with "
             f"`cellbench data generate {name} --size {size} --seed {seed} --out {root}`, "
-            "or drop --data-dir to use the cached screen")
+            "or drop --data-dir to use the cached screen"
+        )
     return open_synthetic(root)

@@ -15,12 +15,19 @@ import polars as pl
 from cellbench.data.synthetic.biology import K, T
 
 # traits a batch shifts (culture conditions: spreading, confluence, stain uptake)
-BATCH_SHIFT_TRAITS = ("cell_area", "elongation", "dna_intensity", "actin_fibres", "cell_density",
-                      "mito_intensity")
+BATCH_SHIFT_TRAITS = (
+    "cell_area",
+    "elongation",
+    "dna_intensity",
+    "actin_fibres",
+    "cell_density",
+    "mito_intensity",
+)
 
 
-def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generator,
-                  cell_scale: float) -> dict[str, np.ndarray]:
+def draw_nuisance(
+    layout: pl.DataFrame, n_channels: int, rng: np.random.Generator, cell_scale: float
+) -> dict[str, np.ndarray]:
     """Per-well nuisance parameters (arrays indexed by ``well_index``)."""
     batch_codes, batch_idx = np.unique(layout["batch"].to_numpy(), return_inverse=True)
     plate_key = (layout["batch"] + "/" + layout["plate"].cast(pl.Utf8)).to_numpy()
@@ -63,30 +70,52 @@ def draw_nuisance(layout: pl.DataFrame, n_channels: int, rng: np.random.Generato
     illum = np.hypot(gx, gy)
     angle = np.arctan2(gy, gx)
     blur = p_blur[plate_idx] * np.exp(0.1 * rng.standard_normal(nw))
-    density = p_density[plate_idx] * np.exp(0.07 * rng.standard_normal(nw)) * np.where(edge, 0.75, 1.0)
+    density = (
+        p_density[plate_idx] * np.exp(0.07 * rng.standard_normal(nw)) * np.where(edge, 0.75, 1.0)
+    )
     photons = b_photons[batch_idx] * np.exp(0.14 * rng.standard_normal(nw))
     read = rng.uniform(0.003, 0.012, nw)
     return {
-        "batch_index": batch_idx, "plate_index": plate_idx,
+        "batch_index": batch_idx,
+        "plate_index": plate_idx,
         "gain": b_gain[batch_idx] * p_gain[plate_idx] * w_gain,
         "offset": b_offset[batch_idx] + p_offset[plate_idx],
         "gamma": b_gamma[batch_idx] * w_gamma,
-        "illum_amp": illum, "illum_cos": np.cos(angle), "illum_sin": np.sin(angle),
-        "vignette": p_vignette[plate_idx], "blur": blur, "density": density,
-        "photons": photons, "read_noise": read, "edge": edge.astype(np.float64),
-        "pattern_amp": p_pattern[plate_idx], "batch_shift": b_shift[batch_idx],
+        "illum_amp": illum,
+        "illum_cos": np.cos(angle),
+        "illum_sin": np.sin(angle),
+        "vignette": p_vignette[plate_idx],
+        "blur": blur,
+        "density": density,
+        "photons": photons,
+        "read_noise": read,
+        "edge": edge.astype(np.float64),
+        "pattern_amp": p_pattern[plate_idx],
+        "batch_shift": b_shift[batch_idx],
         "bleed": b_bleed[batch_idx],
     }
 
 
-def nuisance_table(nuis: dict[str, np.ndarray], channels: tuple[str, ...], traits: tuple[str, ...]) -> dict[str, np.ndarray]:
+def nuisance_table(
+    nuis: dict[str, np.ndarray], channels: tuple[str, ...], traits: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """Flat ``nuisance_*`` columns for the ground-truth parquet."""
     cols: dict[str, np.ndarray] = {}
     for key in ("gain", "offset", "gamma", "bleed"):
         for j, ch in enumerate(channels):
             cols[f"nuisance_{key}_{ch}"] = nuis[key][:, j]
-    for key in ("illum_amp", "illum_cos", "illum_sin", "vignette", "blur", "density", "photons",
-                "read_noise", "edge", "pattern_amp"):
+    for key in (
+        "illum_amp",
+        "illum_cos",
+        "illum_sin",
+        "vignette",
+        "blur",
+        "density",
+        "photons",
+        "read_noise",
+        "edge",
+        "pattern_amp",
+    ):
         cols[f"nuisance_{key}"] = nuis[key]
     for name in BATCH_SHIFT_TRAITS:
         cols[f"nuisance_batch_shift_{name}"] = nuis["batch_shift"][:, traits.index(name)]

@@ -51,12 +51,16 @@ class TextureBank:
         self.n = n
         self.fine = _smooth_noise(rng, (4, n, n), 0.7 * scale)
         self.medium = _smooth_noise(rng, (2, n, n), 2.0 * scale)
-        self.fibres = np.stack([
-            _smooth_noise(rng, (n, n), 0.6 * scale, aniso=(np.pi * k / N_ORIENT, 6.0))
-            for k in range(N_ORIENT)
-        ])
+        self.fibres = np.stack(
+            [
+                _smooth_noise(rng, (n, n), 0.6 * scale, aniso=(np.pi * k / N_ORIENT, 6.0))
+                for k in range(N_ORIENT)
+            ]
+        )
 
-    def crop(self, fields: np.ndarray, which: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int) -> np.ndarray:
+    def crop(
+        self, fields: np.ndarray, which: np.ndarray, oy: np.ndarray, ox: np.ndarray, h: int
+    ) -> np.ndarray:
         iy = (oy[:, None] + np.arange(h)[None, :]) % self.n
         ix = (ox[:, None] + np.arange(h)[None, :]) % self.n
         return fields[which[:, None, None], iy[:, :, None], ix[:, None, :]]
@@ -69,8 +73,10 @@ def plate_patterns(rng, n_plates: int, n_channels: int, h: int, scale: float) ->
 
 def _splat(values: list[np.ndarray], flat_idx: np.ndarray, n_pix: int) -> list[np.ndarray]:
     """Sum patch values into images; index ``n_pix`` is a dump bin for off-image pixels."""
-    return [np.bincount(flat_idx, weights=v.reshape(-1), minlength=n_pix + 1)[:n_pix].astype(np.float32)
-            for v in values]
+    return [
+        np.bincount(flat_idx, weights=v.reshape(-1), minlength=n_pix + 1)[:n_pix].astype(np.float32)
+        for v in values
+    ]
 
 
 def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[np.ndarray]:
@@ -90,8 +96,9 @@ def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[
     dv = fy * cos - fx * sin
     a = f32(c["elong"])
     # irregular cell outline: radius modulated by a smooth noise field (per-cell offset)
-    shape = bank.medium[1][(piy + c["shape_oy"][:, None, None]) % bank.n,
-                           (pix + c["shape_ox"][:, None, None]) % bank.n]
+    shape = bank.medium[1][
+        (piy + c["shape_oy"][:, None, None]) % bank.n, (pix + c["shape_ox"][:, None, None]) % bank.n
+    ]
     r_c = f32(c["r_c"])
     rho_c = np.sqrt(du * du / a + dv * dv * a) / r_c * (1 + 0.18 * np.clip(shape, -1.5, 1.5))
     sa = np.sqrt(a)
@@ -110,18 +117,36 @@ def _patch_layers(c: dict, rad: int, h: int, s: int, bank: TextureBank) -> list[
     m_g = np.clip(1 - (g_u * g_u + g_v * g_v) / f32(c["r_g"] ** 2), 0, 1) * m_c
     # stress fibres run along each cell's long axis (texture of the matching orientation)
     k = np.rint(c["theta"] / np.pi * N_ORIENT).astype(np.int64) % N_ORIENT
-    fib = bank.fibres[k[:, None, None], (piy + c["shape_ox"][:, None, None]) % bank.n,
-                      (pix + c["shape_oy"][:, None, None]) % bank.n]
+    fib = bank.fibres[
+        k[:, None, None],
+        (piy + c["shape_ox"][:, None, None]) % bank.n,
+        (pix + c["shape_oy"][:, None, None]) % bank.n,
+    ]
     actin = cyto * (0.35 + f32(c["fibre_strength"]) * np.maximum(fib + 0.3, 0))
-    layers = [m_n, m_n * f32(c["w_dna"]), cyto * f32(c["w_rna"]), actin * f32(c["w_act"]),
-              er * f32(c["w_er"]), ring * f32(c["w_ring"]), m_g * f32(c["w_golgi"]), mito * f32(c["w_mito"])]
+    layers = [
+        m_n,
+        m_n * f32(c["w_dna"]),
+        cyto * f32(c["w_rna"]),
+        actin * f32(c["w_act"]),
+        er * f32(c["w_er"]),
+        ring * f32(c["w_ring"]),
+        m_g * f32(c["w_golgi"]),
+        mito * f32(c["w_mito"]),
+    ]
     flat = np.where(valid, c["site"][:, None, None] * h * h + piy * h + pix, s * h * h).reshape(-1)
     return _splat(layers, flat, s * h * h)
 
 
-def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns: np.ndarray,
-                 bank: TextureBank, h: int, scale: float,
-                 out_channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def render_chunk(
+    rng,
+    traits: np.ndarray,
+    nuis: dict[str, np.ndarray],
+    patterns: np.ndarray,
+    bank: TextureBank,
+    h: int,
+    scale: float,
+    out_channels: tuple[str, ...],
+) -> tuple[np.ndarray, np.ndarray]:
     """Render ``len(traits)`` sites.
 
     traits: (S, K) site-level traits (well latent + batch shift). nuis: per-site arrays
@@ -143,8 +168,13 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     ny = node_y[None, :] + off[:, :1] + rng.uniform(-0.3, 0.3, (s, node_y.size)) * spacing
     nx = node_x[None, :] + off[:, 1:] + rng.uniform(-0.3, 0.3, (s, node_x.size)) * spacing
     p_occ = np.clip(0.8 * np.exp(0.35 * t("cell_density")) * nuis["density"], 0.02, 0.97)
-    keep = ((rng.random(ny.shape) < p_occ[:, None]) & (ny > -0.4 * spacing) & (ny < h + 0.4 * spacing)
-            & (nx > -0.4 * spacing) & (nx < h + 0.4 * spacing))
+    keep = (
+        (rng.random(ny.shape) < p_occ[:, None])
+        & (ny > -0.4 * spacing)
+        & (ny < h + 0.4 * spacing)
+        & (nx > -0.4 * spacing)
+        & (nx < h + 0.4 * spacing)
+    )
     site, node = np.nonzero(keep)
     cy, cx = ny[site, node], nx[site, node]
     inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < h)
@@ -159,7 +189,9 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     r_n = np.where(rounded, 0.65 * base_rn, np.clip(r_n, 0.4 * base_rn, 1.8 * base_rn))
     r_c = np.clip(base_rc * np.exp(0.15 * cc("cell_area")), 1.6 * r_n, 1.35 * base_rc)
     r_c = np.where(rounded, 0.55 * base_rc, r_c)
-    elong = np.clip(np.exp(0.2 * cc("elongation") + 0.2 * np.abs(rng.standard_normal(nc))), 1.0, 1.6)
+    elong = np.clip(
+        np.exp(0.2 * cc("elongation") + 0.2 * np.abs(rng.standard_normal(nc))), 1.0, 1.6
+    )
     elong = np.where(rounded, 1.0, elong)
     theta = rng.uniform(0, np.pi, nc)
     nuc_r = 0.25 * r_c * rng.random(nc)  # the nucleus sits off-centre in the cell
@@ -170,14 +202,31 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     def w(name, s_=0.2):
         return np.exp(s_ * cc(name)) * np.exp(0.1 * rng.standard_normal(nc))
 
-    dna_amount = (1 + phase) * np.where(rounded, 2.0, 1.0)  # doubles through S; condensed when rounded
+    dna_amount = (1 + phase) * np.where(
+        rounded, 2.0, 1.0
+    )  # doubles through S; condensed when rounded
     cell = {
-        "site": site, "cy": cy, "cx": cx, "theta": theta, "elong": elong, "r_c": r_c, "r_n": r_n,
-        "nuc_r": nuc_r, "nuc_a": nuc_a, "psi": psi, "r_g": r_g, "g_off": r_n + 0.8 * r_g,
-        "shape_oy": rng.integers(0, bank.n, nc), "shape_ox": rng.integers(0, bank.n, nc),
-        "w_dna": w("dna_intensity") * dna_amount / (r_n / base_rn) ** 2, "w_rna": w("rna_intensity"),
-        "w_act": w("actin_fibres", 0.1), "w_er": w("er_intensity"), "w_ring": w("membrane_intensity"),
-        "w_golgi": w("golgi_intensity"), "w_mito": w("mito_intensity"),
+        "site": site,
+        "cy": cy,
+        "cx": cx,
+        "theta": theta,
+        "elong": elong,
+        "r_c": r_c,
+        "r_n": r_n,
+        "nuc_r": nuc_r,
+        "nuc_a": nuc_a,
+        "psi": psi,
+        "r_g": r_g,
+        "g_off": r_n + 0.8 * r_g,
+        "shape_oy": rng.integers(0, bank.n, nc),
+        "shape_ox": rng.integers(0, bank.n, nc),
+        "w_dna": w("dna_intensity") * dna_amount / (r_n / base_rn) ** 2,
+        "w_rna": w("rna_intensity"),
+        "w_act": w("actin_fibres", 0.1),
+        "w_er": w("er_intensity"),
+        "w_ring": w("membrane_intensity"),
+        "w_golgi": w("golgi_intensity"),
+        "w_mito": w("mito_intensity"),
         "fibre_strength": 0.8 * np.exp(0.35 * cc("actin_fibres")),
     }
     # two patch sizes: most cells fit the small one (cost scales with patch area)
@@ -209,9 +258,16 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     actin = L_act + 0.5 * L_ring
     golgi = 1.2 * L_golgi + 0.15 * L_ring
     # mitochondria: short tubules/puncta (fine noise + an oriented component), density trait
-    tub = bank.crop(bank.fibres, rng.integers(0, N_ORIENT, s), rng.integers(0, bank.n, s),
-                    rng.integers(0, bank.n, s), h)
-    puncta = np.maximum(0.75 * crop(bank.fine, 4) + 0.6 * tub - site_f(0.7 - 0.35 * t("mito_density")), 0)
+    tub = bank.crop(
+        bank.fibres,
+        rng.integers(0, N_ORIENT, s),
+        rng.integers(0, bank.n, s),
+        rng.integers(0, bank.n, s),
+        h,
+    )
+    puncta = np.maximum(
+        0.75 * crop(bank.fine, 4) + 0.6 * tub - site_f(0.7 - 0.35 * t("mito_density")), 0
+    )
     mit = L_mito * (0.25 + 1.4 * puncta)
     stains = {"DNA": dna, "ER": er, "Actin": actin, "RNA": rna, "Mito": mit, "Golgi": golgi}
     for k in stains:
@@ -227,12 +283,17 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     # --- technical variation ---
     coords = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1
     yy, xx = coords[:, None], coords[None, :]
-    illum = (1 + site_f(nuis["illum_amp"] * nuis["illum_cos"]) * xx
-             + site_f(nuis["illum_amp"] * nuis["illum_sin"]) * yy
-             - site_f(nuis["vignette"]) * (xx * xx + yy * yy) / 2)
+    illum = (
+        1
+        + site_f(nuis["illum_amp"] * nuis["illum_cos"]) * xx
+        + site_f(nuis["illum_amp"] * nuis["illum_sin"]) * yy
+        - site_f(nuis["vignette"]) * (xx * xx + yy * yy) / 2
+    )
     gain = nuis["gain"].astype(np.float32)[:, :, None, None]
     off = nuis["offset"].astype(np.float32)[:, :, None, None]
-    pat = patterns[nuis["plate_index"]] * nuis["pattern_amp"].astype(np.float32)[:, None, None, None]
+    pat = (
+        patterns[nuis["plate_index"]] * nuis["pattern_amp"].astype(np.float32)[:, None, None, None]
+    )
     x = sig * gain * illum[:, None] + off * illum[:, None] + pat
     fyq = np.fft.fftfreq(h)[:, None]
     fxq = np.fft.rfftfreq(h)[None, :]
@@ -241,6 +302,9 @@ def render_chunk(rng, traits: np.ndarray, nuis: dict[str, np.ndarray], patterns:
     x = scipy.fft.irfft2(scipy.fft.rfft2(x) * otf, s=(h, h)).astype(np.float32, copy=False)
     np.clip(x, 0, None, out=x)
     x = np.power(x, nuis["gamma"].astype(np.float32)[:, :, None, None])
-    var = x / nuis["photons"].astype(np.float32)[:, None, None, None] + (nuis["read_noise"] ** 2).astype(np.float32)[:, None, None, None]
+    var = (
+        x / nuis["photons"].astype(np.float32)[:, None, None, None]
+        + (nuis["read_noise"] ** 2).astype(np.float32)[:, None, None, None]
+    )
     x = x + np.sqrt(var) * rng.standard_normal(x.shape, dtype=np.float32)
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8), cells_per_site

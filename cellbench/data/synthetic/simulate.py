@@ -29,6 +29,8 @@ def chunk_sites(image_size: int) -> int:
     """Sites per render chunk (a function of the configuration only, so bytes never depend
     on the machine)."""
     return max(16, CHUNK_PIXELS // (image_size * image_size))
+
+
 MAX_GUIDES = 10
 
 
@@ -63,7 +65,11 @@ def clean_latent(cfg: ScreenConfig, layout: pl.DataFrame) -> np.ndarray:
     eff[kind == "crispr_control"] = B.CUT_RESPONSE
     is_comp = kind == "compound"
     if is_comp.any():
-        comp = B.rxrx3_compounds(cfg.seed) if cfg.kind == "rxrx3" else B.bray_compounds(cfg.seed, cfg.n_compounds)
+        comp = (
+            B.rxrx3_compounds(cfg.seed)
+            if cfg.kind == "rxrx3"
+            else B.bray_compounds(cfg.seed, cfg.n_compounds)
+        )
         cidx = layout["compound_index"].to_numpy()[is_comp].astype(np.int64)
         conc = layout["concentration"].to_numpy()[is_comp].astype(np.float64)
         eff[is_comp] = B.compound_effect(bio, comp, cidx, conc)
@@ -94,11 +100,17 @@ class Screen:
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
         cells = np.where(self.site_cells >= 0, self.site_cells, np.nan)
         per_well = np.bincount(self.site_well, weights=cells, minlength=self.layout.height)
-        cols["cells_per_site"] = per_well / np.bincount(self.site_well, minlength=self.layout.height)
+        cols["cells_per_site"] = per_well / np.bincount(
+            self.site_well, minlength=self.layout.height
+        )
         return pl.DataFrame(cols).with_columns(pl.col("cells_per_site").fill_nan(None))
 
-    def iter_chunks(self, chunk: int | None = None, threads: int | None = None,
-                    post: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+    def iter_chunks(
+        self,
+        chunk: int | None = None,
+        threads: int | None = None,
+        post: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    ) -> Iterator[tuple[np.ndarray, Any]]:
         """Yield (site indices, uint8 images (S, C, H, W)); deterministic in the seed.
 
         ``post(indices, images)``, if given, runs in the worker thread (e.g. image encoding)
@@ -110,8 +122,22 @@ class Screen:
         bank = TextureBank(rng0, max(128, 2 * h), cfg.cell_scale)
         n_plates = int(self.nuisance["plate_index"].max()) + 1
         patterns = plate_patterns(rng0, n_plates, len(cfg.channels), h, cfg.cell_scale)
-        site_keys = ("gain", "offset", "gamma", "bleed", "illum_amp", "illum_cos", "illum_sin", "vignette",
-                     "blur", "density", "photons", "read_noise", "pattern_amp", "plate_index")
+        site_keys = (
+            "gain",
+            "offset",
+            "gamma",
+            "bleed",
+            "illum_amp",
+            "illum_cos",
+            "illum_sin",
+            "vignette",
+            "blur",
+            "density",
+            "photons",
+            "read_noise",
+            "pattern_amp",
+            "plate_index",
+        )
 
         def job(k: int) -> tuple[np.ndarray, np.ndarray]:
             idx = np.arange(k * chunk, min((k + 1) * chunk, self.n_sites))
@@ -119,8 +145,9 @@ class Screen:
             nuis = {key: self.nuisance[key][w] for key in site_keys}
             traits = self.latent[w] + self.nuisance["batch_shift"][w]
             rng = preset_rng(cfg, 1000 + k)  # one stream per chunk: thread-safe
-            imgs, cells = render_chunk(rng, traits, nuis, patterns, bank, h, cfg.cell_scale,
-                                       cfg.channels)
+            imgs, cells = render_chunk(
+                rng, traits, nuis, patterns, bank, h, cfg.cell_scale, cfg.channels
+            )
             self.site_cells[idx] = cells
             return idx, (post(idx, imgs) if post is not None else imgs)
 
@@ -141,8 +168,15 @@ class Screen:
                 yield result
 
     def render_all(self) -> np.ndarray:
-        out = np.empty((self.n_sites, len(self.config.channels), self.config.image_size,
-                        self.config.image_size), dtype=np.uint8)
+        out = np.empty(
+            (
+                self.n_sites,
+                len(self.config.channels),
+                self.config.image_size,
+                self.config.image_size,
+            ),
+            dtype=np.uint8,
+        )
         for idx, imgs in self.iter_chunks():
             out[idx] = imgs
         return out

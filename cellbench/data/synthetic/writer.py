@@ -38,16 +38,27 @@ SHARD_SITES = 2048
 
 def rxrx3_metadata(screen: Screen) -> pl.DataFrame:
     lay = screen.layout
-    gene = (pl.when(pl.col("kind") == "gene").then(pl.col("gene"))
-            .when(pl.col("kind") == "empty").then(pl.col("treatment"))
-            .when(pl.col("kind") == "crispr_control").then(pl.col("treatment"))
-            .otherwise(pl.lit(None, dtype=pl.Utf8)))
+    gene = (
+        pl.when(pl.col("kind") == "gene")
+        .then(pl.col("gene"))
+        .when(pl.col("kind") == "empty")
+        .then(pl.col("treatment"))
+        .when(pl.col("kind") == "crispr_control")
+        .then(pl.col("treatment"))
+        .otherwise(pl.lit(None, dtype=pl.Utf8))
+    )
     conc = pl.when(pl.col("kind") == "compound").then(pl.col("concentration")).otherwise(None)
     return lay.select(
-        pl.col("well_id"), pl.col("batch").alias("experiment_name"), pl.col("plate"),
-        pl.col("address"), gene.alias("gene"), pl.col("treatment"),
-        pl.lit(None, dtype=pl.Utf8).alias("SMILES"), conc.alias("concentration"),
-        pl.col("ptype").alias("perturbation_type"), pl.lit("HUVEC").alias("cell_type"),
+        pl.col("well_id"),
+        pl.col("batch").alias("experiment_name"),
+        pl.col("plate"),
+        pl.col("address"),
+        gene.alias("gene"),
+        pl.col("treatment"),
+        pl.lit(None, dtype=pl.Utf8).alias("SMILES"),
+        conc.alias("concentration"),
+        pl.col("ptype").alias("perturbation_type"),
+        pl.lit("HUVEC").alias("cell_type"),
     ).select(list(RXRX3_METADATA_COLUMNS))
 
 
@@ -56,15 +67,25 @@ ROW_GROUP_SITES = 64  # small row groups: random access reads little
 
 def _write_parquet_table(path: Path, table: pa.Table, row_group_rows: int | None = None) -> None:
     # image bytes are already compressed: no parquet compression (it would only cost CPU)
-    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False,
-                   row_group_size=row_group_rows)
+    pq.write_table(
+        table,
+        path,
+        compression="none",
+        use_dictionary=False,
+        write_statistics=False,
+        row_group_size=row_group_rows,
+    )
 
 
 def write_rxrx3(screen: Screen, root: Path) -> None:
     rxrx3_metadata(screen).write_csv(root / RXRX3_METADATA)
     lay = screen.layout
-    prefix = [f"{b}/Plate{p}/{a}" for b, p, a in zip(lay["batch"].to_list(), lay["plate"].to_list(),
-                                                     lay["address"].to_list(), strict=True)]
+    prefix = [
+        f"{b}/Plate{p}/{a}"
+        for b, p, a in zip(
+            lay["batch"].to_list(), lay["plate"].to_list(), lay["address"].to_list(), strict=True
+        )
+    ]
     n_ch = len(screen.config.channels)
     n_shards = max(1, -(-screen.n_sites // SHARD_SITES))
     (root / "data").mkdir()
@@ -75,14 +96,20 @@ def write_rxrx3(screen: Screen, root: Path) -> None:
     def flush() -> None:
         jp2 = pa.StructArray.from_arrays(
             [pa.array(blobs, type=pa.binary()), pa.array([None] * len(blobs), type=pa.string())],
-            names=["bytes", "path"])
+            names=["bytes", "path"],
+        )
         table = pa.table({"__key__": pa.array(keys, type=pa.string()), "jp2": jp2})
-        _write_parquet_table(root / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet", table,
-                             ROW_GROUP_SITES * n_ch)
+        _write_parquet_table(
+            root / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet",
+            table,
+            ROW_GROUP_SITES * n_ch,
+        )
         keys.clear()
         blobs.clear()
 
-    def encode(idx: np.ndarray, imgs: np.ndarray) -> list[list[bytes]]:  # runs in the render threads
+    def encode(
+        idx: np.ndarray, imgs: np.ndarray
+    ) -> list[list[bytes]]:  # runs in the render threads
         return [[encode_png(imgs[j, c]) for c in range(n_ch)] for j in range(len(idx))]
 
     for idx, encoded in screen.iter_chunks(post=encode):
@@ -116,15 +143,22 @@ def bray_metadata(screen: Screen) -> pl.DataFrame:
     sel = lambda c: np.asarray(lay[c].to_list(), dtype=object)[w]  # noqa: E731
     plate, well = sel("plate"), sel("address")
     keys = [f"{p}-{a}-{s}" for p, a, s in zip(plate, well, screen.site_number, strict=True)]
-    return pl.DataFrame({
-        "SAMPLE_KEY": keys, "well_id": sel("well_id").tolist(), "batch": sel("batch").tolist(),
-        "plate": plate.astype(np.int64), "well": well.tolist(),
-        "site": screen.site_number.astype(np.int64), "compound": sel("treatment").tolist(),
-        "SMILES": [None] * len(keys),
-        "concentration": np.asarray(lay["concentration"].to_numpy(), dtype=np.float64)[w],
-        "is_control": sel("kind") == "dmso",
-        "file": [f"images/{k}.npz" for k in keys],
-    }, schema_overrides={"SMILES": pl.Utf8})
+    return pl.DataFrame(
+        {
+            "SAMPLE_KEY": keys,
+            "well_id": sel("well_id").tolist(),
+            "batch": sel("batch").tolist(),
+            "plate": plate.astype(np.int64),
+            "well": well.tolist(),
+            "site": screen.site_number.astype(np.int64),
+            "compound": sel("treatment").tolist(),
+            "SMILES": [None] * len(keys),
+            "concentration": np.asarray(lay["concentration"].to_numpy(), dtype=np.float64)[w],
+            "is_control": sel("kind") == "dmso",
+            "file": [f"images/{k}.npz" for k in keys],
+        },
+        schema_overrides={"SMILES": pl.Utf8},
+    )
 
 
 def write_bray(screen: Screen, root: Path) -> None:
@@ -133,6 +167,7 @@ def write_bray(screen: Screen, root: Path) -> None:
     order = [screen.config.channels.index(c) for c in BRAY_NPZ_ORDER]
     (root / "images").mkdir()
     files = meta["file"].to_list()
+
     def encode(idx: np.ndarray, imgs: np.ndarray) -> list[bytes]:  # runs in the render threads
         hwc = np.ascontiguousarray(imgs[:, order].transpose(0, 2, 3, 1))
         return [_npz_bytes(hwc[j]) for j in range(len(idx))]
