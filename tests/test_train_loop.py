@@ -349,3 +349,15 @@ def test_checkpoint_without_new_config_fields_resumes(dataset, tmp_path):
     torch.save(state, ckpt)
     resumed = _run(dataset, tmp_path, resume=True)
     assert resumed.steps_done == 12 and resumed.stopped == "completed"
+
+
+def test_a_damaged_best_weights_file_is_a_plain_error(dataset, tmp_path):
+    """A corrupt ``best_heldout.pt`` is named as such (no torch traceback or advice)."""
+    from cellbench.errors import InputError
+    from cellbench.train.loop import _restore_best
+
+    path = tmp_path / "best_heldout.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputError, match="best-weights file") as err:
+        _restore_best(path, None, [], [])
+    assert "weights_only" not in str(err.value) and "\x1b[" not in str(err.value)

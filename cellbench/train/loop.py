@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from cellbench.errors import CellbenchError
-from cellbench.io import torch_save_atomic, write_json_atomic
+from cellbench.io import load_torch_weights, torch_save_atomic, write_json_atomic
 from cellbench.train import schedules
 from cellbench.train.ema import ema_update
 from cellbench.train.method import Method, StepInputs
@@ -532,7 +532,9 @@ def _restore_best(
     None (and the last weights are kept) when there is no such file or it is not this run's best."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_weights(
+        path, what="best-weights file", fix="Delete it: model.pt keeps the last weights."
+    )
     checks, best = _heldout_checks(health_log)
     best_step = int(checks[best]["step"]) if checks else None
     if int(state["step"]) != best_step:
@@ -668,13 +670,11 @@ def _save_model(path, method, model_name, seed, config, step, dataset, sampler) 
 
 
 def _load_checkpoint(path: Path, model_name: str, seed: int, config: TrainConfig) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CellbenchError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt - delete "
-            "it to start the run again, or restore a good copy."
-        ) from exc
+    state = load_torch_weights(
+        path,
+        what="checkpoint",
+        fix="Delete it to start the run again, or restore a good copy.",
+    )
     missing = sorted(_CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["(not a dict)"]
     if missing:
         raise CellbenchError(
