@@ -402,3 +402,42 @@ def test_concurrent_writers_leave_one_complete_set(tmp_path):
     k = int(next(iter(files.values())))
     assert files == {name: str(k).encode() for name in ("a.csv", "b.csv", "c.csv")[: 1 + k % 3]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_two_evaluate_processes_into_one_out_leave_one_complete_set(tmp_path):
+    """Two real `cellbench evaluate` processes, different task sets, one --out: the folder ends
+    as exactly one run's complete output, whose results.json lists exactly its files."""
+    import json
+    import subprocess
+    import sys
+
+    md, feats = release(7)
+    emb, meta = write_release(tmp_path, md, feats)
+    out = tmp_path / "out"
+    base = [
+        sys.executable,
+        "-m",
+        "cellbench",
+        "evaluate",
+        "--embeddings",
+        str(emb),
+        "--metadata",
+        str(meta),
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen([*base, "--tasks", tasks], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for tasks in ("gene_gene,batch", "batch")
+    ]
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0], [p.stderr.read().decode()[-500:] for p in procs]
+    files = sorted(p.name for p in out.iterdir())
+    listed = json.loads((out / "results.json").read_text())
+    csvs = sorted(f for f in files if f.endswith(".csv"))
+    assert csvs in (["batch.csv", "gene_gene.csv"], ["batch.csv"]), files
+    assert sorted(set(listed["tasks"]) & {"gene_gene", "batch"}) == [c[:-4] for c in csvs]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", emb.name, meta.name])
