@@ -115,3 +115,9 @@ def test_run_summary_finds_the_untrained_run_of_the_same_preset(names):
     out = buf.getvalue()
     assert "untrained CWA-MSN" in out and "| chance |" in out
     assert "-> above." in out and "over 3 paired seeds" in out
+
+
+def test_an_untrained_run_is_named_as_the_floor_not_compared_with_itself(tmp_path, names):
+    long = _long(tmp_path, names, [0.30, 0.33, 0.31], [0.20, 0.22, 0.21])
+    line = verdict(long, "cwa-msn", names["untrained"], names["untrained"])
+    assert "untrained network itself" in line and "0.210" in line and "difference" not in line

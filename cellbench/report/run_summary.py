@@ -88,6 +88,12 @@ def verdict(
     ours = _per_seed(long, model, variant, metric)
     if not ours:
         return None
+    if untrained_variant is not None and variant == untrained_variant:
+        mean = sum(ours.values()) / len(ours)
+        return (
+            f"{model} ({short_variant(variant)}) is the untrained network itself: CORUM recall "
+            f"{mean:.3f} over {len(ours)} seed(s), the floor its trained runs are compared with."
+        )
     base = _per_seed(long, model, untrained_variant, metric) if untrained_variant else {}
     name = f"{model} ({short_variant(variant)})"
     mean = sum(ours.values()) / len(ours)
@@ -126,8 +132,8 @@ def verdict(
     line += " Synthetic screen; compare with the reported rows only in direction, never in value."
     if word != "above":
         line += (
-            " The budget curve in leaderboard/README.md shows what longer CPU training and "
-            "the contrastive positive control reach."
+            " leaderboard/README.md shows what else was measured on this screen, the "
+            "contrastive positive control included."
         )
     return line
 
