@@ -19,7 +19,7 @@ score is computed, into a temporary folder that then replaces the output folder 
 an error nothing is written, and the folder never mixes the files of two runs. The Python API,
 ``cellbench.evaluate(...)``, is :mod:`cellbench.api` (this module is made callable for it).
 
-Order (docs/evaluation.md): well -> alignment on controls -> perturbation map -> gene-gene recall
+Order (docs/metrics.md): well -> alignment on controls -> perturbation map -> gene-gene recall
 (null over the whole map or over its genes) -> compound-gene retrieval over seeds -> batch
 diagnostics on the aligned wells -> phenotypic activity and consistency on the aligned wells
 (copairs; :mod:`cellbench.metrics.activity`). The map is built only for the map tasks. A map
@@ -578,7 +578,7 @@ def _evaluate_arrays(
         "sources": list(sources),
         "recall_thresholds": [list(p) for p in THRESHOLD_PAIRS],
         "annotations": f"efaar-benchmarking {annotation_version()}",
-        "compound_gene": "docs/evaluation.md, compound-gene retrieval; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
+        "compound_gene": "docs/metrics.md, compound-gene retrieval; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
     }
     if "activity" in tasks or "consistency" in tasks:
         config.update(

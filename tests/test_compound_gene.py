@@ -1,5 +1,5 @@
 """Compound-gene benchmark: equal to a direct, slow, per-compound scikit-learn implementation
-of the reference algorithm (docs/evaluation.md, "Compound–gene retrieval"), seeds included."""
+of the reference algorithm (docs/metrics.md, "Compound–gene retrieval"), seeds included."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cellbench.metrics.compound_gene import METRICS, compound_gene_benchmark, lo
 def slow_reference(
     table: pl.DataFrame, feats: np.ndarray, truth: pl.DataFrame, seeds: list[int]
 ) -> list[dict]:
-    """The algorithm as written in docs/evaluation.md, one compound, concentration and seed at a time."""
+    """The algorithm as written in docs/metrics.md, one compound, concentration and seed at a time."""
     recs = table.with_row_index("row").to_dicts()
     gene_row = {r["perturbation"]: r["row"] for r in recs if r["perturbation_type"] == "CRISPR"}
     present: dict[str, dict[float, int]] = {}

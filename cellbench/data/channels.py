@@ -1,4 +1,4 @@
-"""Channels are matched BY NAME between datasets and models (docs/methods.md), never by position.
+"""Channels are matched BY NAME between datasets and models (docs/training.md), never by position.
 
 Stain aliases collapse to canonical names (Hoechst -> DNA, ConA -> ER, Phalloidin -> Actin,
 Syto14 -> RNA, MitoTracker -> Mito, WGA -> Golgi). The one real mismatch between the two

@@ -1,5 +1,5 @@
 """Pair sampling for cross-well (CWA-MSN) and single-well training (the CWA-MSN paper, section
-3.2; docs/methods.md).
+3.2; docs/training.md).
 
 Cross-well: draw B perturbations, then two DIFFERENT wells of each (any plate or batch) and
 one site of each well. Single-well: two sites (or the same site if the well has one) of ONE

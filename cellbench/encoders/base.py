@@ -12,7 +12,7 @@ Contract (docs/architecture.md, "Encoders"):
 * ``embed_dim``  – length of one embedding vector;
 * ``input_size`` – the square crop/tile size it embeds (``None``: whole sites);
 * ``preprocess(uint8 (N, C, H, W)) -> float`` – by default self-standardisation per image
-  and channel (docs/methods.md, "Common backbone"), applied to the whole site before it is cut
+  and channel (docs/training.md, "Common backbone"), applied to the whole site before it is cut
   into tiles, as in training (``preprocess_whole_sites``); a card may say otherwise
   (pixel-stats and CellProfiler see intensities scaled to [0, 1]);
 * ``embed(float (N, C, H, W)) -> (N, D)`` – on preprocessed images, in eval mode,

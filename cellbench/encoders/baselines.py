@@ -1,6 +1,6 @@
 """Baseline encoders that need no training: ``random``, ``vit-imagenet``, ``pixel-stats``.
 
-They put the trained encoders' scores on a scale (docs/methods.md, "Baselines"):
+They put the trained encoders' scores on a scale (docs/training.md, "Baselines"):
 
 * ``random`` – a fixed, seeded, randomly initialised timm ViT-S/16 ("random ViT-S/16").
   Whatever a random network recovers is what the architecture and the aggregation give for

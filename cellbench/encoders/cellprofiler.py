@@ -6,7 +6,7 @@ pixels into cell regions, and every cell is measured with ``cp_measure`` — a m
 Python implementation of CellProfiler's measurement modules (intensity, size/shape, texture,
 granularity per channel; Pearson correlation between channel pairs). The image's vector is
 the mean over its cells; the pipeline then averages images into sites and wells as for any
-encoder (docs/methods.md, "Baselines").
+encoder (docs/training.md, "Baselines").
 
 Guards: pixels are made finite and scaled to [0, 1] before measuring (a NaN pixel
 can hang the texture code); each image has a time budget (``time_limit_s``): once spent, the

@@ -1,4 +1,4 @@
-"""Well -> perturbation aggregation (docs/evaluation.md, "Map building").
+"""Well -> perturbation aggregation (docs/metrics.md, "Map building").
 
 Wells are grouped by ``(perturbation_type, perturbation, concentration)`` and averaged:
 genes pool all their guides and batches; compounds stay per concentration. Compound-plate

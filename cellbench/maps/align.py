@@ -1,4 +1,4 @@
-"""Batch alignment fitted on control wells (docs/evaluation.md, "Alignment"), scikit-learn style.
+"""Batch alignment fitted on control wells (docs/metrics.md, "Alignment"), scikit-learn style.
 
 Every aligner is fitted on the *control* wells only (``EMPTY_control``), with the batch
 (``experiment_name``) of each well, and then transforms all wells of the batches it saw::

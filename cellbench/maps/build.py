@@ -1,6 +1,6 @@
 """Build a perturbation map: align well embeddings on controls, then aggregate.
 
-``build_map(features, wells, align="pca-centerscale")`` follows docs/evaluation.md ("Map building") in order:
+``build_map(features, wells, align="pca-centerscale")`` follows docs/metrics.md ("Map building") in order:
 alignment fitted on each batch's control wells -> drop compound-plate controls -> mean per
 ``(perturbation_type, perturbation, concentration)`` at canonical concentrations.
 """

@@ -1,6 +1,6 @@
 """RxRx3-core labelling rules: the release's metadata table -> the normalised well table.
 
-Rules (the public EFAAR RxRx3-core notebook of ``efaar_benchmarking``; docs/evaluation.md,
+Rules (the public EFAAR RxRx3-core notebook of ``efaar_benchmarking``; docs/metrics.md,
 "Map building"):
 
 * ``perturbation = treatment.split("_")[0]`` unless the treatment contains ``_control``

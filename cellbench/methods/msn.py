@@ -2,7 +2,7 @@
 
 MSN: Assran et al., "Masked Siamese Networks for Label-Efficient Learning", ECCV 2022
 (arXiv:2204.07141). CWA-MSN: the cross-well alignment of Huang et al. (the CWA-MSN paper),
-section 3 (docs/methods.md). What this module implements:
+section 3 (docs/training.md). What this module implements:
 
 * anchor encoder = timm ViT + projection head (hidden BN + GELU, none on the output; the paper's
   384 -> 2048 -> 2048 -> 256, widths taken from the preset; Linear layers trunc-normal std 0.02,

@@ -3,7 +3,7 @@
 The timm ViT classifies which perturbation a training image received (softmax cross-entropy
 over the training perturbations, a linear classifier on the mean of the patch tokens).
 Augmentations: random crop, flips, 90 degree rotations, per-channel brightness/contrast jitter
-(docs/methods.md, "ViT-WSL"). Embedding: the backbone's mean patch token, without the classifier.
+(docs/training.md, "ViT-WSL"). Embedding: the backbone's mean patch token, without the classifier.
 
 Supervised WSL memorises the wells of each perturbation (measured on the synthetic screen: well
 nearest-neighbour rate 0.73, recall falling with training), so a fraction of each perturbation's wells is held out

@@ -1,4 +1,4 @@
-"""Batch-robustness diagnostics (cellbench's own, not in the reference; docs/evaluation.md,
+"""Batch-robustness diagnostics (cellbench's own, not in the reference; docs/metrics.md,
 "Batch diagnostics").
 
 Two questions about the *aligned* well embeddings:

@@ -1,5 +1,5 @@
 """Compound-gene retrieval benchmark (the ``efaar_benchmarking`` algorithm after Nov 2024;
-docs/evaluation.md, "Compound–gene retrieval").
+docs/metrics.md, "Compound–gene retrieval").
 
 For every compound of the ground truth (``compound_gene_interactions.csv``) present in the map:
 

@@ -1,4 +1,4 @@
-"""Gene-gene relationship recall (docs/evaluation.md, "Gene–gene recall"), exact and fast.
+"""Gene-gene relationship recall (docs/metrics.md, "Gene–gene recall"), exact and fast.
 
 The reference (``efaar_benchmarking.benchmarking.known_relationship_benchmark`` +
 ``compute_recall``) builds the full cosine matrix as a pandas frame, copies its upper triangle

@@ -12,7 +12,7 @@ cellbench never mixes them with numbers it measured itself.
 Also here:
 
 - :func:`table2_z_check` — recomputes Table 2's z-scores from each row with
-  z = (μ − μ_b)/√(σ² + σ_b²) (docs/evaluation.md, "Compound–gene retrieval") and flags the cells that are not
+  z = (μ − μ_b)/√(σ² + σ_b²) (docs/metrics.md, "Compound–gene retrieval") and flags the cells that are not
   consistent with their own row (OpenPhenom AP 3.89, CWA-MSN AP 3.55) instead of fixing them.
 - :func:`figure1_data` — the nine methods of Figure 1 with the efficiency ratios
   (recall per million images, per billion parameters, per both).
@@ -352,7 +352,7 @@ def paper_table(number: int) -> pl.DataFrame:
 def z_score(mean: float, std: float, mean_b: float, std_b: float) -> float:
     """z = (μ − μ_b)/√(σ² + σ_b²): the model's metric against the random baseline over seeds.
 
-    Inferred from Table 2 (docs/evaluation.md, "Compound–gene retrieval"): it reproduces every AUC z-score of the table
+    Inferred from Table 2 (docs/metrics.md, "Compound–gene retrieval"): it reproduces every AUC z-score of the table
     exactly from the printed means and stds.
     """
     denom = math.hypot(std, std_b)

@@ -11,8 +11,8 @@ never shares a numeric column with a measured one (they were measured on differe
 
 Column order follows the paper's headline: CORUM recall at (0.05, 0.95) first, then HuMAP,
 Reactome, SIGNOR, StringDB; compound–gene AP and AUC-ROC at the maximum concentration with
-their z-scores (docs/evaluation.md, "Compound–gene retrieval"); then cellbench's batch
-diagnostics (docs/evaluation.md, "Batch diagnostics"): batch
+their z-scores (docs/metrics.md, "Compound–gene retrieval"); then cellbench's batch
+diagnostics (docs/metrics.md, "Batch diagnostics"): batch
 predictability from control wells (lower is better), replicate consistency across batches,
 and the well-shortcut rate.
 """

@@ -24,7 +24,7 @@ TRAINABLE: dict[str, tuple[str, str, dict]] = {
 }
 
 
-#: per-method adjustments applied to every preset before the user's overrides (docs/methods.md)
+#: per-method adjustments applied to every preset before the user's overrides (docs/training.md)
 METHOD_DEFAULTS: dict[str, dict] = {
     # CropMAE: AdamW (0.9, 0.95), constant weight decay 0.05 (Eymael et al. 2024)
     "cropmae-cross": {"betas": (0.9, 0.95), "weight_decay": 0.05, "final_weight_decay": 0.05},

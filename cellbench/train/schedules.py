@@ -1,5 +1,5 @@
 """Per-step schedules of the MSN recipe (Assran et al. 2022; the CWA-MSN paper,
-section 3.4; docs/methods.md).
+section 3.4; docs/training.md).
 
 * learning rate: linear warm-up from 0 to ``base`` over ``warmup`` steps, then cosine to ``final``;
 * weight decay: cosine from ``start`` (0.04) to ``end`` (0.4);

@@ -3,7 +3,7 @@
 All randomness comes from an explicit CPU ``torch.Generator`` (seeded per step by the loop), so a
 step's views are a pure function of (seed, step, rank) - the basis of bit-exact resume.
 
-Choices (docs/methods.md; the CWA-MSN paper, section 3):
+Choices (docs/training.md; the CWA-MSN paper, section 3):
 * crops are taken at native resolution (no resizing), so a cell keeps its size in pixels;
   the random ("global") view has side ``crop_size``, each focal ("local") view ``focal_size``;
 * MSN/CropMAE views get crop + flip only (colour jitter, grayscale and blur are for natural

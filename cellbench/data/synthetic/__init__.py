@@ -1,4 +1,4 @@
-"""The synthetic Cell Painting screen (docs/simulator.md): planted real biology, strong
+"""The synthetic Cell Painting screen (docs/synthetic-screen.md): planted real biology, strong
 hierarchical batch effects, written in the real datasets' file layouts."""
 
 from cellbench.data.synthetic.config import (

@@ -1,7 +1,7 @@
 """The planted biology: latent traits, gene programs from the real relationship graph,
 compound effects from real target potencies.
 
-Gene knockout effects live in a space of K interpretable morphological traits (docs/simulator.md).
+Gene knockout effects live in a space of K interpretable morphological traits (docs/synthetic-screen.md).
 Programs come from the real CORUM and HuMAP graphs (the efaar_benchmarking annotation files):
 a random subset of the known edges is planted, some edges that no database holds are added,
 and each gene's effect direction is a graph-smoothed random vector (a graph embedding) plus

@@ -1,7 +1,7 @@
 """Presets and sizes of the synthetic screens (what to simulate, not how).
 
 A :class:`ScreenConfig` is plain data: it is hashed to name the on-disk cache, so every
-field that changes the output bytes lives here. Sizes (docs/simulator.md): ``tiny`` for
+field that changes the output bytes lives here. Sizes (docs/synthetic-screen.md): ``tiny`` for
 unit tests (seconds), ``quick`` for the default run (<= 60 s on 2 cores), ``full`` closer to
 the real screens, ``probe`` (RxRx3-core only) for recall measured during training.
 """
@@ -20,7 +20,7 @@ from cellbench.errors import NotFoundError
 # never reused.
 SIMULATOR_VERSION = "cellbench-sim-2.0"
 
-# Channel names as the real datasets name them (docs/methods.md): RxRx3 order is the order of
+# Channel names as the real datasets name them (docs/training.md): RxRx3 order is the order of
 # the channel index in its image keys (1..6); Bray's CLOOME npz order is Mito, ER, RNA, AGP, DNA.
 RXRX3_CHANNELS: tuple[str, ...] = ("DNA", "ER", "Actin", "RNA", "Mito", "Golgi")
 BRAY_CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")

@@ -2,7 +2,7 @@
 
 Layouts are randomised per plate (as real screens try to), so a perturbation's replicate
 wells land on different plates and positions and plate position is not confounded with
-biology (docs/simulator.md). Controls sit on every plate.
+biology (docs/synthetic-screen.md). Controls sit on every plate.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Technical variation: nested batch -> plate -> well random effects (docs/simulator.md).
+"""Technical variation: nested batch -> plate -> well random effects (docs/synthetic-screen.md).
 
 Affine effects (gain, offset) are erased by per-image standardisation, so most of the
 signal that identifies a well is deliberately non-affine (per-image standardisation would erase the rest): an
