@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             ...,
             "--model",
             "-m",
-            help="Encoder to train (cwa-msn, single-well-msn, cropmae-cross, cropmae-single, vit-wsl, infonce-cross).",
+            help="Encoder to train (cwa-msn, single-well-msn, cropmae-cross, cropmae-single, vit-wsl, infonce-cross, infonce-single).",
         ),
         preset: str = typer.Option(
             "quick", "--preset", "-p", help="tiny | quick | standard | paper."
