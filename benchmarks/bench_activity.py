@@ -1,24 +1,27 @@
-"""Phenotypic activity: cellbench's path beside copairs called directly, time and peak memory.
+"""Phenotypic activity: cellbench's fast exact engine beside copairs called directly, time and
+peak memory.
 
-Data: a synthetic random well table (float32, ``--dim`` features) with ``--perturbations``
-perturbations and ``--control-fraction`` negative-control wells; the rest of the rows are spread
-evenly over the perturbations as replicates. Both paths compute the same numbers (the test suite
-checks equality): copairs' recipe with one reference index per control well.
+Data: a synthetic random well table (float32, ``--dim`` features) with ``--control-fraction``
+negative-control wells; the treated rows are spread evenly over ``--perturbations`` perturbations,
+or over ``treated / --replicates`` of them when ``--replicates`` is given. Both paths compute the
+same numbers (tests/test_map_exact.py checks equality with copairs): copairs' recipe with one
+reference index per control well.
 
-* ``cellbench``: :func:`cellbench.metrics.activity.activity_table` on the well table (the path
-  ``cellbench evaluate --tasks activity`` runs, per perturbation type; one type here).
+* ``fast``: :func:`cellbench.metrics.activity.activity_table` on the well table, default engine
+  (the path ``cellbench evaluate --tasks activity`` runs; blocks of wells x controls).
 * ``copairs``: ``copairs.map.average_precision`` + ``mean_average_precision`` called directly.
 
 Each runs in its own fresh subprocess; reported: wall time of the call, peak RSS of the process
-(``resource.getrusage``, ``ru_maxrss``) and its growth over the RSS just before the call, and with
-``--tracemalloc`` the peak of Python-tracked allocations (numpy reports to tracemalloc; slower).
+(``resource.getrusage``, ``ru_maxrss``) and its growth over the RSS just before the call, the
+1-minute load average seen, and with ``--tracemalloc`` the peak of Python-tracked allocations.
 
-copairs enumerates every (treated well, control well) pair, so time and memory grow with their
-product. A size whose estimate (scaled from the largest size measured, by the number of pairs)
-exceeds ``--max-minutes`` or ``--max-gb`` is not run; its estimate is printed instead.
+copairs enumerates every (treated well, control well) pair, so its time and memory grow with
+their product. A size above ``--measure-up-to``, or whose estimate (scaled from the largest size
+measured, by the number of pairs) exceeds ``--max-minutes`` or ``--max-gb``, is not run; its
+estimate and cellbench's own size-guard estimate (``copairs_memory_estimate``) are printed.
 
     python benchmarks/bench_activity.py [--sizes 20000 222601] [--dim 384] [--null-size 10000]
-        [--measure-up-to 20000]  # run the 20k size, estimate the release size
+        [--replicates 8] [--measure-up-to 20000]  # run copairs at 20k, fast at both
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+from cellbench.metrics.activity import copairs_memory_estimate  # noqa: E402
+
+
+def n_perturbations(n: int, args) -> int:
+    n_trt = n - int(round(n * args.control_fraction))
+    return max(1, n_trt // args.replicates) if args.replicates else args.perturbations
 
 
 def make_table(n: int, dim: int, n_perts: int, control_fraction: float, seed: int = 0):
@@ -58,7 +68,7 @@ def pair_counts(n: int, n_perts: int, control_fraction: float) -> dict:
     }
 
 
-def run_cellbench(x, pert, ctrl, null_size):
+def run_fast(x, pert, ctrl, null_size):
     import polars as pl
 
     from cellbench.metrics.activity import activity_table
@@ -104,12 +114,12 @@ def child(args) -> None:
     import resource
 
     x, pert, ctrl = make_table(args.n, args.dim, args.perturbations, args.control_fraction)
-    runner = {"cellbench": run_cellbench, "copairs": run_copairs}[args.which]
+    runner = {"fast": run_fast, "copairs": run_copairs}[args.which]
     if args.tracemalloc:
         import tracemalloc
 
         tracemalloc.start()
-    before = _rss_mb()
+    before, load0 = _rss_mb(), os.getloadavg()[0]
     t0 = time.perf_counter()
     maps, fraction = runner(x, pert, ctrl, args.null_size)
     seconds = time.perf_counter() - t0
@@ -117,6 +127,7 @@ def child(args) -> None:
         "which": args.which,
         "n": args.n,
         "seconds": seconds,
+        "load_avg_1min": round(max(load0, os.getloadavg()[0]), 2),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_mb": before,
         "fraction_retrieved": fraction,
@@ -134,6 +145,12 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[20_000, 222_601])
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--perturbations", type=int, default=1_000)
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="wells per perturbation (overrides --perturbations)",
+    )
     p.add_argument("--control-fraction", type=float, default=0.1)
     p.add_argument("--null-size", type=int, default=10_000)
     p.add_argument("--max-minutes", type=float, default=5.0)
@@ -145,7 +162,7 @@ def main() -> None:
         help="only estimate (never run) the sizes above this many wells",
     )
     p.add_argument("--tracemalloc", action="store_true")
-    p.add_argument("--child", choices=["cellbench", "copairs"])
+    p.add_argument("--child", choices=["fast", "copairs"])
     p.add_argument("--n", type=int)
     args = p.parse_args()
     if args.child:
@@ -154,18 +171,32 @@ def main() -> None:
         return
     measured: dict[str, dict] = {}
     for n in sorted(args.sizes):
-        pairs = pair_counts(n, args.perturbations, args.control_fraction)
+        n_perts = n_perturbations(n, args)
+        pairs = pair_counts(n, n_perts, args.control_fraction)
         print(
-            f"\n== {n:,} wells x {args.dim} features: {pairs['treated']:,} treated, {pairs['controls']:,} controls, "
+            f"\n== {n:,} wells x {args.dim} features: {pairs['treated']:,} treated in {n_perts:,} "
+            f"perturbations, {pairs['controls']:,} controls, "
             f"{pairs['negative_pairs']:,} negative + {pairs['positive_pairs']:,} positive pairs"
         )
-        for which in ("cellbench", "copairs"):
-            if which in measured:
+        for which in ("fast", "copairs"):
+            too_big = args.measure_up_to is not None and n > args.measure_up_to
+            if which == "copairs" and too_big:
+                reps = int(np.ceil(pairs["treated"] / n_perts))
+                need = copairs_memory_estimate(
+                    pairs["negative_pairs"] + pairs["positive_pairs"],
+                    args.null_size,
+                    reps - 1 + pairs["controls"],
+                    1,
+                )
+                print(
+                    f"{which:>9}: would need about {need / 2**30:.0f} GB (cellbench's size guard), not run"
+                )
+                continue
+            if which in measured and which != "fast":
                 ref = measured[which]
                 scale = (pairs["negative_pairs"] + pairs["positive_pairs"]) / ref["pairs"]
                 est_s, est_gb = ref["seconds"] * scale, ref["peak_growth_mb"] * scale / 1024
-                too_big = args.measure_up_to is not None and n > args.measure_up_to
-                if too_big or est_s > 60 * args.max_minutes or est_gb > args.max_gb:
+                if est_s > 60 * args.max_minutes or est_gb > args.max_gb:
                     print(
                         f"{which:>9}: not run; estimated {est_s / 60:.0f} min and {est_gb:.0f} GB "
                         f"(scaled by pairs, x{scale:.0f} from {ref['n']:,} wells)"
@@ -181,7 +212,7 @@ def main() -> None:
                 "--dim",
                 str(args.dim),
                 "--perturbations",
-                str(args.perturbations),
+                str(n_perts),
                 "--control-fraction",
                 str(args.control_fraction),
                 "--null-size",
@@ -201,17 +232,20 @@ def main() -> None:
             )
             print(
                 f"{which:>9}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
-                f"(+{r['peak_growth_mb']:.0f} MB over the input){extra}; fraction retrieved "
+                f"(+{r['peak_growth_mb']:.0f} MB over the input){extra}, load {r['load_avg_1min']}; "
+                f"fraction retrieved "
                 f"{r['fraction_retrieved']:.3f}, mean mAP {r['mean_map']:.4f}"
             )
         if (
-            "cellbench" in measured
+            "fast" in measured
             and "copairs" in measured
-            and measured["cellbench"]["n"] == measured["copairs"]["n"] == n
+            and measured["fast"]["n"] == measured["copairs"]["n"] == n
         ):
-            c, r = measured["cellbench"], measured["copairs"]
+            c, r = measured["fast"], measured["copairs"]
             print(
-                f"    ratio cellbench/copairs: time {c['seconds'] / r['seconds']:.2f}x, "
+                f"    ratio copairs/fast: time {r['seconds'] / c['seconds']:.1f}x, "
+                f"peak growth {r['peak_growth_mb'] / max(c['peak_growth_mb'], 1e-9):.1f}x; "
+                f"fast/copairs: time {c['seconds'] / r['seconds']:.2f}x, "
                 f"peak growth {c['peak_growth_mb'] / max(r['peak_growth_mb'], 1e-9):.2f}x"
             )
 

@@ -16,3 +16,7 @@ class InputError(CellbenchError):
 
 class NotFoundError(CellbenchError):
     """An unknown name (model, dataset, preset) or a missing file/weight."""
+
+
+class ResourceError(CellbenchError):
+    """A computation that would not fit this machine (memory), with the way around it."""

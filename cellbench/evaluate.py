@@ -586,11 +586,12 @@ def _evaluate_arrays(
             threshold=float(threshold),
             activity=(
                 "copairs mAP (cosine) of each perturbation's aligned wells against the negative-control wells "
-                "of its perturbation type; permutation p-values, Benjamini-Hochberg within each type"
+                "of its perturbation type; permutation p-values, Benjamini-Hochberg within each type; computed by "
+                "cellbench's exact block engine (cellbench.metrics.map_exact), equal to copairs"
             ),
             consistency=(
                 "copairs mAP (cosine) between median consensus profiles of the active perturbations: "
-                "positives share the target, negatives have another"
+                "positives share the target, negatives have another; same engine"
             ),
         )
     if columns is not None:

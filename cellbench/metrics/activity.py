@@ -1,6 +1,6 @@
 """Phenotypic activity: do a perturbation's replicate wells retrieve each other against negative
 controls? The JUMP Cell Painting standard (Kalinin et al. 2025, copairs; Chandrasekaran et al.
-2024, CPJUMP1), computed by copairs itself.
+2024, CPJUMP1), with copairs' numbers.
 
 For each treated well, the positives are the other wells of its perturbation and the negatives
 are the negative-control wells; its average precision (cosine similarity) ranks them. A
@@ -9,19 +9,104 @@ for the same numbers of positives and negatives, corrected over perturbations by
 Benjamini-Hochberg. The *fraction retrieved* is the share of perturbations whose corrected
 p-value is below ``threshold`` (0.05): CPJUMP1 reports 0.48-0.68 for CRISPR knockouts with
 CellProfiler features.
+
+Two engines give the same numbers. ``"fast"`` (the default, :mod:`cellbench.metrics.map_exact`)
+ranks blocks of wells against all candidates in bounded memory; ``"copairs"`` calls
+``copairs.map.average_precision`` and ``mean_average_precision``, which list every pair (memory
+grows with treated x control wells) and is refused, with the fix named, when its estimate
+exceeds the memory available.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import polars as pl
+from copairs.map import average_precision, mean_average_precision
 
-from cellbench.errors import InputError
+from cellbench.errors import InputError, ResourceError
+from cellbench.metrics import map_exact
 
 _REF = "_reference_index"
+ENGINES: tuple[str, ...] = ("fast", "copairs")
+# copairs' peak memory per listed pair: 3.2 GB for 36 M pairs in benchmarks/bench_activity.py
+_COPAIRS_BYTES_PER_PAIR = 90
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``, else free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def copairs_memory_estimate(n_pairs: int, null_size: int, max_total: int, n_confs: int) -> int:
+    """Bytes copairs needs: its pair lists and rank lists (``n_pairs``) plus the shuffled index
+    matrices of its null (``null_size`` x ``max_total`` per configuration, one per thread)."""
+    itemsize = 2 if max_total < 2**16 else 4
+    threads = max(1, min(n_confs, os.cpu_count() or 1))
+    return _COPAIRS_BYTES_PER_PAIR * n_pairs + null_size * max_total * itemsize * threads
+
+
+def check_copairs_fits(n_pairs: int, null_size: int, max_total: int, n_confs: int, what: str):
+    """Refuse the copairs engine before it starts when its estimate exceeds available memory."""
+    need, have = copairs_memory_estimate(n_pairs, null_size, max_total, n_confs), available_memory()
+    if need > have:
+        raise ResourceError(
+            f"copairs would list {n_pairs:,} pairs for {what} and need about {need / 2**30:.1f} GB, "
+            f"more than the {have / 2**30:.1f} GB available. Fix: use the fast engine "
+            f"(engine='fast', the default; it gives copairs' numbers in bounded memory), or leave "
+            f"{what} out (--tasks without activity)."
+        )
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+
+
+def _features(features, n: int, engine: str) -> np.ndarray:
+    """Profiles as copairs sees them: float64 for copairs; the fast engine keeps float32 (its
+    float64 values are what it ranks) and converts only the rows it recomputes."""
+    x = np.asarray(features)
+    if engine == "copairs" or x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim != 2 or x.shape[0] != n:
+        return x
+    if not np.isfinite(x).all():
+        raise InputError("phenotypic activity needs finite features; drop or impute NaN/inf rows")
+    if x.shape[0] and not (np.abs(x).max(axis=1) > 0).all():
+        raise InputError(
+            "a profile is all zeros, so it has no cosine similarity; drop those wells (or fix "
+            "the features that produced them)"
+        )
+    return x
+
+
+def _within_group_pairs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair ``(a, b)``, ``a != b``, of positions sharing a code."""
+    m = len(codes)
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    starts = np.searchsorted(sc, sc, side="left")
+    size = np.searchsorted(sc, sc, side="right") - starts
+    a = np.repeat(np.arange(m), size)
+    b = (
+        np.repeat(starts, size)
+        + np.arange(int(size.sum()))
+        - np.repeat(np.cumsum(size) - size, size)
+    )
+    keep = a != b
+    return order[a[keep]], order[b[keep]]
 
 
 @dataclass(frozen=True)
@@ -65,24 +150,22 @@ def phenotypic_activity(
     null_size: int = 100_000,
     threshold: float = 0.05,
     seed: int = 0,
+    engine: str = "fast",
 ) -> ActivityResult:
-    """Phenotypic activity of every non-control perturbation with >= 2 wells (copairs).
+    """Phenotypic activity of every non-control perturbation with >= 2 wells (copairs' numbers).
 
     ``features`` (n, d) well profiles; ``perturbation`` (n,) labels; ``is_control`` (n,) bool,
     the negative-control wells (their labels are ignored). Follows copairs' documented recipe:
     each control well gets its own reference index so controls are never positives, and treated
-    wells of different perturbations are never negatives of each other.
+    wells of different perturbations are never negatives of each other. ``engine``: ``"fast"``
+    (block-wise, bounded memory, equal to copairs) or ``"copairs"`` (copairs itself).
     """
-    import pandas as pd
-    from copairs.map import average_precision, mean_average_precision
-
-    x = np.asarray(features, dtype=np.float64)
+    _check_engine(engine)
     pert = np.asarray(perturbation).astype(str)
     ctrl = np.asarray(is_control, dtype=bool)
+    x = _features(features, pert.size, engine)
     if x.ndim != 2 or x.shape[0] != pert.size or pert.size != ctrl.size:
         raise InputError("features, perturbation and is_control must describe the same wells")
-    if not np.isfinite(x).all():
-        raise InputError("phenotypic activity needs finite features; drop or impute NaN/inf rows")
     if not ctrl.any():
         raise InputError("phenotypic activity needs negative-control wells; mark them as controls")
     labels, counts = np.unique(pert[~ctrl], return_counts=True)
@@ -90,24 +173,11 @@ def phenotypic_activity(
     keep = ctrl | np.isin(pert, list(keep_labels))
     if not keep_labels:
         raise InputError("no perturbation has two or more wells; activity needs replicates")
-    meta = pd.DataFrame({"perturbation": np.where(ctrl, "__control__", pert)[keep]})
-    meta[_REF] = np.where(ctrl[keep], np.arange(int(keep.sum())), -1)
-    sameby = ["perturbation", _REF]
-    logging.getLogger("copairs").setLevel(logging.WARNING)
-    ap = average_precision(
-        meta,
-        x[keep],
-        pos_sameby=sameby,
-        pos_diffby=[],
-        neg_sameby=[],
-        neg_diffby=sameby,
-        progress_bar=False,
-    )
-    ap = ap[ap[_REF] == -1]
-    maps = mean_average_precision(
-        ap, sameby, null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
-    )
     n_wells = dict(zip(labels.tolist(), counts.tolist(), strict=True))
+    if engine == "copairs":
+        maps = _activity_copairs(x[keep], pert[keep], ctrl[keep], null_size, threshold, seed)
+    else:
+        maps = _activity_fast(x, pert, ctrl, keep, null_size, threshold, seed)
     table = (
         _scores_table(maps, "perturbation")
         .with_columns(
@@ -125,6 +195,49 @@ def phenotypic_activity(
     )
     fraction = float(table["retrieved"].mean()) if table.height else 0.0
     return ActivityResult(table, fraction, threshold, null_size)
+
+
+def _activity_fast(x, pert, ctrl, keep, null_size, threshold, seed):
+    """Treated wells of the kept perturbations against all control wells, block by block."""
+    queries = np.nonzero(keep & ~ctrl)[0]
+    controls = np.nonzero(ctrl)[0]
+    _, codes = np.unique(pert[queries], return_inverse=True)
+    a, b = _within_group_pairs(codes.ravel())
+    ap, n_pos, n_neg = map_exact.exact_average_precision(x, queries, controls, a, queries[b])
+    maps = map_exact.map_pvalues(
+        pert[queries], ap, n_pos, n_pos + n_neg, null_size=null_size, seed=seed, threshold=threshold
+    )
+    return maps.rename(columns={"group": "perturbation"})
+
+
+def _activity_copairs(x, pert, ctrl, null_size, threshold, seed):
+    """copairs itself, after checking that its pair lists fit in memory."""
+    reps = np.unique(pert[~ctrl], return_counts=True)[1]
+    n_ctrl = int(ctrl.sum())
+    check_copairs_fits(
+        int((reps * (reps - 1) // 2).sum()) + int(reps.sum()) * n_ctrl,
+        null_size,
+        int(reps.max()) - 1 + n_ctrl,
+        len(np.unique(reps)),
+        "phenotypic activity",
+    )
+    meta = pd.DataFrame({"perturbation": np.where(ctrl, "__control__", pert)})
+    meta[_REF] = np.where(ctrl, np.arange(len(pert)), -1)
+    sameby = ["perturbation", _REF]
+    logging.getLogger("copairs").setLevel(logging.WARNING)
+    ap = average_precision(
+        meta,
+        x,
+        pos_sameby=sameby,
+        pos_diffby=[],
+        neg_sameby=[],
+        neg_diffby=sameby,
+        progress_bar=False,
+    )
+    ap = ap[ap[_REF] == -1]
+    return mean_average_precision(
+        ap, sameby, null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,21 +264,22 @@ def phenotypic_consistency(
     null_size: int = 100_000,
     threshold: float = 0.05,
     seed: int = 0,
+    engine: str = "fast",
 ) -> ConsistencyResult:
-    """Phenotypic consistency (copairs): do perturbations sharing a target retrieve each other?
+    """Phenotypic consistency (copairs' numbers): do perturbations sharing a target retrieve
+    each other?
 
     ``features`` (n, d) perturbation-level consensus profiles (one row per perturbation);
     ``target`` (n,) their annotation. Positives: perturbations with the same target; negatives:
     perturbations with a different target (copairs' recipe, Kalinin et al. 2025). ``compound``
     (optional, n): a perturbation's base identity (e.g. the compound across its doses); two rows
     of the same base are never positives. Only targets with two or more bases are scored.
+    ``engine`` as in :func:`phenotypic_activity`.
     """
-    import pandas as pd
-    from copairs.map import average_precision, mean_average_precision
-
-    x = np.asarray(features, dtype=np.float64)
+    _check_engine(engine)
     tgt = np.asarray(target).astype(str)
     base = np.arange(len(tgt)).astype(str) if compound is None else np.asarray(compound).astype(str)
+    x = _features(features, tgt.size, engine)
     if x.ndim != 2 or x.shape[0] != tgt.size or tgt.size != base.size:
         raise InputError("features, target and compound must describe the same perturbations")
     frame = pl.DataFrame({"t": tgt, "b": base})
@@ -176,20 +290,10 @@ def phenotypic_consistency(
         raise InputError(
             f"only {len(scored)} target(s) have two or more perturbations; consistency needs at least two"
         )
-    meta = pd.DataFrame({"target": tgt[keep], "base": base[keep]})
-    logging.getLogger("copairs").setLevel(logging.WARNING)
-    ap = average_precision(
-        meta,
-        x[keep],
-        pos_sameby=["target"],
-        pos_diffby=["base"],
-        neg_sameby=[],
-        neg_diffby=["target"],
-        progress_bar=False,
-    )
-    maps = mean_average_precision(
-        ap, ["target"], null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
-    )
+    if engine == "copairs":
+        maps = _consistency_copairs(x[keep], tgt[keep], base[keep], null_size, threshold, seed)
+    else:
+        maps = _consistency_fast(x, tgt, base, keep, null_size, threshold, seed)
     counts = dict(zip(*np.unique(tgt[keep], return_counts=True), strict=True))
     table = (
         _scores_table(maps, "target")
@@ -210,6 +314,46 @@ def phenotypic_consistency(
     )
     fraction = float(table["retrieved"].mean()) if table.height else 0.0
     return ConsistencyResult(table, fraction, threshold, null_size)
+
+
+def _consistency_fast(x, tgt, base, keep, null_size, threshold, seed):
+    """Every kept perturbation against all others: positives share the target but not the base,
+    negatives have another target."""
+    rows = np.nonzero(keep)[0]
+    _, tcode = np.unique(tgt[rows], return_inverse=True)
+    tcode = tcode.ravel()
+    a, b = _within_group_pairs(tcode)
+    differ = base[rows][a] != base[rows][b]
+    a, b = a[differ], b[differ]
+
+    def negatives(q: np.ndarray) -> np.ndarray:
+        return tcode[q][:, None] != tcode[None, :]
+
+    ap, n_pos, n_neg = map_exact.exact_average_precision(x, rows, rows, a, rows[b], negatives)
+    maps = map_exact.map_pvalues(
+        tgt[rows], ap, n_pos, n_pos + n_neg, null_size=null_size, seed=seed, threshold=threshold
+    )
+    return maps.rename(columns={"group": "target"})
+
+
+def _consistency_copairs(x, tgt, base, null_size, threshold, seed):
+    """copairs itself, after checking that its pair lists fit in memory."""
+    n = len(tgt)
+    check_copairs_fits(n * (n - 1) // 2, null_size, n, n, "phenotypic consistency")
+    meta = pd.DataFrame({"target": tgt, "base": base})
+    logging.getLogger("copairs").setLevel(logging.WARNING)
+    ap = average_precision(
+        meta,
+        x,
+        pos_sameby=["target"],
+        pos_diffby=["base"],
+        neg_sameby=[],
+        neg_diffby=["target"],
+        progress_bar=False,
+    )
+    return mean_average_precision(
+        ap, ["target"], null_size=null_size, threshold=threshold, seed=seed, progress_bar=False
+    )
 
 
 _SEP = "\x1f"
@@ -257,12 +401,14 @@ def activity_table(
     null_size: int = 100_000,
     threshold: float = 0.05,
     seed: int = 0,
+    engine: str = "fast",
 ) -> tuple[pl.DataFrame, dict]:
     """Phenotypic activity of a well table (``schema.WELL_COLUMNS``), per perturbation type.
 
     A perturbation at one concentration is one unit (a gene pools its guides); its wells are the
     replicates, the negative-control wells of the same perturbation type are the negatives, and
-    p-values are corrected within each type. Returns ``(table of ACTIVITY_COLUMNS, scores)``."""
+    p-values are corrected within each type; ``engine`` as in :func:`phenotypic_activity`.
+    Returns ``(table of ACTIVITY_COLUMNS, scores)``."""
     units = _units(wells)
     types = wells["perturbation_type"].to_numpy().astype(str)
     ctrl = wells["is_control"].to_numpy().astype(bool)
@@ -282,6 +428,7 @@ def activity_table(
                 null_size=null_size,
                 threshold=threshold,
                 seed=seed,
+                engine=engine,
             )
         except InputError as exc:
             if "two or more wells" not in str(exc):
@@ -347,6 +494,7 @@ def consistency_table(
     null_size: int = 100_000,
     threshold: float = 0.05,
     seed: int = 0,
+    engine: str = "fast",
 ) -> tuple[pl.DataFrame, dict, dict[str, str]]:
     """Phenotypic consistency of the *active* perturbations of a well table with a ``target``
     column, per perturbation type: ``(table of CONSISTENCY_COLUMNS, scores, skipped types)``.
@@ -393,6 +541,7 @@ def consistency_table(
                 null_size=null_size,
                 threshold=threshold,
                 seed=seed,
+                engine=engine,
             )
         except InputError as exc:
             skipped[ptype] = f"{int(has.sum())} active annotated {ptype} perturbations: {exc}"
