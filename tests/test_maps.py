@@ -241,3 +241,41 @@ def test_constant_embeddings_align_without_a_runtime_warning(name):
         warnings.simplefilter("error")
         Z = make_aligner(name).fit_transform(X, batch, control)
     assert np.isfinite(Z).all()
+
+
+def test_pca_centerscale_with_fewer_controls_than_features_keeps_the_supported_components():
+    """10 control wells in 64 features span 9 centred directions. sklearn keeps 10 components;
+    the 10th holds only rounding noise, which the per-batch scaling blew up into the one axis
+    of every well (all cosines +-1, recall 0). The aligner keeps the 9 the controls support,
+    warns with the counts, and equals PCA(9) + per-batch scaling computed by sklearn."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 64)) * 3 + 5
+    batch = np.repeat(["b1", "b2"], 100)
+    control = np.zeros(200, bool)
+    control[:5] = control[100:105] = True
+    with pytest.warns(
+        UserWarning, match=r"10 control wells \(per batch: 'b1' 5, 'b2' 5\).*9 of 10"
+    ):
+        Z = PCACenterScale().fit_transform(X, batch, control)
+    assert Z.shape == (200, 9)
+    P = PCA(n_components=9, svd_solver="full").fit(X[control]).transform(X)
+    for b in ("b1", "b2"):
+        ctrl = (batch == b) & control
+        expected = (P[batch == b] - P[ctrl].mean(axis=0)) / P[ctrl].std(axis=0)
+        np.testing.assert_allclose(Z[batch == b], expected, rtol=1e-8, atol=1e-10)
+    Zn = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    cos = (Zn @ Zn.T)[np.triu_indices(200, k=1)]
+    assert np.mean(np.abs(cos) > 0.99) < 0.01  # not one axis carrying every well
+
+
+def test_tvn_with_fewer_controls_than_features_warns_and_stays_finite():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(120, 40))
+    batch = np.repeat(["p1", "p2"], 60)
+    control = np.zeros(120, bool)
+    control[:6] = control[60:66] = True
+    with pytest.warns(UserWarning, match="'tvn': 12 control wells"):
+        Z = TVN().fit_transform(X, batch, control)
+    assert Z.shape == (120, 11) and np.isfinite(Z).all() and np.abs(Z).max() < 1e3

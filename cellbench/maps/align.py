@@ -25,6 +25,8 @@ it, and ``transform`` refuses batches that ``fit`` never saw.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
@@ -130,7 +132,9 @@ class PCACenterScale(_ControlAligner):
         self.n_components = n_components
 
     def _fit(self, X, groups, control):
-        self.pca_ = _fit_pca(X[control], self.n_components)
+        self.pca_ = _fit_pca(
+            X[control], self.n_components, name=self.name, counts=_control_counts(groups, control)
+        )
         Z = self.pca_.transform(X[control])
         ctrl_idx = np.flatnonzero(control)
         pos = np.full(len(X), -1)
@@ -146,12 +150,53 @@ class PCACenterScale(_ControlAligner):
         return out
 
 
-def _fit_pca(X: np.ndarray, n_components: int | float | None = None) -> PCA:
-    """``PCA(svd_solver="full").fit(X)``; for controls without any variance (a collapsed encoder:
-    every well the same vector) sklearn's explained-variance *ratio* is 0/0, a RuntimeWarning
-    about a number cellbench never uses -- the components and transform are still defined."""
+def _control_counts(groups: dict[str, np.ndarray], control: np.ndarray) -> str:
+    shown = [f"'{b}' {int(control[idx].sum())}" for b, idx in list(groups.items())[:5]]
+    return ", ".join(shown) + (" ..." if len(groups) > 5 else "")
+
+
+def _fit_pca(
+    X: np.ndarray,
+    n_components: int | float | None = None,
+    *,
+    name: str = "pca",
+    counts: str = "",
+) -> PCA:
+    """``PCA(svd_solver="full").fit(X)`` on the control wells, capped at their rank.
+
+    ``n`` centred control wells span at most ``n - 1`` directions. sklearn keeps
+    ``min(n, features)`` components, so with fewer controls than features the last ones carry
+    only rounding noise (~1e-16 of the variance); the per-batch scaling that follows divides by
+    that noise, the noise axis then holds the whole norm of every well and every cosine is +-1
+    (gene-gene recall 0). The components are therefore capped at the numerical rank of the
+    centred controls (singular values above ``s_max * max(n, features) * eps``, the tolerance of
+    ``numpy.linalg.matrix_rank``), with one warning naming the counts. The kept components are
+    the first ones sklearn's PCA would return.
+
+    For controls without any variance (a collapsed encoder: every well the same vector) nothing
+    is capped; sklearn's explained-variance *ratio* is then 0/0, a RuntimeWarning about a number
+    cellbench never uses -- the components and transform are still defined.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return PCA(n_components=n_components, svd_solver="full").fit(X)
+        pca = PCA(n_components=n_components, svd_solver="full").fit(X)
+    s = pca.singular_values_
+    if len(s) == 0 or s[0] == 0:
+        return pca
+    tol = s[0] * max(X.shape) * np.finfo(X.dtype if X.dtype.kind == "f" else np.float64).eps
+    rank = int(np.count_nonzero(s > tol))
+    if 0 < rank < pca.n_components_:
+        warnings.warn(
+            f"alignment '{name}': {len(X)} control wells (per batch: {counts}) for "
+            f"{X.shape[1]} features support only {rank} principal components, so "
+            f"{rank} of {pca.n_components_} are kept (the others carry no control variance "
+            "and would be scaled by ~1/0). Fix: more control wells per screen, or fewer "
+            "features.",
+            UserWarning,
+            stacklevel=4,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pca = PCA(n_components=rank, svd_solver="full").fit(X)
+    return pca
 
 
 def _inv_sqrt_spd(C: np.ndarray) -> np.ndarray:
@@ -172,7 +217,7 @@ class TVN(_ControlAligner):
         Xc = X[control]
         self.scaler1_ = StandardScaler().fit(Xc)
         Z = self.scaler1_.transform(Xc)
-        self.pca_ = _fit_pca(Z)
+        self.pca_ = _fit_pca(Z, name=self.name, counts=_control_counts(groups, control))
         Z = self.pca_.transform(Z)
         self.scaler2_ = StandardScaler().fit(Z)
         Z = self.scaler2_.transform(Z)

@@ -24,6 +24,18 @@ are bracketed from a random sample of pairs, then one blockwise pass over the up
 keeps only the few inside it; a bracket the sample missed is widened and the pass repeated.
 The known pairs' similarities are read from the same blocks, so each is compared with the null
 it belongs to bit for bit.
+
+A known pair tied with an order statistic (identical rows, collapsed embeddings) is decided by
+the last bit of two similarities, and that bit depends on how the product is computed: the
+memory layout of the rows, the BLAS routine, and where a row falls in the BLAS micro-tile. Both
+engines therefore reproduce the reference's arithmetic: rows column-major (the layout of the
+pandas frame the reference passes), a ``gemm`` against a separate normalised copy (what sklearn
+makes of a frame passed twice), and blocks aligned on the tile grid. In float64 every value
+equals the reference's bit for bit (tested). In float32 the reference reads each known pair at
+(entity1, entity2) in name order from a ``gemm`` result that is not exactly symmetric, so a
+pair whose lower-triangle value differs from its upper-triangle null value by 1 ulp and sits
+at an order statistic can still count differently; this needs ties at the threshold, i.e.
+duplicate rows in the map.
 """
 
 from __future__ import annotations
@@ -63,19 +75,43 @@ def tail_ranks(m: int, low: float, high: float) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _reference_layout(X: np.ndarray) -> np.ndarray:
+    """``X`` in the memory layout the reference's ``cosine_similarity`` receives: it passes a
+    single-dtype pandas frame, which hands over its block as a column-major array. The layout
+    decides the order of the floating-point sums (row norms, BLAS kernels), hence the last bit
+    of each similarity, and a known pair tied with an order statistic is decided by that bit."""
+    return np.asfortranarray(X)
+
+
 def _full_null(X: np.ndarray, ranks: np.ndarray, qi: np.ndarray, qj: np.ndarray):
-    C = cosine_similarity(X, X)
+    X = _reference_layout(X)
+    # two array objects, as sklearn makes of the reference's frame passed twice: each side is
+    # normalised on its own and the product is a ``gemm``, not the ``syrk`` of ``X @ X.T``
+    C = cosine_similarity(X, X.copy(order="F"))
     null = C[np.triu_indices(len(C), k=1)]
     stats = np.partition(null, ranks)[ranks] if len(ranks) else np.empty(0, C.dtype)
     return stats, C[qi, qj]
 
 
+TILE = 8  # block boundaries on multiples of this keep each row's place in the BLAS micro-tile
+
+
 def _blocks(Xn: np.ndarray, block_rows: int):
-    """Yield ``(a, b, B)`` with ``B = Xn[a:b] @ Xn[a:].T`` for consecutive row blocks."""
+    """Yield ``(a, b, B)`` with ``B = Xn[a:b] @ Xn[a:].T`` for consecutive row blocks.
+
+    Each value is computed as the reference's full product computes it: ``Xn`` is column-major
+    and ``B`` is a ``gemm`` of it against a separate copy (sklearn's two normalised arrays), and
+    blocks start on multiples of ``TILE`` rows. A ``gemm`` value depends on where its row and
+    column fall in the BLAS micro-tile; a block starting off the tile grid moves rows to other
+    places, and two identical rows then get cosines 1 ulp apart, which breaks the tie the
+    reference keeps and moves a known pair that sits at an order statistic across it.
+    """
     n = len(Xn)
+    block_rows = -(-max(block_rows, 1) // TILE) * TILE
+    Yn = Xn.copy(order="F")
     for a in range(0, n - 1, block_rows):
         b = min(a + block_rows, n)
-        yield a, b, Xn[a:b] @ Xn[a:].T
+        yield a, b, Xn[a:b] @ Yn[a:].T
 
 
 def _block_null(
@@ -92,7 +128,7 @@ def _block_null(
 ):
     n = len(X)
     m = n * (n - 1) // 2
-    Xn = normalize(X, copy=True)
+    Xn = normalize(_reference_layout(X), copy=True)
     # 1. bracket each order statistic from a uniform sample of pairs
     rng = np.random.default_rng(seed)
     s = min(sample_size, m)
