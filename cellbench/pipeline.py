@@ -312,8 +312,8 @@ def run_pipeline(
         simulator_version=_simulator_version(eval_ds),
         health=None if train_log is None else _health(train_log),
     )
-    for record in result.records.values():
-        store.put(record)
+    for stored_record in result.records.values():
+        store.put(stored_record)
     return result
 
 

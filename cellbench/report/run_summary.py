@@ -99,7 +99,7 @@ def verdict(
     base = _per_seed(long, model, untrained_variant, metric) if untrained_variant else {}
     name = f"{model} ({short_variant(variant)})"
     mean = sum(ours.values()) / len(ours)
-    if base:
+    if base and untrained_variant:
         against = f"the untrained ViT of its architecture ({short_variant(untrained_variant)})"
         ref = sum(base[s] for s in ours if s in base) / max(len(set(ours) & set(base)), 1)
         missing = ""

@@ -283,7 +283,7 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
                 std = None
                 if n >= 2:
                     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-                lo, hi = t_interval(mean, std, n) if n else (None, None)
+                lo, hi = t_interval(mean, std, n) if mean is not None else (None, None)
                 if metric in METRIC_KEYS:
                     row.update(
                         {
