@@ -22,10 +22,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint, import order and formatting."""
+    """Ruff (lint, import order, formatting) and mypy on cellbench/ ([tool.mypy] in pyproject)."""
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # mypy reads the installed libraries' types, so it checks the package in its own env
+    session.install("-e", ".", "mypy")
+    session.run("mypy")
 
 
 @nox.session

@@ -69,11 +69,11 @@ from cellbench.schema import (
     EMBEDDING_ID_COLUMN,
     EVAL_TASKS,
     FEATURE_PREFIX,
+    SCORED_TASKS,
     TARGET_COLUMN,
     WELL_COLUMNS,
 )
 
-TASKS: tuple[str, ...] = (*EVAL_TASKS, "activity", "consistency")
 #: run by default on RxRx3-core-layout metadata
 DEFAULT_TASKS: tuple[str, ...] = EVAL_TASKS
 #: run by default on JUMP-style (``Metadata_*``) profiles or metadata
@@ -155,10 +155,10 @@ def _check_options(
         raise InputError(
             f"--seeds must be at least 1 (got {seeds}). Fix: pass --seeds 100 as the reference does."
         )
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in SCORED_TASKS]
     if unknown or not tasks:
         raise InputError(
-            f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(TASKS)} (--tasks)."
+            f"unknown task(s) {unknown or '(none)'}. Fix: choose from {list(SCORED_TASKS)} (--tasks)."
         )
     if int(null_size) < 1:
         raise InputError(
@@ -567,7 +567,7 @@ def _evaluate_arrays(
             "higher_is_better": MAIN_METRICS[task][1],
             "evaluation_time": timings.get(task, 0.0),
         }
-        for task in TASKS
+        for task in SCORED_TASKS
         if task in scores
     }
     config = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.errors import CellbenchError, NotFoundError
+from cellbench.results import ResultRecord, ResultsStore, build_records
 from cellbench.schema import EVAL_TASKS
 
 # Size of the synthetic screens for each training preset.
@@ -35,7 +36,7 @@ class RunResult:
     model: str
     checkpoint: str
     dataset: str
-    records: dict[str, dict] = field(default_factory=dict)
+    records: dict[str, ResultRecord] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     reused: bool = False
 
@@ -178,7 +179,6 @@ def run_pipeline(
     network of the same architecture: the fair "untrained ViT" for a trained preset).
     """
     from cellbench import registry
-    from cellbench.results import ResultsStore
 
     if data not in ("synthetic", "rxrx3-core"):
         raise NotFoundError(
@@ -218,9 +218,14 @@ def run_pipeline(
     result = RunResult(model, ckpt_name, dataset_name)
 
     if all(store.has(model, ckpt_name, dataset_name, task) for task in EVAL_TASKS):
-        result.records = {t: store.get(model, ckpt_name, dataset_name, t) for t in EVAL_TASKS}
-        result.reused = True
-        return result
+        try:
+            stored = {t: store.get(model, ckpt_name, dataset_name, t) for t in EVAL_TASKS}
+        except CellbenchError:  # a file torn or left by an unfinished re-run: measure again
+            stored = {}
+        result.records = {t: r for t, r in stored.items() if r is not None}
+        if len(result.records) == len(EVAL_TASKS):
+            result.reused = True
+            return result
 
     from cellbench.data import load_dataset
 
@@ -282,14 +287,15 @@ def run_pipeline(
     scores = _evaluate(emb_path, eval_ds, eval_seeds, progress)
     result.timings["evaluate"] = time.perf_counter() - t0
 
-    common = {
-        "model": model,
-        "checkpoint": ckpt_name,
-        "dataset": dataset_name,
-        "provenance": "measured",
-        "synthetic": data == "synthetic",
-        "seed": seed,
-        "config": {
+    result.records = build_records(
+        scores,
+        model=model,
+        checkpoint=ckpt_name,
+        dataset=dataset_name,
+        tasks=EVAL_TASKS,
+        synthetic=data == "synthetic",
+        seed=seed,
+        run_config={
             "preset": preset,
             "prototypes": prototypes,
             "device": device,
@@ -297,28 +303,17 @@ def run_pipeline(
             "config_hash": cfg_hash,
             "training_images": training_images,
             "parameters": parameters,
-            "eval": scores["config"],
             "train": (train_log or {}).get("config"),
         },
-        "versions": scores.get("versions", {}),
-        "timings": result.timings,
-        **_provenance(eval_ds, emb_path),
-    }
-    if cfg_hash:
-        common["hashes"]["config"] = cfg_hash
-    for task in EVAL_TASKS:
-        if task in scores["scores"]:
-            task_scores = scores["scores"][task]
-            if task == "batch":
-                task_scores = _flat_batch(task_scores)
-            result.records[task] = {**common, "task": task, "scores": task_scores}
-        else:  # recorded as skipped, so a re-run knows the work is done
-            reason = scores.get("skipped", {}).get(task, "not computed")
-            result.records[task] = {**common, "task": task, "scores": {}, "skipped": reason}
-        store.put(result.records[task])
-    if train_log is not None:
-        result.records["health"] = {**common, "task": "health", "scores": _health(train_log)}
-        store.put(result.records["health"])
+        versions=scores.get("versions", {}),
+        hashes={**_hashes(eval_ds, emb_path), **({"config": cfg_hash} if cfg_hash else {})},
+        timings=result.timings,
+        inputs={"embeddings": _portable(emb_path)},
+        simulator_version=_simulator_version(eval_ds),
+        health=None if train_log is None else _health(train_log),
+    )
+    for stored_record in result.records.values():
+        store.put(stored_record)
     return result
 
 
@@ -334,45 +329,35 @@ def _evaluate(emb_path: Path, dataset: Any, seeds: int, progress: bool) -> dict:
     return out
 
 
-def _provenance(dataset: Any, emb_path: Path) -> dict[str, Any]:
-    """What the scores were computed from, portable to another machine: data and embeddings
-    hashes, the embeddings path relative to the cellbench home, and for a synthetic screen
-    the simulator version that generated it (real data says nothing about a simulator)."""
+def _hashes(dataset: Any, emb_path: Path) -> dict[str, str]:
+    """What the scores were computed from: the data's and the embeddings' hashes."""
     from cellbench.io import sha256_file
-    from cellbench.paths import home
 
     manifest = getattr(dataset, "manifest", None)
     data_hash = manifest["config_hash"] if manifest else dataset.cache_key()
+    return {"data": data_hash, "embeddings": sha256_file(emb_path)}
+
+
+def _portable(emb_path: Path) -> str:
+    """The embeddings path relative to the cellbench home, portable to another machine."""
+    from cellbench.paths import home
+
     try:
-        rel = Path(emb_path).resolve().relative_to(home().resolve()).as_posix()
+        return Path(emb_path).resolve().relative_to(home().resolve()).as_posix()
     except ValueError:  # embeddings written outside the home: only the file name is portable
-        rel = Path(emb_path).name
-    out: dict[str, Any] = {
-        "hashes": {"data": data_hash, "embeddings": sha256_file(emb_path)},
-        "inputs": {"embeddings": rel},
-    }
-    if manifest:
-        out["simulator_version"] = manifest["simulator_version"]
-    return out
+        return Path(emb_path).name
+
+
+def _simulator_version(dataset: Any) -> str | None:
+    """The simulator version that generated a synthetic screen (real data has none)."""
+    manifest = getattr(dataset, "manifest", None)
+    return manifest["simulator_version"] if manifest else None
 
 
 def _count_parameters(encoder: Any) -> int | None:
     """Parameters of the encoder's network (None for encoders without one)."""
     count = encoder.num_parameters() if hasattr(encoder, "num_parameters") else 0
     return int(count) or None
-
-
-def _flat_batch(scores: dict) -> dict:
-    """Headline numbers of the batch diagnostics at the top level, details kept beside them."""
-    pred = scores.get("batch_predictability") or {}
-    rep = scores.get("replicate_consistency") or {}
-    flat = {
-        "batch_predictability": pred.get("batch_accuracy"),
-        "batch_chance": pred.get("batch_chance"),
-        "replicate_consistency": rep.get("replicate_consistency"),
-        "details": scores,
-    }
-    return {k: v for k, v in flat.items() if v is not None}
 
 
 def _health(train_log: dict) -> dict:

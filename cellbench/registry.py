@@ -139,7 +139,7 @@ class ModelCard:
             if not isinstance(table, dict):
                 raise bad(f"[{section}] must be a table")
             extra = sorted(set(table) - allowed) if allowed is not None else []
-            if extra:
+            if extra and allowed is not None:
                 raise bad(
                     f"unknown key(s) {', '.join(extra)} in [{section}] "
                     f"(allowed: {', '.join(sorted(allowed))})"

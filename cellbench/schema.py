@@ -31,10 +31,12 @@ CONTROL_TREATMENT = "EMPTY_control"  # the negative control used for alignment
 CANONICAL_CONCENTRATIONS: tuple[float, ...] = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 
 # --- tasks -----------------------------------------------------------------------------
-#: The tasks ``cellbench evaluate`` scores from a well-embeddings table.
+#: The tasks ``cellbench evaluate`` scores from a well-embeddings table (and ``cellbench run``).
 EVAL_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
-#: Every task a stored result can hold: the evaluation tasks and the training's ``health``.
-TASKS: tuple[str, ...] = (*EVAL_TASKS, "health")
+#: Every task ``cellbench evaluate`` can score: also phenotypic activity and consistency.
+SCORED_TASKS: tuple[str, ...] = (*EVAL_TASKS, "activity", "consistency")
+#: Every task a stored result can hold: the scored tasks and the training's ``health``.
+TASKS: tuple[str, ...] = (*SCORED_TASKS, "health")
 
 # --- the normalised well table every stage uses -----------------------------------------
 # Produced from any dataset's metadata by its loader (or by cellbench.maps.labels for

@@ -51,7 +51,7 @@ def collect(preset: str, dataset: str) -> list[dict]:
     from cellbench.results import ResultsStore
 
     runs: dict[tuple[str, int | None], dict[str, list]] = {}
-    for rec in ResultsStore().iter_results(dataset=dataset):
+    for rec in (r.to_dict() for r in ResultsStore().iter_results(dataset=dataset)):
         model, ckpt = rec["model"], rec["checkpoint"]
         if model in MODELS:
             # "{preset}-steps{N}-seed{S}" (older results) or "{preset}-steps{N}-h{hash}-seed{S}"

@@ -100,7 +100,7 @@ def records(tmp_path):
         [0.30, 0.32, 0.37],
         ap=0.26,
         auc=0.56,
-        config={"model": {"prototypes": 1024}},
+        config={"prototypes": 1024},
     )
     write_model(root, "single-well-msn", [0.20, 0.22, 0.21], ap=0.24, auc=0.53)
     write_model(root, "random", [0.1], ap=0.2, auc=0.5)
@@ -110,7 +110,7 @@ def records(tmp_path):
             "cwa-msn",
             [corum, corum + 0.02],
             variant=f"quick-p{p}",
-            config={"model": {"prototypes": p}},
+            config={"prototypes": p},
             tasks=("gene_gene",),
         )
     return load_results(root)
@@ -253,7 +253,7 @@ def test_prototype_sweep_ignores_runs_of_another_budget(tmp_path):
         "cwa-msn",
         [0.10, 0.12],
         variant="quick",
-        config={"model": {"prototypes": 64}},
+        config={"prototypes": 64},
         tasks=("gene_gene",),
     )
     write_model(
@@ -261,7 +261,7 @@ def test_prototype_sweep_ignores_runs_of_another_budget(tmp_path):
         "cwa-msn",
         [0.50, 0.52],
         variant="quick-steps4800",
-        config={"model": {"prototypes": 64}},
+        config={"prototypes": 64},
         tasks=("gene_gene",),
     )
     write_model(
@@ -269,7 +269,7 @@ def test_prototype_sweep_ignores_runs_of_another_budget(tmp_path):
         "cwa-msn",
         [0.20, 0.22],
         variant="quick-proto256",
-        config={"model": {"prototypes": 256}},
+        config={"prototypes": 256},
         tasks=("gene_gene",),
     )
     data = figures.prototype_sweep_data(load_results(root))

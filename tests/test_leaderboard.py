@@ -11,7 +11,6 @@ import pytest
 from _report_fakes import write_model, write_result
 from scipy import stats
 
-from cellbench.errors import InputError
 from cellbench.report import tables
 from cellbench.report.store import load_results
 
@@ -51,14 +50,16 @@ def test_reader_uses_the_results_store_and_skips_a_torn_file(tmp_path):
     assert [(r["model"], r["seed"]) for r in recs] == [("cwa-msn", 0)]
 
 
-def test_file_reader_fallback_rejects_a_broken_file(tmp_path):
-    from cellbench.report import store as store_mod
-
-    bad = tmp_path / "synthetic-quick" / "cwa-msn" / "quick-seed0" / "gene_gene.json"
-    bad.parent.mkdir(parents=True)
-    bad.write_text("{not json")
-    with pytest.raises(InputError, match="delete it"):
-        store_mod._from_files(tmp_path)
+def test_reader_skips_a_file_lying_at_another_records_path(tmp_path):
+    # the one reader checks a file's identity against where it lies: a copied file is named
+    path = write_result(tmp_path, "synthetic-quick", "cwa-msn", "quick-seed0", "gene_gene", 0, {})
+    moved = path.parent.parent / "quick-seed1" / "gene_gene.json"
+    moved.parent.mkdir()
+    moved.write_text(path.read_text())
+    warned: list[str] = []
+    recs = load_results(tmp_path, warn=warned.append)
+    assert [r["checkpoint"] for r in recs] == ["quick-seed0"]
+    assert len(warned) == 1 and "quick-seed1" in warned[0] and "lies elsewhere" in warned[0]
 
 
 def test_mean_std_and_interval_over_seeds(store):
@@ -264,19 +265,20 @@ def test_nan_scores_are_missing_not_zero(tmp_path):
 
 def test_probe_trace_line():
     from cellbench.report.run_summary import probe_trace
+    from cellbench.results import ResultRecord
 
-    health = {
-        "scores": {
-            "history": [
-                {"step": 0, "probe_recall": 0.1},
-                {"step": 100},
-                {"step": 200, "probe_recall": 0.25},
-            ]
-        }
-    }
-    line = probe_trace(health)
+    def health(history):
+        return ResultRecord(
+            "cwa-msn", "quick-seed0", "synthetic-quick", "health", {"history": history}
+        )
+
+    line = probe_trace(
+        health(
+            [{"step": 0, "probe_recall": 0.1}, {"step": 100}, {"step": 200, "probe_recall": 0.25}]
+        )
+    )
     assert "0.100 @ step 0" in line and "0.250 @ step 200" in line
-    assert probe_trace(None) is None and probe_trace({"scores": {"history": [{"step": 5}]}}) is None
+    assert probe_trace(None) is None and probe_trace(health([{"step": 5}])) is None
 
 
 def test_cross_vs_single_lower_is_better_flips_the_verdict():

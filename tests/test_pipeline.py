@@ -23,22 +23,22 @@ def test_reference_model_end_to_end_and_reuse():
     first = run_pipeline("oracle", preset="tiny", eval_seeds=3, progress=False)
     assert not first.reused
     assert set(first.records) >= {"gene_gene", "batch"}
-    corum = first.records["gene_gene"]["scores"]["CORUM"]
+    corum = first.records["gene_gene"].scores["CORUM"]
     assert 0.0 <= corum["recall_0.05_0.95"] <= 1.0 and corum["n_relationships"] > 0
     stored = ResultsStore().get("oracle", first.checkpoint, first.dataset, "gene_gene")
-    assert json.loads(json.dumps(stored))["scores"] == json.loads(
-        json.dumps(first.records["gene_gene"]["scores"])
+    assert stored is not None and stored.scores == json.loads(
+        json.dumps(first.records["gene_gene"].scores)
     )
     # provenance: the screen's simulator and config hash, the embeddings by content and by a
     # path relative to the cellbench home (valid on another machine)
-    assert stored["simulator_version"] == SIMULATOR_VERSION
-    rel = stored["inputs"]["embeddings"]
+    assert stored.simulator_version == SIMULATOR_VERSION
+    rel = stored.inputs["embeddings"]
     assert rel.startswith("embeddings/") and not Path(rel).is_absolute()
-    assert stored["hashes"]["embeddings"] == sha256_file(home() / rel)
+    assert stored.hashes["embeddings"] == sha256_file(home() / rel)
     screen = load_dataset("synthetic-rxrx3-core", size="tiny", seed=0)
-    assert stored["hashes"]["data"] == screen.manifest["config_hash"]
+    assert stored.hashes["data"] == screen.manifest["config_hash"]
     again = run_pipeline("oracle", preset="tiny", eval_seeds=3, progress=False)
-    assert again.reused and again.records["gene_gene"]["scores"] == stored["scores"]
+    assert again.reused and again.records["gene_gene"] == stored
 
 
 def test_trained_model_run_prints_row_and_verdict():
@@ -49,9 +49,9 @@ def test_trained_model_run_prints_row_and_verdict():
     assert "CWA-MSN" in result.output and "untrained ViT" in result.output
     assert "reported" in result.output  # the paper's rows are shown, labelled
     records = list(ResultsStore().iter_results(model="cwa-msn"))
-    tasks = {r["task"] for r in records}
+    tasks = {r.task for r in records}
     assert {"gene_gene", "health"} <= tasks
-    assert all(r["synthetic"] and r["provenance"] == "measured" for r in records)
+    assert all(r.synthetic and r.provenance == "measured" for r in records)
 
 
 @pytest.mark.parametrize(
@@ -103,8 +103,7 @@ def test_two_checkpoints_with_one_file_name_are_two_results(tmp_path):
     )
     assert not b.reused and a.checkpoint != b.checkpoint
     assert (
-        a.records["gene_gene"]["hashes"]["embeddings"]
-        != b.records["gene_gene"]["hashes"]["embeddings"]
+        a.records["gene_gene"].hashes["embeddings"] != b.records["gene_gene"].hashes["embeddings"]
     )
     again = run_pipeline(
         "cwa-msn", preset="tiny", checkpoint=str(paths[0]), eval_seeds=3, progress=False

@@ -98,6 +98,7 @@ def test_run_summary_finds_the_untrained_run_of_the_same_preset(names):
     from cellbench.paths import results_dir
     from cellbench.pipeline import RunResult
     from cellbench.report.run_summary import print_run_summary
+    from cellbench.results import ResultRecord
 
     root = results_dir()
     ds = "synthetic-verdict"
@@ -108,7 +109,17 @@ def test_run_summary_finds_the_untrained_run_of_the_same_preset(names):
         "cwa-msn",
         ckpt,
         ds,
-        records={"gene_gene": {"seed": 2, "config": {"preset": "quick", "prototypes": None}}},
+        records={
+            "gene_gene": ResultRecord(
+                model="cwa-msn",
+                checkpoint=ckpt,
+                dataset=ds,
+                task="gene_gene",
+                scores={},
+                seed=2,
+                config={"preset": "quick", "prototypes": None},
+            )
+        },
     )
     buf = io.StringIO()
     print_run_summary(result, [], console=Console(file=buf, width=200))

@@ -55,7 +55,7 @@ def _records(
     from cellbench import paths
 
     explicit = results is not None
-    root = Path(results) if explicit else (default or paths.results_dir())
+    root = Path(results) if results is not None else (default or paths.results_dir())
     if explicit and not root.exists():
         raise NotFoundError(
             f"no results directory at {root}; pass the folder that holds "

@@ -155,10 +155,10 @@ def provenance(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], 
             key, {"simulator": set(), "config": set(), "data": set(), "checkpoint": set()}
         )
         hashes = rec.get("hashes") or {}
-        cfg = rec.get("config") or {}
         if rec.get("simulator_version"):
             f["simulator"].add(str(rec["simulator_version"]))
-        conf = hashes.get("config") or cfg.get("config_hash") or rec.get("weights_key")
+        # the record's identity (ResultRecord.config_id), else its checkpoint's weights
+        conf = rec.get("config_id") or rec.get("weights_key")
         if conf:
             f["config"].add(str(conf))
         if hashes.get("data"):

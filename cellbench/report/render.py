@@ -36,7 +36,7 @@ _UNICODE_LATEX = {
 }
 
 
-def latex_escape(text: str) -> str:
+def latex_escape(text: object) -> str:
     """Escape a cell for LaTeX (specials, and the few unicode signs the tables use)."""
     out = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
     for sym, rep in _UNICODE_LATEX.items():

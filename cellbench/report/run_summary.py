@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 
+from cellbench.results import ResultRecord
+
 
 def row_models() -> tuple[str, ...]:
     """The reference rows printed beside a run: every card with role floor, ceiling or reference."""
@@ -97,7 +99,7 @@ def verdict(
     base = _per_seed(long, model, untrained_variant, metric) if untrained_variant else {}
     name = f"{model} ({short_variant(variant)})"
     mean = sum(ours.values()) / len(ours)
-    if base:
+    if base and untrained_variant:
         against = f"the untrained ViT of its architecture ({short_variant(untrained_variant)})"
         ref = sum(base[s] for s in ours if s in base) / max(len(set(ours) & set(base)), 1)
         missing = ""
@@ -147,13 +149,12 @@ def untrained_variant_of(result: Any) -> str | None:
 
     if not registry.metadata(result.model).get("trainer"):
         return None
-    rec = next((r for r in result.records.values() if r.get("config")), None) or {}
-    cfg = rec.get("config") or {}
-    if not cfg.get("preset"):
+    rec = next((r for r in result.records.values() if r.config), None)
+    if rec is None or not rec.config.get("preset"):
         return None
     return variant_of(
         untrained_checkpoint_id(
-            result.model, cfg["preset"], int(rec.get("seed") or 0), cfg.get("prototypes")
+            result.model, rec.config["preset"], rec.seed or 0, rec.config.get("prototypes")
         )
     )
 
@@ -210,9 +211,9 @@ def print_run_summary(result: Any, others: list[Any], *, console) -> pl.DataFram
     return frame
 
 
-def probe_trace(health: dict | None) -> str | None:
+def probe_trace(health: ResultRecord | None) -> str | None:
     """One line: the probe-screen CORUM recall at each health check of the training run."""
-    history = ((health or {}).get("scores") or {}).get("history") or []
+    history = (health.scores.get("history") if health is not None else None) or []
     points = [(h["step"], h["probe_recall"]) for h in history if h.get("probe_recall") is not None]
     if not points:
         return None

@@ -1,123 +1,50 @@
-"""Read the results store for reporting: every stored result, tolerant of extra keys.
+"""Read the results store for reporting: every stored result as a plain dict.
 
-The store (docs/architecture.md, "Results") keeps one JSON per (model, checkpoint,
-dataset, task) at ``{root}/{dataset}/{model}/{checkpoint}/{task}.json``. When
-:class:`cellbench.results.ResultsStore` offers ``iter_results()`` this module uses it;
-otherwise it reads the files by glob. Either way each result becomes a plain dict with at
-least ``model, checkpoint, dataset, task, seed, synthetic, scores, config`` (missing
-identity keys are taken from the file's path), so the report layer does not depend on
-how the store is implemented.
+The one reader is :meth:`cellbench.results.ResultsStore.iter_results` (docs/architecture.md,
+"Results"): each :class:`~cellbench.results.ResultRecord` becomes its fields as a dict plus
+what the report groups by (``variant``, ``weights_key``) and the run's facts
+(:meth:`~cellbench.results.ResultRecord.run_facts`) under ``run_facts``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cellbench.errors import InputError
+from cellbench.results import ResultsStore
 
 # a seed token anywhere in a checkpoint name: "quick-seed0", "quick-seed0-proto512", "p512_s2"
 _SEED_TOKEN = re.compile(r"(?:^|[-_.])(?:seed|s)[-_]?(\d+)(?=$|[-_.])")
 
 
-def _from_store(
-    root: Path, warn: Callable[[str], None] | None = None
-) -> list[dict[str, Any]] | None:
-    """Results via ``ResultsStore.iter_results()`` if that API exists, else None."""
-    try:
-        from cellbench.results import ResultsStore  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    if not hasattr(ResultsStore, "iter_results"):
-        return None
-    try:
-        store = ResultsStore(root)
-        items = list(store.iter_results(on_corrupt=warn))
-    except Exception:  # noqa: BLE001 - a store API mismatch falls back to reading files
-        return None
-    out = []
-    for item in items:
-        rec = item if isinstance(item, dict) else getattr(item, "__dict__", None)
-        if isinstance(rec, dict):
-            out.append(dict(rec))
-    return out
-
-
-def _from_files(root: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(root.glob("*/*/*/*.json")):
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(
-                f"cannot read the result {path}: {exc}; delete it (it will be recomputed by "
-                "`cellbench run`) or restore it"
-            ) from exc
-        if not isinstance(rec, dict):
-            raise InputError(f"{path} is not a results JSON object; delete it or restore it")
-        dataset, model, checkpoint = path.parts[-4:-1]
-        rec.setdefault("dataset", dataset)
-        rec.setdefault("model", model)
-        rec.setdefault("checkpoint", checkpoint)
-        rec.setdefault("task", path.stem)
-        rec["_path"] = str(path)
-        out.append(rec)
-    return out
-
-
 def load_results(
     root: str | Path, warn: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
-    """All results under ``root`` as normalised dicts (see module docstring).
+    """All results under ``root`` as dicts (see module docstring).
 
     A corrupt result file is skipped with one message to ``warn`` (default: a ``UserWarning``).
 
-    An absent root gives an empty list (nothing measured yet). Every record gets
-    ``seed`` (from the record, else its config, else a ``seed<N>`` token in the checkpoint
-    name, else None), ``synthetic`` (bool), ``scores`` and ``config`` (dicts), and
+    An absent root gives an empty list (nothing measured yet). Every record gets ``seed``
+    (from the record, else a ``seed<N>`` token in the checkpoint name, else None) and
     ``variant``: the checkpoint name with its seed token removed, so results that differ
     only by seed are grouped together.
     """
-    root = Path(root)
-    if not root.exists():
-        return []
-    records = _from_store(root, warn)
-    if records is None:
-        records = _from_files(root)
-    for rec in records:
-        rec.setdefault("scores", {})
-        rec["config"] = rec.get("config") or {}
-        ckpt = str(rec.get("checkpoint", ""))
-        seed = rec.get("seed")
-        if seed is None:
-            seed = find_key(rec["config"], "seed")
-        m = _SEED_TOKEN.search(ckpt)
-        if seed is None and m:
-            seed = int(m.group(1))
-        rec["seed"] = seed
-        rec["variant"] = variant_of(ckpt)
-        rec["synthetic"] = bool(
-            rec.get("synthetic", str(rec.get("dataset", "")).startswith("synthetic"))
-        )
-        rec["weights_key"] = weights_key(rec)
+    records = []
+    for record in ResultsStore(root).iter_results(on_corrupt=warn):
+        rec = record.to_dict()
+        m = _SEED_TOKEN.search(record.checkpoint)
+        if rec["seed"] is None and m:
+            rec["seed"] = int(m.group(1))
+        rec["variant"] = variant_of(record.checkpoint)
+        rec["weights_key"] = record.weights_key
+        rec["config_id"] = record.config_id
+        rec["run_facts"] = record.run_facts()
+        records.append(rec)
     _merge_same_weights(records)
     return records
-
-
-def weights_key(rec: dict[str, Any]) -> str | None:
-    """What a trained result's weights are, seed apart: a hash of its model and its training
-    config as resolved (``config.train``, stored by every ``cellbench run`` that trained),
-    or None for a result without one (reference rows, released or user-given weights)."""
-    from cellbench.io import config_hash
-
-    train = (rec.get("config") or {}).get("train")
-    if not isinstance(train, dict) or not train:
-        return None
-    return config_hash({"model": rec.get("model"), "train": train}, length=10)
 
 
 def _merge_same_weights(records: list[dict[str, Any]]) -> None:
@@ -225,15 +152,3 @@ def newest_simulator(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 def variant_of(checkpoint: str) -> str:
     """A checkpoint name without its seed token: what results differing only by seed share."""
     return _SEED_TOKEN.sub("", str(checkpoint)).strip("-_.") or "default"
-
-
-def find_key(obj: Any, key: str) -> Any:
-    """The first value stored under ``key`` anywhere in a nested dict (breadth-first)."""
-    queue = [obj]
-    while queue:
-        cur = queue.pop(0)
-        if isinstance(cur, dict):
-            if key in cur and cur[key] is not None and not isinstance(cur[key], dict):
-                return cur[key]
-            queue.extend(v for v in cur.values() if isinstance(v, dict))
-    return None

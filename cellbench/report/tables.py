@@ -34,7 +34,7 @@ from cellbench.io import write_text_atomic
 from cellbench.report import paper
 from cellbench.report.paper import write_csv_atomic
 from cellbench.report.render import to_markdown
-from cellbench.report.store import find_key, is_untrained
+from cellbench.report.store import is_untrained
 
 
 @dataclass(frozen=True)
@@ -178,30 +178,9 @@ def metric_values(rec: dict[str, Any]) -> dict[str, float]:
 
 
 def _run_facts(rec: dict[str, Any]) -> dict[str, Any]:
-    """Facts about the run behind a result: prototypes, training images, parameters, hours."""
-    cfg = rec.get("config") or {}
-    facts: dict[str, Any] = {}
-    for key in ("prototypes", "n_prototypes", "num_prototypes"):
-        v = _num(find_key(cfg, key))
-        if v is not None:
-            facts["prototypes"] = v
-            break
-    for key in ("training_images", "n_training_images", "train_images", "n_train_images"):
-        v = _num(find_key(cfg, key))
-        if v is not None:
-            facts["training_images"] = v
-            break
-    for key in ("parameters", "n_parameters", "num_parameters"):
-        v = _num(find_key(cfg, key))
-        if v is not None:
-            facts["parameters"] = v
-            break
-    timings = rec.get("timings") or {}
-    for key in ("train_s", "train_seconds", "train"):
-        v = _num(find_key(timings, key)) if isinstance(timings, dict) else None
-        if v is not None:
-            facts["train_seconds"] = v
-            break
+    """Facts about the run behind a result: prototypes, training images, parameters, hours
+    (``run_facts``, from :meth:`cellbench.results.ResultRecord.run_facts`)."""
+    facts: dict[str, Any] = dict(rec.get("run_facts") or {})
     if rec.get("task") == "health":  # the training's own wall time, kept in its log: it
         v = _num((rec.get("scores") or {}).get("elapsed_s"))  # survives a run that reused it
         if v is not None:
@@ -304,7 +283,7 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
                 std = None
                 if n >= 2:
                     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-                lo, hi = t_interval(mean, std, n) if n else (None, None)
+                lo, hi = t_interval(mean, std, n) if mean is not None else (None, None)
                 if metric in METRIC_KEYS:
                     row.update(
                         {

@@ -130,7 +130,7 @@ def make_biology(seed: int) -> Biology:
         a, b = rng.choice(n, size=2, replace=False)
         pair = tuple(sorted((genes[a], genes[b])))
         if pair not in any_db and pair not in novel:
-            novel.append(pair)  # type: ignore[arg-type]
+            novel.append(pair)
     edges = np.array([(idx[a], idx[b]) for a, b in planted + novel], dtype=np.int64).reshape(-1, 2)
 
     # graph embedding: random vectors smoothed over the planted graph (two diffusion steps)

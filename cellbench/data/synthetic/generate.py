@@ -82,7 +82,7 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(parent: Path) -> list[Path]:
     """Remove the ``.NAME.tmp-PID-xxxxxxxx`` folders in ``parent`` left by generations that were
     killed (their PID no longer runs); a live writer's folder is left alone."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(parent.iterdir())
     except OSError:
