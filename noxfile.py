@@ -1,5 +1,6 @@
 """nox sessions: tests, lint, bench (performance bars), paper (tables and figures), leaderboard,
-prototypes (Table 5 sweep) and budget (budget curve and pair signal).
+prototypes (Table 5 sweep) and budget (the experiments: budget curve, pair signal and the
+other diagnostics, written to leaderboard/experiments/).
 
 Each session installs cellbench into its own virtualenv, so it also checks that the
 package installs cleanly from the tree.
@@ -112,11 +113,13 @@ def prototypes(session: nox.Session) -> None:
 
 @nox.session
 def budget(session: nox.Session) -> None:
-    """CORUM recall and health vs training budget (CPU), written to leaderboard/."""
+    """The experiments (``python -m experiments.NAME``): the CPU budget curve and the signal
+    diagnostics, each written to leaderboard/experiments/ (the only place their CSVs live)."""
     session.install("-e", ".")
+    out = "leaderboard/experiments"
+    curve = ("python", "-m", "experiments.budget_curve", "--out", f"{out}/budget_curve")
     session.run(
-        "python",
-        "experiments/budget_curve.py",
+        *curve,
         "--steps",
         "0",
         "600",
@@ -129,27 +132,46 @@ def budget(session: nox.Session) -> None:
         "100",
     )
     session.run(
-        "python",
-        "experiments/budget_curve.py",
-        "--steps",
-        "4800",
-        "--seeds",
-        "0",
-        "--eval-seeds",
-        "100",
-        "--skip-references",
+        *curve, "--steps", "4800", "--seeds", "0", "--eval-seeds", "100", "--skip-references"
     )
     session.run(
         "python",
-        "experiments/pair_signal.py",
+        "-m",
+        "experiments.pair_signal",
         "--screens",
         "synthetic-bray:quick",
         "synthetic-rxrx3-core:quick",
         "synthetic-bray:full",
+        "--out",
+        f"{out}/pair_signal.csv",
     )
-    session.run("python", "experiments/nuisance_ablation.py", "--denser")
-    session.run("python", "experiments/msn_bootstrap.py")
-    session.run("python", "experiments/signal_check.py", "--seeds", "0", "1", "2")
+    session.run(
+        "python",
+        "-m",
+        "experiments.nuisance_ablation",
+        "--denser",
+        "--out",
+        f"{out}/nuisance_ablation.csv",
+    )
+    session.run("python", "-m", "experiments.msn_bootstrap", "--out", f"{out}/msn_bootstrap.csv")
+    session.run(
+        "python",
+        "-m",
+        "experiments.signal_check",
+        "--seeds",
+        "0",
+        "1",
+        "2",
+        "--out",
+        f"{out}/signal_check.csv",
+    )
+    session.run(
+        "python",
+        "-m",
+        "experiments.readout_diagnostics",
+        "--out",
+        f"{out}/readout_diagnostics.csv",
+    )
     _publish(session)
 
 

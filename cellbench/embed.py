@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cellbench.device import dist_info
 from cellbench.errors import CellbenchError, InputError
 from cellbench.io import atomic_path, config_hash
+from cellbench.progress import ProgressBar
 from cellbench.schema import EMBEDDING_ID_COLUMN, feature_columns
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,17 +189,6 @@ def _fit_input(encoder: Encoder, tiles: torch.Tensor) -> torch.Tensor:
 
 
 # --- sharding -----------------------------------------------------------------------------
-def _dist_info() -> tuple[int, int]:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:  # pragma: no cover
-        pass
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 def _wells_and_sites(dataset: Any) -> tuple[list[str], list[np.ndarray]]:
     """Wells (dataset well order) and, per well, the indices of its sites in read order."""
     import polars as pl
@@ -355,33 +346,6 @@ def _embed_shards(
             del sums[pos]
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, description: str):
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("sites"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 def check_out(out: Path) -> None:
     """Before any work: ``out`` is a folder (or a place for one) or a ``.parquet`` path that is
     new or an earlier cellbench embedding, somewhere writable."""
@@ -483,7 +447,7 @@ def embed_dataset(
             if read_metadata(target).get("cache_key") == key:
                 return target
 
-    env_rank, env_world = _dist_info()
+    env_rank, env_world, _ = dist_info()
     rank = env_rank if rank is None else rank
     world = env_world if world_size is None else world_size
     if encoder.embeds_wells:  # reference encoders: wells from the ground truth, no pixels
@@ -540,9 +504,9 @@ def embed_dataset(
             (i, wells[shards[i][0] : shards[i][1]], rows[shards[i][0] : shards[i][1]]) for i in mine
         ]
         workers = _default_workers(dataset) if num_workers is None else int(num_workers)
-        with _progress(
-            progress and total_sites > 0, total_sites, f"embed {encoder.name}"
-        ) as advance:
+        with ProgressBar(
+            f"embed {encoder.name}", total_sites, enabled=progress and total_sites > 0, unit="sites"
+        ) as bar:
             if todo:
                 _embed_shards(
                     encoder,
@@ -553,7 +517,7 @@ def embed_dataset(
                     max_tiles,
                     tiles_per_site,
                     workers,
-                    advance,
+                    bar.advance,
                     write_shard,
                 )
 
@@ -565,7 +529,7 @@ def embed_dataset(
         _merge(target, shard_paths, wells, metadata, getattr(encoder, "finalize_wells", None))
         for stale in _shard_dirs(target):  # ours, and those of killed runs now superseded
             shutil.rmtree(stale, ignore_errors=True)
-        if world > 1 and _dist_initialized():
+        if world > 1 and dist_info()[2]:
             import torch.distributed as dist
 
             dist.barrier()  # the others return only once the merged file exists
@@ -631,14 +595,6 @@ def _valid_shard(path: Path, key: str, wells: Sequence[str]) -> bool:
     return ok
 
 
-def _dist_initialized() -> bool:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return False
-    return dist.is_available() and dist.is_initialized()
-
-
 def _is_done(target: Path, key: str) -> bool:
     try:
         return target.is_file() and read_metadata(target).get("cache_key") == key
@@ -650,7 +606,7 @@ def _wait_for_shards(
     paths: list[Path], target: Path, key: str, timeout_s: float, rank: int
 ) -> None:
     """Rank 0: until every shard exists. Other ranks: until rank 0 wrote the merged file."""
-    if _dist_initialized():
+    if dist_info()[2]:
         import torch.distributed as dist
 
         dist.barrier()  # every rank has written its shards

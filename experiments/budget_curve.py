@@ -6,11 +6,12 @@ synthetic RxRx3-core screen and scores it; ``--steps 0`` is the same network unt
 floors (untrained ViT-S/16 ``random``, ``pixel-stats``) and the ``oracle`` ceiling are scored
 once. Every point lands in the results store; this script then writes
 
-    leaderboard/budget_curve.csv   one row per (model, steps): mean, std, 95 % interval, n seeds,
-                                   train wall and CPU seconds, well-shortcut rate, effective rank
-    leaderboard/budget_curve.png   CORUM recall vs train CPU-minutes, with the floors and ceiling
+    leaderboard/experiments/budget_curve.csv   one row per (model, steps): mean, std, 95 %
+                  interval, n seeds, train wall and CPU seconds, well-shortcut rate, effective rank
+    leaderboard/experiments/budget_curve.png   CORUM recall vs train steps, with the floors and
+                  ceiling
 
-Usage: python experiments/budget_curve.py --steps 0 150 600 1200 --seeds 0 1 2
+Usage: python -m experiments.budget_curve --steps 0 150 600 1200 --seeds 0 1 2
 (results are reused, so it can be stopped and restarted).
 """
 
@@ -19,7 +20,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import polars as pl
+
+from cellbench.io import atomic_path, write_text_atomic
+from cellbench.pipeline import DATA_SIZE, dataset_id, run_pipeline
+from cellbench.registry import models_with_role
+from cellbench.results import ResultsStore
+from experiments._common import OUT_DIR, mean_interval
 
 MODELS = ("cwa-msn", "single-well-msn", "infonce-cross")
 # quick preset, one thread, no other load: 600 steps took 146-156 s and 2,400 steps 597-633 s
@@ -29,27 +41,21 @@ SECONDS_PER_STEP = 0.25
 
 def references() -> tuple[str, ...]:
     """The reference rows beside the trained models: every card with role floor, ceiling or reference."""
-    from cellbench.registry import models_with_role
-
     return models_with_role("floor", "ceiling", "reference")
 
 
-def _stats(values: list[float]) -> dict:
-    from scipy import stats
-
+def seed_stats(values: list[float]) -> dict:
+    """Mean, standard deviation and 95 % t-interval over seeds (none with fewer than 3)."""
     n = len(values)
-    mean = sum(values) / n
+    mean, half = mean_interval(values, kind="t")
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
-    half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 2 else float("nan")
+    if n <= 2:
+        half = float("nan")
     return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
 def collect(preset: str, dataset: str) -> list[dict]:
     """One row per (model, steps) from the results store."""
-    import re
-
-    from cellbench.results import ResultsStore
-
     runs: dict[tuple[str, int | None], dict[str, list]] = {}
     for rec in (r.to_dict() for r in ResultsStore().iter_results(dataset=dataset)):
         model, ckpt = rec["model"], rec["checkpoint"]
@@ -80,7 +86,7 @@ def collect(preset: str, dataset: str) -> list[dict]:
     for (model, steps), b in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
         if not b["corum"]:
             continue
-        s = _stats(b["corum"])
+        s = seed_stats(b["corum"])
         rows.append(
             {
                 "model": model,
@@ -104,13 +110,8 @@ def collect(preset: str, dataset: str) -> list[dict]:
 
 
 def plot(rows: list[dict], out: Path) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import polars as pl
-
-    from cellbench.io import atomic_path, write_text_atomic
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = {"cwa-msn": "#d62728", "single-well-msn": "#1f77b4", "infonce-cross": "#2ca02c"}
@@ -194,7 +195,7 @@ def plot(rows: list[dict], out: Path) -> None:
     write_text_atomic(out.with_suffix(".csv"), frame.write_csv(float_precision=4))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -203,15 +204,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--eval-seeds", type=int, default=20)
-    parser.add_argument("--out", default="leaderboard/budget_curve")
+    parser.add_argument("--out", default=str(OUT_DIR / "budget_curve"))
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument(
         "--skip-references", action="store_true", help="another process scores them"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-    from cellbench.pipeline import DATA_SIZE, dataset_id, run_pipeline
 
     dataset = dataset_id("synthetic", DATA_SIZE[args.preset])
     if not args.plot_only:

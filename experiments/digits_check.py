@@ -18,7 +18,7 @@ Measured over training (every ``eval_every`` steps, through the loop's ``recall_
 * MSN: CE / log K and me-max, averaged over the logged steps since the previous evaluation
   (CE / log K = 1 and me-max = 0 is MSN's uniform fixed point); InfoNCE: its loss.
 
-Usage: python experiments/digits_check.py [--steps 600] [--variants ...]
+Usage: python -m experiments.digits_check [--steps 600] [--variants ...]
 Prints one table per variant (a few minutes per 600-step variant on one CPU core).
 """
 
@@ -29,6 +29,16 @@ import tempfile
 from typing import Any
 
 import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from cellbench.metrics.health import pair_identification
+from cellbench.train.loop import train
+from cellbench.train.methods import method_defaults
+from cellbench.train.presets import resolve
+from cellbench.train.views import random_crops, standardize
 
 #: name -> (trainable model, preset overrides applied on top of the preset and method defaults)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -50,10 +60,6 @@ class DigitsDataset:
     ``n`` images, each its own perturbation, well and site; uint8 (N, 1, canvas, canvas)."""
 
     def __init__(self, size: int = 32, canvas: int = 40, n: int | None = None) -> None:
-        import polars as pl
-        import torch
-        import torch.nn.functional as F
-        from sklearn.datasets import load_digits
 
         if canvas < size:
             raise ValueError("canvas must be at least the digit size")
@@ -106,11 +112,6 @@ def crop_pair_probe(
 ):
     """A ``recall_probe`` for :func:`cellbench.train.loop.train`: ``method -> {"crop_pair_id"}``
     (two fixed random crops of ``n_images`` fixed images; mean identification over batches)."""
-    import torch
-
-    from cellbench.metrics.health import pair_identification
-    from cellbench.train.views import random_crops, standardize
-
     rng = np.random.default_rng([seed, 1234])
     pick = np.sort(rng.choice(len(dataset.load_all()), size=n_images, replace=False))
     sites = standardize(torch.as_tensor(dataset.read_sites(pick)))
@@ -144,12 +145,6 @@ def run(
     ``cellbench train`` does) plus ``overrides`` for ``steps`` steps; return the curve: one dict
     per evaluation (step 0 = untrained) with ``crop_pair_id`` and, for MSN, ``ce_over_log_k``
     and ``me_max`` (InfoNCE: ``loss``) averaged over the logged steps since the last one."""
-    import torch
-
-    from cellbench.train.loop import train
-    from cellbench.train.methods import method_defaults
-    from cellbench.train.presets import resolve
-
     dataset = dataset or DigitsDataset()
     config = resolve(
         preset,
@@ -207,13 +202,13 @@ def format_curve(name: str, curve: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     dataset = DigitsDataset()
     for name in args.variants:
         model, overrides = VARIANTS[name]

@@ -2,7 +2,7 @@
 
 Every quick-preset MSN run (CWA and single-well, every prototype count) settles at its uniform
 fixed point - cross-entropy = log K, me-max = 0 - within a few hundred steps (leaderboard/README
-measurement 5), and on a diagnostic screen where InfoNCE does learn (signal_check.py) MSN still
+measurement 5), and on a diagnostic screen where InfoNCE does learn (``experiments.signal_check``) MSN still
 ends *below* the untrained network. This script gives MSN the easiest task there is: the target
 view is another random crop of the *same site* as the anchor (as in the original MSN, where
 both views come from one image). If MSN cannot leave the fixed point even there, the limit is
@@ -16,7 +16,7 @@ the fixed point), the mean top target probability, and at initialisation how wel
 one site identify each other (top-1 among 64, chance 0.016) through the untrained network's
 CLS token and through pixel statistics: what the self-distillation targets can carry at first.
 
-Usage: python experiments/msn_bootstrap.py [--steps N] [--size quick] [--out leaderboard/msn_bootstrap.csv]
+Usage: python -m experiments.msn_bootstrap [--steps N] [--size quick] [--out leaderboard/experiments/msn_bootstrap.csv]
 Numbers are synthetic (measured on cellbench's simulator), never comparable with the paper's.
 """
 
@@ -25,6 +25,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+
+import torch
+
+from cellbench.data import load_dataset
+from cellbench.data.sampling import PairBatch, PairSampler
+from cellbench.encoders.baselines import PixelStatsEncoder
+from cellbench.metrics.health import pair_identification
+from cellbench.train.backbone import tokens
+from cellbench.train.loop import train
+from cellbench.train.methods import build_method, method_defaults
+from cellbench.train.presets import get_preset, resolve
+from cellbench.train.views import random_crops, standardize
+from experiments._common import OUT_DIR, write_rows
 
 VARIANTS: dict[str, dict] = {
     "quick preset (K = 64)": {},
@@ -51,9 +64,6 @@ def preset_config(steps: int | None = None, overrides: dict | None = None):
     """The config ``cellbench train --model single-well-msn --preset quick`` resolves (its method
     defaults included), with ``overrides``; ``steps`` shortens or lengthens the run and scales
     the warm-up with it (the preset's warm-up fraction)."""
-    from cellbench.train.methods import method_defaults
-    from cellbench.train.presets import get_preset, resolve
-
     base = resolve(PRESET, method_defaults(MODEL, PRESET))
     extra: dict = {}
     if steps is not None and steps != base.max_steps:
@@ -65,32 +75,24 @@ def preset_config(steps: int | None = None, overrides: dict | None = None):
     return resolve(base, {**extra, **(overrides or {})})
 
 
-def _same_site_pairs():
-    """Make every PairSampler batch pair each anchor site with itself (different crops follow)."""
-    import dataclasses
+class SameSitePairs:
+    """A pair sampler whose every target is its anchor site (the two views then differ only by
+    their random crops), as in the original MSN where both views come from one image. It is
+    passed to the loop as its ``sampler``; everything else is the wrapped sampler's."""
 
-    from cellbench.data import sampling
+    def __init__(self, sampler: PairSampler) -> None:
+        self.sampler = sampler
 
-    batch_at = sampling.PairSampler.batch_at
-
-    def same_site(self, step):
-        batch = batch_at(self, step)
+    def batch_at(self, step: int) -> PairBatch:
+        batch = self.sampler.batch_at(step)
         return dataclasses.replace(batch, target=batch.anchor)
 
-    sampling.PairSampler.batch_at = same_site
+    def __getattr__(self, name: str):
+        return getattr(self.sampler, name)
 
 
 def initial_crop_agreement(dataset, batches: int = 20) -> dict[str, float]:
     """Top-1 identification of two random 32 px crops of the same site, at initialisation."""
-    import torch
-
-    from cellbench.data.sampling import PairSampler
-    from cellbench.encoders.baselines import PixelStatsEncoder
-    from cellbench.metrics.health import pair_identification
-    from cellbench.train.backbone import tokens
-    from cellbench.train.methods import build_method
-    from cellbench.train.views import random_crops, standardize
-
     config = preset_config()
     torch.manual_seed(0)
     method = build_method(MODEL, config, len(dataset.channels))
@@ -114,28 +116,22 @@ def initial_crop_agreement(dataset, batches: int = 20) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--size", default="quick", help="synthetic-bray size (tiny: a smoke run)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--root", default="/tmp/msn_bootstrap")
-    parser.add_argument("--out", default="leaderboard/msn_bootstrap.csv")
-    args = parser.parse_args()
-
-    import polars as pl
-
-    from cellbench.data import load_dataset
-    from cellbench.report.paper import write_csv_atomic
-    from cellbench.train.loop import train
+    parser.add_argument("--out", default=str(OUT_DIR / "msn_bootstrap.csv"))
+    parser.add_argument("--batches", type=int, default=20, help="of the crop agreement at start")
+    args = parser.parse_args(argv)
 
     dataset = load_dataset("synthetic-bray", size=args.size, seed=0)
-    start = initial_crop_agreement(dataset)
+    start = initial_crop_agreement(dataset, args.batches)
     print(
         "two crops of one site at initialisation:",
         json.dumps({k: round(v, 3) for k, v in start.items()}),
     )
-    _same_site_pairs()
     rows = []
     for name in args.variants:
         config = preset_config(args.steps, VARIANTS[name])
@@ -143,8 +139,17 @@ def main() -> None:
             config, log_every=min(10, config.max_steps), health_every=config.max_steps
         )
         slug = "".join(c if c.isalnum() else "-" for c in name)
+        sampler = SameSitePairs(
+            PairSampler(dataset, cross_well=False, batch_size=config.batch_size, seed=0)
+        )
         result = train(
-            MODEL, dataset, config, seed=0, out_dir=f"{args.root}/{slug}", progress=False
+            MODEL,
+            dataset,
+            config,
+            seed=0,
+            out_dir=f"{args.root}/{slug}",
+            progress=False,
+            sampler=sampler,
         )
         last = result.log["history"][-5:]  # the last 5 logged steps
 
@@ -173,7 +178,7 @@ def main() -> None:
             f"top target prob {rows[-1]['target_max_prob']:.3f}",
             flush=True,
         )
-        write_csv_atomic(pl.DataFrame(rows), args.out)
+        write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

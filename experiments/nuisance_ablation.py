@@ -8,9 +8,10 @@ seeds) and scores the same task with the same fixed features, so the loss of sig
 attributed to a term before anyone argues about its realism. No encoder is trained; nothing
 here reads a model's score.
 
-A term is "removed" by replacing its per-well draw with the mean of its plate (blur, density)
-or batch (gamma, photons, read noise), or by zeroing it (illumination gradient, vignetting,
-fixed pattern, bleed-through, batch morphology shift). Groups: ``all per-well terms`` keeps
+A term is "removed" (by the simulator's own
+:func:`cellbench.data.synthetic.nuisance.remove_terms`) by replacing its per-well draw with the
+mean of its plate (blur, density) or batch (gamma, photons, read noise), or by zeroing it
+(illumination gradient, vignetting, fixed pattern, bleed-through, batch morphology shift). Groups: ``all per-well terms`` keeps
 only batch- and plate-level variation; ``batch- and plate-level terms`` keeps only the per-well
 draws; ``none`` removes every term and shows what cell-to-cell sampling alone leaves.
 
@@ -23,22 +24,35 @@ normal interval.
 ``--denser`` repeats the two end points with cells drawn at half the size (4x the cells in the
 same pixels): does the view lack cells, or is the signal masked?
 
-Usage: python experiments/nuisance_ablation.py [--denser] [--out leaderboard/nuisance_ablation.csv]
+Usage: python -m experiments.nuisance_ablation [--denser] [--out leaderboard/experiments/nuisance_ablation.csv]
 Numbers are synthetic (measured on cellbench's simulator), never comparable with the paper's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from pair_signal import mean_interval
+import numpy as np
+import torch
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cellbench.data.synthetic.config import make_config
+from cellbench.data.synthetic.nuisance import PER_WELL_TERMS, remove_terms
+from cellbench.data.synthetic.simulate import simulate
+from cellbench.encoders.baselines import PixelStatsEncoder
+from cellbench.metrics.health import pair_identification
+from cellbench.train.views import random_crops, standardize
+from experiments._common import OUT_DIR, mean_interval, write_rows
 
 BATCH = 64
 
-PER_WELL = ("illumination", "gamma", "blur", "density", "photons")
 VARIANTS = (
     "as simulated",
-    *PER_WELL,
+    *PER_WELL_TERMS,
     "all per-well terms",
     "vignette+pattern+bleed",
     "batch morphology shift",
@@ -49,76 +63,7 @@ VARIANTS = (
 )
 
 
-def _group_mean(values, groups, log: bool = False):
-    import numpy as np
-
-    v = np.log(values) if log else values
-    out = np.empty_like(v)
-    for g in np.unique(groups):
-        out[groups == g] = v[groups == g].mean(axis=0)
-    return np.exp(out) if log else out
-
-
-def neutralise(nuis: dict, variant: str) -> dict:
-    """A copy of the per-well nuisance arrays with ``variant``'s terms removed."""
-    import numpy as np
-
-    n = {k: np.array(v, copy=True) for k, v in nuis.items()}
-    plate, batch = n["plate_index"], n["batch_index"]
-    terms = {
-        "illumination": lambda: n.update(illum_amp=np.zeros_like(n["illum_amp"])),
-        "gamma": lambda: n.update(gamma=_group_mean(n["gamma"], batch, log=True)),
-        "blur": lambda: n.update(blur=_group_mean(n["blur"], plate, log=True)),
-        "density": lambda: n.update(density=_group_mean(n["density"], plate, log=True)),
-        "photons": lambda: n.update(
-            photons=_group_mean(n["photons"], batch, log=True),
-            read_noise=_group_mean(n["read_noise"], batch),
-        ),
-        "vignette+pattern+bleed": lambda: n.update(
-            vignette=np.zeros_like(n["vignette"]),
-            pattern_amp=np.zeros_like(n["pattern_amp"]),
-            bleed=np.zeros_like(n["bleed"]),
-        ),
-        "batch morphology shift": lambda: n.update(batch_shift=np.zeros_like(n["batch_shift"])),
-        "gain (all levels)": lambda: n.update(gain=np.ones_like(n["gain"])),
-        "gamma (all levels)": lambda: n.update(gamma=np.ones_like(n["gamma"])),
-        "plate density": lambda: n.update(
-            density=n["density"] / _group_mean(n["density"], plate, log=True)
-        ),
-    }
-    if variant == "as simulated":
-        return n
-    if variant == "all per-well terms":
-        for term in PER_WELL:
-            terms[term]()
-        return n
-    if variant == "batch- and plate-level terms":  # keep only the per-well draws
-        for term in ("vignette+pattern+bleed", "batch morphology shift", "plate density"):
-            terms[term]()
-        gain_well = n["gain"] / _group_mean(n["gain"], plate, log=True)
-        gamma_well = n["gamma"] / _group_mean(n["gamma"], batch, log=True)
-        n.update(
-            gain=gain_well,
-            gamma=gamma_well,
-            photons=n["photons"] / _group_mean(n["photons"], batch, log=True) * 400.0,
-        )
-        return n
-    if variant == "none":
-        for name, term in terms.items():
-            if name != "plate density":
-                term()
-        n.update(density=np.ones_like(n["density"]))
-        return n
-    terms[variant]()
-    return n
-
-
 def _features(images, pixel, crop: int | None, seed: int, standardise: bool = True):
-    import numpy as np
-    import torch
-
-    from cellbench.train.views import random_crops, standardize
-
     out = []
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, len(images), 512):
@@ -133,32 +78,26 @@ def _features(images, pixel, crop: int | None, seed: int, standardise: bool = Tr
 def _linear_readout(features, latent):
     """The latent traits predicted from ``features`` by ridge regression, 5-fold cross-fitted:
     the best a linear read-out of these features can recover (an upper bound for them)."""
-    import numpy as np
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
     return cross_val_predict(model, features, latent, cv=5)
 
 
 def score_variant(
-    screen, variant: str, batches: int, seed: int = 0, standardise: bool = True
+    screen,
+    variant: str,
+    batches: int,
+    seed: int = 0,
+    standardise: bool = True,
+    batch_size: int = BATCH,
 ) -> list[dict]:
-    import numpy as np
+    """Rows of pair-identification accuracy (among ``batch_size`` cross-well pairs) of each
+    feature set on ``screen`` re-rendered with ``variant``'s technical terms removed."""
 
-    from cellbench.data.synthetic.simulate import Screen
-    from cellbench.encoders.baselines import PixelStatsEncoder
-    from cellbench.metrics.health import pair_identification
-
-    variant_screen = Screen(
-        screen.config,
-        screen.layout,
-        screen.latent,
-        neutralise(screen.nuisance, variant),
-        screen.site_well,
-        screen.site_number,
+    variant_screen = dataclasses.replace(
+        screen,
+        nuisance=remove_terms(screen.nuisance, variant),
+        site_cells=np.full_like(screen.site_cells, -1),  # counted again as it is rendered
     )
     images = variant_screen.render_all()
     pixel = PixelStatsEncoder(tuple(screen.config.channels))
@@ -183,7 +122,7 @@ def score_variant(
     rng = np.random.default_rng(seed)
     results: dict[str, list[float]] = {}
     for _ in range(batches):
-        chosen = rng.choice(perts, BATCH, replace=False)
+        chosen = rng.choice(perts, batch_size, replace=False)
         pairs = np.array([rng.choice(wells_of[c], 2, replace=False) for c in chosen])
         for name, feats in site_feats.items():
             a = feats[[rng.choice(sites_of[w]) for w in pairs[:, 0]]]
@@ -200,7 +139,7 @@ def score_variant(
         )
     rows = []
     for features, values in results.items():
-        mean, half = mean_interval(values)
+        mean, half = mean_interval(values, kind="normal")
         rows.append(
             {
                 "screen": f"{screen.config.name}-{screen.config.size}",
@@ -211,7 +150,7 @@ def score_variant(
                 "accuracy": round(mean, 4),
                 "ci_low": round(mean - half, 4),
                 "ci_high": round(mean + half, 4),
-                "chance": round(1 / BATCH, 4),
+                "chance": round(1 / batch_size, 4),
                 "batches": len(values),
                 "simulator_version": screen.config.version,
                 "provenance": "measured, synthetic",
@@ -224,11 +163,12 @@ def score_variant(
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--screen", default="synthetic-bray:quick", help="NAME:SIZE")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="pairs per batch")
     parser.add_argument(
         "--denser",
         action="store_true",
@@ -240,16 +180,8 @@ def main() -> None:
         action="store_true",
         help="score raw intensities instead of per-image standardised ones",
     )
-    parser.add_argument("--out", default="leaderboard/nuisance_ablation.csv")
-    args = parser.parse_args()
-
-    import dataclasses
-
-    import polars as pl
-
-    from cellbench.data.synthetic.config import make_config
-    from cellbench.data.synthetic.simulate import simulate
-    from cellbench.report.paper import write_csv_atomic
+    parser.add_argument("--out", default=str(OUT_DIR / "nuisance_ablation.csv"))
+    args = parser.parse_args(argv)
 
     name, size = args.screen.split(":")
     config = make_config(name, size, seed=0)
@@ -265,8 +197,14 @@ def main() -> None:
     for cfg, variants in runs:
         screen = simulate(cfg)
         for variant in variants:
-            rows += score_variant(screen, variant, args.batches, standardise=not args.raw)
-    write_csv_atomic(pl.DataFrame(rows), args.out)
+            rows += score_variant(
+                screen,
+                variant,
+                args.batches,
+                standardise=not args.raw,
+                batch_size=args.batch_size,
+            )
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

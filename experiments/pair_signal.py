@@ -17,7 +17,7 @@ Score: top-1 pair identification among B = 64 pairs (chance 1/64), mean over bat
 95 % normal interval. Cross-well pairs (two wells of a perturbation) are what CWA-MSN trains on;
 single-well pairs (two sites of one well) show how much a well's own signature gives away.
 
-Usage: python experiments/pair_signal.py [--screens synthetic-bray:quick rxrx3-core@DIR ...] [--out CSV]
+Usage: python -m experiments.pair_signal [--screens synthetic-bray:quick rxrx3-core@DIR ...] [--out CSV]
 Numbers on synthetic screens are synthetic, never comparable with the paper's. Run on real
 images (NAME@DIR), the pixel-statistics rows are the simulator's calibration target: how much a
 view of a real well tells about its replicate, with no model involved.
@@ -26,36 +26,30 @@ view of a real well tells about its replicate, with no model involved.
 from __future__ import annotations
 
 import argparse
-import math
+
+import numpy as np
+import torch
+
+from cellbench import registry
+from cellbench.data import load_dataset
+from cellbench.data.sampling import PairSampler
+from cellbench.encoders.baselines import PixelStatsEncoder
+from cellbench.metrics.health import pair_identification
+from cellbench.train.views import random_crops, standardize
+from experiments._common import OUT_DIR, mean_interval, write_rows
 
 BATCH = 64
 
 
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean over batches and the half-width of its 95 % normal interval."""
-    import numpy as np
-
-    return float(np.mean(values)), 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-
-
-def _oracle_rows(dataset, name: str):
+def oracle_rows(dataset, name: str):
     """(n_wells, d) ground-truth vectors in the dataset's well order."""
-    import numpy as np
-
-    from cellbench import registry
-
     ids, feats = registry.create(name).embed_wells(dataset)
     pos = {w: i for i, w in enumerate(ids)}
     return np.asarray(feats)[[pos[w] for w in dataset.wells["well_id"].to_list()]]
 
 
-def _pixel_well_means(dataset, pixel):
+def pixel_well_means(dataset, pixel):
     """Pixel statistics of every standardised whole site, averaged per well: (n_wells, d)."""
-    import numpy as np
-    import torch
-
-    from cellbench.train.views import standardize
-
     images = dataset.load_all()
     feats = np.concatenate(
         [
@@ -70,24 +64,22 @@ def _pixel_well_means(dataset, pixel):
     return sums / np.maximum(np.bincount(site_well, minlength=n), 1)[:, None]
 
 
-def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[dict]:
-    import torch
-
-    from cellbench.data.sampling import PairSampler
-    from cellbench.encoders.baselines import PixelStatsEncoder
-    from cellbench.metrics.health import pair_identification
-    from cellbench.train.views import random_crops, standardize
+def score_screen(
+    dataset, screen: str, sizes: list[int], batches: int, batch_size: int = BATCH
+) -> list[dict]:
+    """Rows of pair-identification accuracy (among ``batch_size`` pairs the trainer's sampler
+    draws) of ground-truth and pixel-statistics features of one screen."""
 
     rows = []
     side = int(dataset.load_all().shape[-1])
     pixel = PixelStatsEncoder(tuple(dataset.channels))
     truth = {}
     if getattr(dataset, "ground_truth", None) is not None:  # synthetic screens only
-        truth = {name: _oracle_rows(dataset, name) for name in ("oracle", "nuisance-only")}
-    truth["pixel-stats, well mean of all sites"] = _pixel_well_means(dataset, pixel)
+        truth = {name: oracle_rows(dataset, name) for name in ("oracle", "nuisance-only")}
+    truth["pixel-stats, well mean of all sites"] = pixel_well_means(dataset, pixel)
     multi_site = int(dataset.sites.group_by("well_id").len()["len"].max()) > 1
     for cross in (True, False) if multi_site else (True,):  # single-well needs 2 sites a well
-        sampler = PairSampler(dataset, cross_well=cross, batch_size=BATCH, seed=0)
+        sampler = PairSampler(dataset, cross_well=cross, batch_size=batch_size, seed=0)
         pairing = "cross-well" if cross else "single-well"
         results: dict[tuple[str, int | None], list[float]] = {}
         for step in range(batches):
@@ -110,7 +102,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
                 ft = pixel.embed(random_crops(target, size, gen))
                 results.setdefault(("pixel-stats", size), []).append(pair_identification(fa, ft))
         for (features, size), values in results.items():
-            mean, half = mean_interval(values)
+            mean, half = mean_interval(values, kind="normal")
             rows.append(
                 {
                     "screen": screen,
@@ -121,7 +113,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
                     "accuracy": round(mean, 4),
                     "ci_low": round(mean - half, 4),
                     "ci_high": round(mean + half, 4),
-                    "chance": round(1 / BATCH, 4),
+                    "chance": round(1 / batch_size, 4),
                     "batches": len(values),
                     "provenance": "measured, synthetic"
                     if getattr(dataset, "synthetic", False)
@@ -135,7 +127,7 @@ def score_screen(dataset, screen: str, sizes: list[int], batches: int) -> list[d
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--screens",
@@ -148,10 +140,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--batches", type=int, default=50)
-    parser.add_argument("--out", default="leaderboard/pair_signal.csv")
-    args = parser.parse_args()
-
-    from cellbench.data import load_dataset
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="pairs per batch")
+    parser.add_argument("--out", default=str(OUT_DIR / "pair_signal.csv"))
+    args = parser.parse_args(argv)
 
     rows = []
     for item in args.screens:
@@ -161,12 +152,8 @@ def main() -> None:
         else:
             name, size = item.split(":")
             dataset, label = load_dataset(name, size=size, seed=0), f"{name}-{size}"
-        rows += score_screen(dataset, label, args.sizes, args.batches)
-    import polars as pl
-
-    from cellbench.report.paper import write_csv_atomic
-
-    write_csv_atomic(pl.DataFrame(rows, infer_schema_length=None), args.out)
+        rows += score_screen(dataset, label, args.sizes, args.batches, args.batch_size)
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ suspects one at a time, without training anything new unless a checkpoint is giv
 * architecture:   untrained ViT-S/16 (``random``) vs the untrained ``quick`` ViT;
 * training:       any ``--checkpoint`` model.pt, read both ways.
 
-Usage: python experiments/readout_diagnostics.py [--checkpoint NAME=PATH ...] [--out CSV]
+Usage: python -m experiments.readout_diagnostics [--checkpoint NAME=PATH ...] [--out CSV]
 All numbers are synthetic (``cellbench-sim`` screen), never comparable with the paper's.
 """
 
@@ -21,32 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 
-def _score(encoder, dataset, work: Path) -> float:
-    import polars as pl
-
-    from cellbench.embed import embed_dataset
-    from cellbench.evaluate import evaluate_arrays
-
-    path = embed_dataset(encoder, dataset, work, progress=False)
-    table = pl.read_parquet(path)
-    feats = table.select(pl.exclude("well_id")).to_numpy().astype("float32")
-    out = evaluate_arrays(
-        table["well_id"].to_list(),
-        feats,
-        dataset.wells,
-        seeds=1,
-        tasks=("gene_gene",),
-        sources=("CORUM",),
-    )
-    return float(out["scores"]["gene_gene"]["CORUM"]["recall_0.05_0.95"])
+from cellbench import registry
+from cellbench.data import load_dataset
+from cellbench.encoders.baselines import PixelStatsEncoder
+from cellbench.train.export import create_encoder
+from experiments._common import OUT_DIR, corum_recall, write_rows
 
 
 def probes(channels, checkpoints: dict[str, str], seed: int):
     """(name, factory) pairs; factories build encoders lazily."""
-    from cellbench import registry
-    from cellbench.encoders.baselines import PixelStatsEncoder
-    from cellbench.train.export import create_encoder
 
     def pixel_tiles():
         enc = PixelStatsEncoder(tuple(channels))
@@ -72,7 +57,7 @@ def probes(channels, checkpoints: dict[str, str], seed: int):
             )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--checkpoint",
@@ -80,38 +65,33 @@ def main() -> None:
         default=[],
         help="MODEL[:label]=PATH of a model.pt (e.g. infonce-cross:600=runs/.../model.pt)",
     )
-    parser.add_argument("--out", default="leaderboard/readout_diagnostics.csv")
+    parser.add_argument("--out", default=str(OUT_DIR / "readout_diagnostics.csv"))
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--size", default="quick", help="screen size (tiny: a smoke run)")
+    args = parser.parse_args(argv)
     checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
 
-    import torch
-
-    from cellbench.data import load_dataset
-
     torch.manual_seed(args.seed)
-    dataset = load_dataset("synthetic-rxrx3-core", size="quick", seed=0)
+    dataset = load_dataset("synthetic-rxrx3-core", size=args.size, seed=0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, factory) in enumerate(probes(dataset.channels, checkpoints, args.seed)):
             t0 = time.perf_counter()
             torch.manual_seed(args.seed)
-            recall = _score(factory(), dataset, Path(tmp) / str(i))
+            recall = corum_recall(
+                factory(), dataset, Path(tmp) / str(i), seeds=1, sources=("CORUM",)
+            )
             rows.append(
                 {
                     "probe": name,
                     "corum_recall": round(recall, 4),
                     "seconds": round(time.perf_counter() - t0, 1),
                     "provenance": "measured, synthetic",
-                    "dataset": "synthetic-rxrx3-core-quick",
+                    "dataset": f"synthetic-rxrx3-core-{args.size}",
                 }
             )
             print(f"{recall:.3f}  {name}", flush=True)
-    import polars as pl
-
-    from cellbench.report.paper import write_csv_atomic
-
-    write_csv_atomic(pl.DataFrame(rows, infer_schema_length=None), args.out)
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

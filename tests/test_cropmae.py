@@ -52,8 +52,8 @@ def test_cropmae_learns_a_fixed_batch(name):
     inputs = fixed_batch(ds, cross_well=name.endswith("cross"))
     losses = overfit_losses(method, inputs, steps=15, lr=2e-3)
     assert losses[-1] < 0.8 * losses[0]
-    loss, logs = method(inputs, torch.Generator().manual_seed(1))
-    assert logs["masked_patches"] == 9 - 1  # 3x3 patches, one kept
+    loss, stats = method(inputs, torch.Generator().manual_seed(1))
+    assert method.log_values(stats)["masked_patches"] == 9 - 1  # 3x3 patches, one kept
     loss.backward()
     assert method.backbone.patch_embed.proj.weight.grad.abs().sum() > 0  # the encoder learns
 

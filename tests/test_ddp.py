@@ -26,12 +26,12 @@ WORKER = textwrap.dedent(
     rank = int(os.environ["RANK"])
     seen = []
     import cellbench.train.loop as loop
-    original = loop._slice_batch
+    original = loop.slice_batch
     def spy(batch, rank_, world, device):
         inputs = original(batch, rank_, world, device)
         seen.append(inputs.anchor_well.tolist())
         return inputs
-    loop._slice_batch = spy
+    loop.slice_batch = spy
     result = train("cwa-msn", FakeDataset(), resolve("tiny", {{"max_steps": 6}}), seed=0,
                    out_dir=out, progress=False, health=False)
     h = hashlib.sha256()

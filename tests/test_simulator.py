@@ -227,3 +227,27 @@ def test_training_and_evaluation_presets_share_biology_not_nuisance():
     assert B.make_biology(0) is B.make_biology(0)
     comp = B.bray_compounds(0, 16)
     assert set(comp.target_gene.tolist()) <= set(range(len(B.make_biology(0).genes)))
+
+
+def test_no_technical_variation_is_an_option_that_leaves_default_screens_alone():
+    """``technical_variation=False`` draws the nuisance of ``remove_terms(..., "none")`` and
+    names another screen; the default config hashes as it did before the field existed."""
+    import dataclasses
+
+    from cellbench.data.synthetic.generate import screen_hash
+    from cellbench.data.synthetic.nuisance import remove_terms
+
+    cfg = make_config("synthetic-bray", "tiny", 0)
+    assert "technical_variation" not in cfg.to_dict()  # the published hash and manifest
+    clean = dataclasses.replace(cfg, technical_variation=False)
+    assert clean.to_dict()["technical_variation"] is False
+    assert screen_hash(clean) != screen_hash(cfg)
+    as_drawn, without = simulate(cfg), simulate(clean)
+    expected = remove_terms(as_drawn.nuisance, "none")
+    assert expected.keys() == without.nuisance.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(without.nuisance[key], value, err_msg=key)
+    assert not np.array_equal(without.nuisance["illum_amp"], as_drawn.nuisance["illum_amp"])
+    np.testing.assert_array_equal(without.latent, as_drawn.latent)  # the same biology
+    with pytest.raises(ValueError, match="unknown variant"):
+        remove_terms(as_drawn.nuisance, "everything")

@@ -354,10 +354,10 @@ def test_checkpoint_without_new_config_fields_resumes(dataset, tmp_path):
 def test_a_damaged_best_weights_file_is_a_plain_error(dataset, tmp_path):
     """A corrupt ``best_heldout.pt`` is named as such (no torch traceback or advice)."""
     from cellbench.errors import InputError
-    from cellbench.train.loop import _restore_best
+    from cellbench.train.heldout import restore_best
 
     path = tmp_path / "best_heldout.pt"
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(InputError, match="best-weights file") as err:
-        _restore_best(path, None, [], [])
+        restore_best(path, None, [], [])
     assert "weights_only" not in str(err.value) and "\x1b[" not in str(err.value)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from _train_fakes import FakeDataset, fixed_batch, overfit_losses  # noqa: I001
 
-from cellbench.train.loop import BEST, LOG, _early_stop, _restore_best, train
+from cellbench.train.checkpoint import LOG
+from cellbench.train.heldout import BEST, early_stop, restore_best
+from cellbench.train.loop import train
 from cellbench.train.methods import build_method, method_defaults
 from cellbench.train.presets import resolve
 from cellbench.train.views import channel_jitter, random_rot90
@@ -25,8 +27,8 @@ def test_wsl_learns_the_labels_of_a_fixed_batch(dataset):
     inputs = fixed_batch(dataset, cross_well=False)
     losses = overfit_losses(method, inputs, steps=20)
     assert losses[-1] < 0.5 * losses[0]
-    _, logs = method(inputs, torch.Generator().manual_seed(0))
-    assert logs["train_accuracy"] == 1.0
+    _, stats = method(inputs, torch.Generator().manual_seed(0))
+    assert method.log_values(stats)["train_accuracy"] == 1.0
 
 
 def test_heldout_wells_are_validated_and_never_trained_on(dataset, tmp_path):
@@ -46,7 +48,7 @@ def test_heldout_wells_are_validated_and_never_trained_on(dataset, tmp_path):
 
 def test_early_stop_rule():
     logs = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.95)]
-    assert _early_stop(logs, 2) and not _early_stop(logs, 3) and not _early_stop(logs, None)
+    assert early_stop(logs, 2) and not early_stop(logs, 3) and not early_stop(logs, None)
 
 
 def test_training_stops_early_when_heldout_loss_rises(dataset, tmp_path, monkeypatch):
@@ -131,7 +133,7 @@ def test_a_best_file_that_is_not_the_logged_best_is_not_restored(dataset, tmp_pa
     torch.save({"step": 4, "state_dict": method.state_dict()}, tmp_path / BEST)
     warnings = []
     health = [{"step": 2, "val_loss": 1.0}, {"step": 4, "val_loss": 2.0}]
-    assert _restore_best(tmp_path / BEST, method, health, warnings) is None
+    assert restore_best(tmp_path / BEST, method, health, warnings) is None
     assert "not the best held-out step 2" in warnings[0]
 
 

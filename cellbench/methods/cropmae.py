@@ -120,7 +120,7 @@ class CropMAE(Method):
         masked = torch.ones(b, n, dtype=torch.bool, device=ref.device)
         masked.scatter_(1, keep, False)
         loss = masked_mse(pred, normalized_patches(view, self.patch), masked)
-        return loss, {"masked_patches": float(masked.sum(dim=1).float().mean())}
+        return loss, {"masked_patches": masked.sum(dim=1).float().mean()}
 
     def embed_tokens(self, images: torch.Tensor) -> torch.Tensor:
         return pool(self.backbone, tokens(self.backbone, images), "mean")

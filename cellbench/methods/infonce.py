@@ -22,25 +22,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellbench.train.backbone import build_backbone, pool, tokens
+from cellbench.train.distributed import gather_rows
 from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import random_crops, random_flips, standardize
 
 
-def _gather(x: torch.Tensor) -> torch.Tensor:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(x))
-    return x
-
-
 def info_nce(
     a: torch.Tensor, t: torch.Tensor, temperature: float, labels: torch.Tensor | None = None
-) -> tuple[torch.Tensor, float]:
-    """Symmetric InfoNCE of paired rows of ``a`` and ``t`` (B, D); returns (loss, accuracy).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE of paired rows of ``a`` and ``t`` (B, D); returns (loss, accuracy),
+    the accuracy a detached scalar tensor (read back only when it is logged).
 
     ``labels`` (B,): rows with equal labels other than the pair itself are masked out of the
     negatives (they are positives of another pair, not negatives).
@@ -54,7 +46,7 @@ def info_nce(
         logits = logits.masked_fill(same & ~eye, float("-inf"))
     target = torch.arange(len(a), device=a.device)
     loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-    accuracy = float((logits.argmax(dim=1) == target).float().mean())
+    accuracy = (logits.argmax(dim=1) == target).float().mean().detach()
     return loss, accuracy
 
 
@@ -82,8 +74,10 @@ class InfoNCE(Method):
         a = random_flips(random_crops(standardize(inputs.anchor), size, generator), generator)
         t = random_flips(random_crops(standardize(inputs.target), size, generator), generator)
         za, zt = self._project(a), self._project(t)
-        labels = _gather(inputs.perturbation)
-        loss, acc = info_nce(_gather(za), _gather(zt), self.config.infonce_temperature, labels)
+        labels = gather_rows(inputs.perturbation)
+        loss, acc = info_nce(
+            gather_rows(za), gather_rows(zt), self.config.infonce_temperature, labels
+        )
         return loss, {"pair_accuracy": acc}
 
     def embed_tokens(self, images: torch.Tensor) -> torch.Tensor:

@@ -37,13 +37,20 @@ that is the ``schedule_horizon`` option (default 1.0: the paper ramps EMA to 1.0
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cellbench.metrics.health import (
+    frozen_loss_warning,
+    prototype_usage,
+    uniform_collapse_warning,
+)
 from cellbench.train.backbone import build_backbone, num_patches, pool, random_keep, tokens
+from cellbench.train.distributed import all_reduce_sum_, group_world, mean_over_ranks
 from cellbench.train.ema import make_target
 from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
@@ -51,12 +58,6 @@ from cellbench.train.views import multi_crop, random_crops, random_flips, standa
 
 
 # --------------------------------------------------------------------------- the loss
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """``p^(1/T) / sum p^(1/T)`` row-wise (MSN target sharpening, T = 0.25)."""
     sharp = probs ** (1.0 / temperature)
@@ -70,20 +71,12 @@ def sinkhorn(probs: torch.Tensor, iters: int = 3) -> torch.Tensor:
     Alternately scales each prototype's total mass to 1/K and each sample's to 1/B (B = the
     global batch: sums are all-reduced under DDP); returns rows that sum to 1.
     """
-    import torch.distributed as dist
-
-    world = _world()
-
-    def allreduce(x: torch.Tensor) -> torch.Tensor:
-        if world > 1:
-            dist.all_reduce(x)
-        return x
-
+    world = group_world()
     q = probs.t().to(torch.float64)  # (K, B_local)
     k, b = q.shape[0], q.shape[1] * world
-    q = q / allreduce(q.sum().reshape(1))
+    q = q / all_reduce_sum_(q.sum().reshape(1))
     for _ in range(iters):
-        q = q / allreduce(q.sum(dim=1, keepdim=True))
+        q = q / all_reduce_sum_(q.sum(dim=1, keepdim=True))
         q = q / k
         q = q / q.sum(dim=0, keepdim=True)
         q = q / b
@@ -97,13 +90,7 @@ def prototype_logits(z: torch.Tensor, prototypes: torch.Tensor, temperature: flo
 
 def _global_mean(probs: torch.Tensor) -> torch.Tensor:
     """Mean over rows, over all processes under DDP (differentiable all-reduce)."""
-    mean = probs.mean(dim=0)
-    world = _world()
-    if world > 1:
-        from torch.distributed.nn.functional import all_reduce
-
-        mean = all_reduce(mean) / world
-    return mean
+    return mean_over_ranks(probs.mean(dim=0))
 
 
 def msn_loss(
@@ -121,8 +108,8 @@ def msn_loss(
 
     ``anchor_z``: (V * B, D) projections of V anchor views, view-major (view v of sample i at
     row ``v * B + i``); ``target_z``: (B, D) projections of the target views (no gradient).
-    Returns the loss and a dict with ``ce``, ``me_max`` (floats), ``anchor_probs`` and
-    ``targets`` (tensors, detached).
+    Returns the loss and a dict of detached tensors: ``ce``, ``me_max`` (scalars; kept on the
+    device, so a training step reads nothing back), ``anchor_probs`` and ``targets``.
     """
     batch = target_z.shape[0]
     if anchor_z.shape[0] % batch:
@@ -141,8 +128,8 @@ def msn_loss(
     me_max = math.log(prototypes.shape[0]) - entropy
     loss = ce_weight * ce + me_max_weight * me_max
     return loss, {
-        "ce": float(ce.detach()),
-        "me_max": float(me_max.detach()),
+        "ce": ce.detach(),
+        "me_max": me_max.detach(),
         "anchor_probs": probs.detach(),
         "targets": targets.detach(),
     }
@@ -180,6 +167,8 @@ def init_prototypes(num_prototypes: int, dim: int) -> torch.Tensor:
 
 class MSN(Method):
     """MSN training method; ``cross_well`` picks CWA-MSN (True) or Single-Well-MSN (False)."""
+
+    health_keys = ("proto_used", "proto_entropy", "ce", "me_max")
 
     def __init__(self, config: TrainConfig, in_chans: int, *, cross_well: bool = True) -> None:
         super().__init__(config)
@@ -244,20 +233,38 @@ class MSN(Method):
             ce_weight=cfg.ce_weight,
             me_max_weight=cfg.me_max_weight,
         )
-        from cellbench.metrics.health import prototype_usage
+        return loss, out
 
-        usage = prototype_usage(out["anchor_probs"])
-        t_usage = prototype_usage(out["targets"])
-        logs = {
-            "ce": out["ce"],
-            "me_max": out["me_max"],
-            "ce_over_log_k": out["ce"] / math.log(self.config.num_prototypes),
+    def log_values(self, stats: Mapping[str, Any]) -> dict[str, float]:
+        """The loss terms, CE over log K (1.0 at the uniform fixed point), and prototype usage
+        of the anchor predictions and of the targets."""
+        ce = float(stats["ce"])
+        usage = prototype_usage(stats["anchor_probs"])
+        t_usage = prototype_usage(stats["targets"])
+        return {
+            "ce": ce,
+            "me_max": float(stats["me_max"]),
+            "ce_over_log_k": ce / math.log(self.config.num_prototypes),
             "proto_used": usage["fraction_used"],
             "proto_entropy": usage["usage_entropy"],
             "target_proto_used": t_usage["fraction_used"],
-            "target_max_prob": float(out["targets"].max(dim=1).values.mean()),
+            "target_max_prob": float(stats["targets"].max(dim=1).values.mean()),
         }
-        return loss, logs
+
+    def health_warnings(self, history: list[dict[str, Any]]) -> dict[str, str]:
+        """A frozen loss (CE and me-max constant) and predictions stuck near the uniform
+        distribution: the two ways MSN fails to leave its fixed point (Assran et al. 2022)."""
+        if not history or "ce" not in history[-1]:
+            return {}
+        checks = {
+            "MSN loss frozen": frozen_loss_warning(
+                {"ce": [h["ce"] for h in history], "me_max": [h["me_max"] for h in history]}
+            ),
+            "MSN near the uniform": uniform_collapse_warning(
+                [h["ce_over_log_k"] for h in history if "ce_over_log_k" in h]
+            ),
+        }
+        return {phrase: msg for phrase, msg in checks.items() if msg}
 
     def embed_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Evaluation embedding of standardised images with the target backbone."""

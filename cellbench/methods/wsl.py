@@ -10,7 +10,7 @@ nearest-neighbour rate 0.73, recall falling with training), so a fraction of eac
 (``holdout_fraction``) and the held-out accuracy/loss is logged with the health metrics; with
 ``early_stop_patience`` set, training stops once the held-out loss has not improved for that
 many health checks, and ``model.pt`` keeps the weights of the best held-out check
-(:mod:`cellbench.train.loop`). :func:`create` is the registry factory of ``vit-wsl``.
+(:mod:`cellbench.train.heldout`). :func:`create` is the registry factory of ``vit-wsl``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class WSL(Method):
         x = channel_jitter(random_rot90(random_flips(x, generator), generator), generator)
         logits = self.logits(x)
         loss = F.cross_entropy(logits, inputs.perturbation)
-        accuracy = float((logits.argmax(dim=1) == inputs.perturbation).float().mean())
+        accuracy = (logits.argmax(dim=1) == inputs.perturbation).float().mean()
         return loss, {"train_accuracy": accuracy}
 
     @torch.no_grad()

@@ -86,7 +86,7 @@ def pair_identification(anchor, target, standardize: bool = True) -> float:
     the batch) is their own partner (row ``i`` of ``target``). Chance is ``1 / len(anchor)``.
 
     Applied to hand-crafted features of the pairs a trainer draws, it measures whether a batch
-    of cross-well pairs carries any per-view signal to learn from (``experiments/pair_signal.py``).
+    of cross-well pairs carries any per-view signal to learn from (``python -m experiments.pair_signal``).
     """
     a, t = _numpy(anchor).astype(np.float64), _numpy(target).astype(np.float64)
     if a.shape != t.shape or a.ndim != 2 or len(a) < 2:

@@ -1,12 +1,17 @@
 """What the shared training loop needs from a training method (MSN, CropMAE, WSL, InfoNCE).
 
 A method is an ``nn.Module`` whose ``forward`` takes one step's data and returns the loss and
-scalars to log; the loop owns everything else (optimiser, schedules, EMA, checkpoints, DDP).
+its step statistics; the loop owns everything else (optimiser, schedules, EMA, checkpoints,
+DDP). The statistics may stay tensors on the device: the loop turns them into logged numbers
+with :meth:`Method.log_values` only on the steps it logs, so a GPU step needs no host sync.
+Checks of a method's own failure modes (MSN's frozen loss) are its :meth:`Method.health_warnings`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,6 +47,8 @@ class Method(nn.Module):
     name: str = ""
     #: how the embedding is read: "cls" or "mean"
     pooling: str = "cls"
+    #: logged values also copied into each health record (MSN: its prototype usage and loss terms)
+    health_keys: tuple[str, ...] = ()
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
@@ -49,8 +56,19 @@ class Method(nn.Module):
 
     def forward(  # pragma: no cover - abstract
         self, inputs: StepInputs, generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss of one step and its statistics (floats or detached tensors)."""
         raise NotImplementedError
+
+    def log_values(self, stats: Mapping[str, Any]) -> dict[str, float]:
+        """The numbers logged for a step, from ``forward``'s statistics (this reads them back
+        from the device: called on logged steps only). Default: each statistic as a float."""
+        return {key: float(value) for key, value in stats.items()}
+
+    def health_warnings(self, history: list[dict[str, Any]]) -> dict[str, str]:
+        """Problems the logged ``history`` shows now, as {a phrase of the message: message};
+        the loop records each phrase once. None by default."""
+        return {}
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(target, online) module pairs updated by EMA after each step (none by default)."""

@@ -8,7 +8,7 @@
   backbone they were 16 px crops of 4 tokens (3 after patch dropping), and as 4 of the 5
   anchor views they carried 80 % of the cross-entropy on views too small to hold information:
   MSN then stayed at its uniform fixed point even on a known-learnable task (two crops of one
-  handwritten digit, experiments/digits_check.py), while without them it left it and learned
+  handwritten digit, ``python -m experiments.digits_check``), while without them it left it and learned
   to identify crop pairs. Focal views, if set, should be at least 16 tokens each: four
   unmasked 32 px focal views also learn there, faster per step, but each step costs more than
   twice as much, and at equal CPU time the run without focal views was ahead.

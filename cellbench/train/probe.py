@@ -1,6 +1,6 @@
 """Recall on a small held-out screen, measured while a model trains.
 
-The well-shortcut rate and effective rank (:class:`cellbench.train.loop.HealthProbe`) say
+The well-shortcut rate and effective rank (:class:`cellbench.train.health.HealthProbe`) say
 whether a representation collapses or memorises wells; they do not say whether it learns
 biology. :class:`RecallProbe` does: every health check it embeds a small synthetic
 RxRx3-core screen (the ``probe`` size: a dense CORUM subset of genes on one plate, never the

@@ -57,9 +57,22 @@ class ScreenConfig:
     )
     bray_concentration_um: float = 5.0
     version: str = SIMULATOR_VERSION
+    #: False: no technical variation at all (every batch, plate and well term removed, as
+    #: :func:`cellbench.data.synthetic.nuisance.remove_terms` "none" does) - a diagnostic screen
+    technical_variation: bool = True
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, hashed to name the screen. A field added after screens were published
+        is left out while it holds its default, so those screens keep their hash and manifest."""
+        out = dataclasses.asdict(self)
+        for key, default in _ADDED_FIELDS.items():
+            if out[key] == default:
+                del out[key]
+        return out
+
+
+#: fields added to ScreenConfig since the first published screens, with their defaults
+_ADDED_FIELDS: dict[str, object] = {"technical_variation": True}
 
 
 _RXRX3 = {

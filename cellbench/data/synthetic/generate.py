@@ -135,7 +135,13 @@ def generate_screen(
 ) -> Path:
     """Write screen ``name`` at ``size``/``seed`` to ``out_dir`` (default: the cache) and
     return its directory; an existing complete screen of the same configuration is reused."""
-    cfg = make_config(name, size, seed)
+    return generate_from_config(make_config(name, size, seed), out_dir)
+
+
+def generate_from_config(cfg: ScreenConfig, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write the screen of ``cfg`` (e.g. a preset's config changed with ``dataclasses.replace``)
+    to ``out_dir`` (default: the cache) and return its directory, as :func:`generate_screen`."""
+    name, size, seed = cfg.name, cfg.size, cfg.seed
     target = Path(out_dir) if out_dir is not None else default_location(cfg)
     if is_complete(target, cfg):
         return target

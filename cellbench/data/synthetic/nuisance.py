@@ -120,3 +120,92 @@ def nuisance_table(
     for name in BATCH_SHIFT_TRAITS:
         cols[f"nuisance_batch_shift_{name}"] = nuis["batch_shift"][:, traits.index(name)]
     return cols
+
+
+# ------------------------------------------------------------------ removing technical terms
+#: the per-well terms, each removable on its own
+PER_WELL_TERMS = ("illumination", "gamma", "blur", "density", "photons")
+#: what :func:`remove_terms` can remove: one term or group, or (``as simulated``) nothing
+REMOVABLE = (
+    "as simulated",
+    *PER_WELL_TERMS,
+    "all per-well terms",
+    "vignette+pattern+bleed",
+    "batch morphology shift",
+    "gain (all levels)",
+    "gamma (all levels)",
+    "plate density",
+    "batch- and plate-level terms",
+    "none",
+)
+
+
+def _group_mean(values: np.ndarray, groups: np.ndarray, log: bool = False) -> np.ndarray:
+    """Each row replaced by the (geometric, with ``log``) mean of its group."""
+    v = np.log(values) if log else values
+    out = np.empty_like(v)
+    for g in np.unique(groups):
+        out[groups == g] = v[groups == g].mean(axis=0)
+    return np.exp(out) if log else out
+
+
+def remove_terms(nuis: dict[str, np.ndarray], variant: str) -> dict[str, np.ndarray]:
+    """A copy of the per-well nuisance arrays of :func:`draw_nuisance` with ``variant``'s
+    technical terms removed (one of :data:`REMOVABLE`).
+
+    A term is removed by replacing its per-well draw with the mean of its plate (blur, density)
+    or batch (gamma, photons, read noise), or by zeroing it (illumination gradient, vignetting,
+    fixed pattern, bleed-through, batch morphology shift). ``all per-well terms`` keeps only
+    batch- and plate-level variation; ``batch- and plate-level terms`` keeps only the per-well
+    draws; ``none`` removes every term (what ``ScreenConfig(technical_variation=False)`` draws).
+    """
+    if variant not in REMOVABLE:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(REMOVABLE)}")
+    n = {k: np.array(v, copy=True) for k, v in nuis.items()}
+    plate, batch = n["plate_index"], n["batch_index"]
+    terms = {
+        "illumination": lambda: n.update(illum_amp=np.zeros_like(n["illum_amp"])),
+        "gamma": lambda: n.update(gamma=_group_mean(n["gamma"], batch, log=True)),
+        "blur": lambda: n.update(blur=_group_mean(n["blur"], plate, log=True)),
+        "density": lambda: n.update(density=_group_mean(n["density"], plate, log=True)),
+        "photons": lambda: n.update(
+            photons=_group_mean(n["photons"], batch, log=True),
+            read_noise=_group_mean(n["read_noise"], batch),
+        ),
+        "vignette+pattern+bleed": lambda: n.update(
+            vignette=np.zeros_like(n["vignette"]),
+            pattern_amp=np.zeros_like(n["pattern_amp"]),
+            bleed=np.zeros_like(n["bleed"]),
+        ),
+        "batch morphology shift": lambda: n.update(batch_shift=np.zeros_like(n["batch_shift"])),
+        "gain (all levels)": lambda: n.update(gain=np.ones_like(n["gain"])),
+        "gamma (all levels)": lambda: n.update(gamma=np.ones_like(n["gamma"])),
+        "plate density": lambda: n.update(
+            density=n["density"] / _group_mean(n["density"], plate, log=True)
+        ),
+    }
+    if variant == "as simulated":
+        return n
+    if variant == "all per-well terms":
+        for term in PER_WELL_TERMS:
+            terms[term]()
+        return n
+    if variant == "batch- and plate-level terms":  # keep only the per-well draws
+        for term in ("vignette+pattern+bleed", "batch morphology shift", "plate density"):
+            terms[term]()
+        gain_well = n["gain"] / _group_mean(n["gain"], plate, log=True)
+        gamma_well = n["gamma"] / _group_mean(n["gamma"], batch, log=True)
+        n.update(
+            gain=gain_well,
+            gamma=gamma_well,
+            photons=n["photons"] / _group_mean(n["photons"], batch, log=True) * 400.0,
+        )
+        return n
+    if variant == "none":
+        for name, term in terms.items():
+            if name != "plate density":
+                term()
+        n.update(density=np.ones_like(n["density"]))
+        return n
+    terms[variant]()
+    return n

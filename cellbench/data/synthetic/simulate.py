@@ -19,7 +19,7 @@ import polars as pl
 from cellbench.data.synthetic import biology as B
 from cellbench.data.synthetic.config import ScreenConfig, preset_rng
 from cellbench.data.synthetic.layout import make_layout
-from cellbench.data.synthetic.nuisance import draw_nuisance, nuisance_table
+from cellbench.data.synthetic.nuisance import draw_nuisance, nuisance_table, remove_terms
 from cellbench.data.synthetic.render import TextureBank, plate_patterns, render_chunk
 
 CHUNK_PIXELS = 512 * 64 * 64  # sites rendered together: ~0.5 GB of temporaries per thread
@@ -186,6 +186,8 @@ def simulate(cfg: ScreenConfig) -> Screen:
     layout = make_layout(cfg)
     latent = clean_latent(cfg, layout)
     nuis = draw_nuisance(layout, len(cfg.channels), preset_rng(cfg, 606), cfg.cell_scale)
+    if not cfg.technical_variation:
+        nuis = remove_terms(nuis, "none")
     site_well = np.repeat(np.arange(layout.height), cfg.sites_per_well)
     site_number = np.tile(np.arange(1, cfg.sites_per_well + 1), layout.height)
     site_cells = np.full(site_well.size, -1, dtype=np.int32)
