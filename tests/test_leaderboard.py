@@ -370,3 +370,61 @@ def test_results_of_two_simulator_versions_are_never_mixed(tmp_path):
     assert any("other" in w and "unknown" in w and "dropped 4" in w for w in warnings)
     unversioned = [{"dataset": "rxrx3-core", "model": "m"}] * 2
     assert newest_simulator(unversioned) == (unversioned, [])
+
+
+def _variant(model, **kw):
+    """A real content-named variant (checkpoint id without its seed), as `cellbench run`
+    names it."""
+    from cellbench import registry
+    from cellbench.pipeline import checkpoint_id
+
+    preset = kw.pop("preset", "quick")
+    ck = checkpoint_id(
+        model, registry.metadata(model), preset, 0, kw.get("prototypes"), kw.get("steps")
+    )
+    return ck.rsplit("-seed", 1)[0]
+
+
+def _cfg(steps, prototypes=64):
+    """A run's resolved training config (distinct configs are distinct weights)."""
+    return {"train": {"max_steps": steps, "num_prototypes": prototypes}}
+
+
+def test_main_rows_prototype_sweep_and_pairing_use_content_named_variants(tmp_path):
+    # a model's row is its trained preset, never its shorter-named --steps 0 run; Table 5 keeps
+    # the sweep's budget only; cross vs single pairs runs whose hashes differ by model
+    root = tmp_path / "results"
+    default = _variant("cwa-msn")
+    write_model(root, "cwa-msn", [0.30, 0.32, 0.37], variant=default, config=_cfg(600))
+    write_model(
+        root, "cwa-msn", [0.20, 0.21, 0.22], variant=_variant("cwa-msn", steps=0), config=_cfg(0)
+    )
+    write_model(
+        root,
+        "cwa-msn",
+        [0.25, 0.26, 0.24],
+        variant=_variant("cwa-msn", preset="standard"),
+        config=_cfg(2400),
+    )
+    write_model(
+        root,
+        "cwa-msn",
+        [0.28, 0.29, 0.27],
+        variant=_variant("cwa-msn", prototypes=256),
+        config=_cfg(600, 256),
+    )
+    write_model(root, "single-well-msn", [0.20, 0.22, 0.21], variant=_variant("single-well-msn"))
+    frame = tables.leaderboard_frame(load_results(root))
+    t3 = tables.measured_paper_table(3, frame, "synthetic-quick")
+    assert t3["variant"].to_list() == [
+        _variant("single-well-msn"),
+        default,
+        _variant("cwa-msn", steps=0),
+    ]
+    assert t3["display"][2].startswith("untrained")
+    t5 = tables.measured_paper_table(5, frame, "synthetic-quick")
+    assert t5["variant"].to_list() == [default, _variant("cwa-msn", prototypes=256)]
+    cmp = tables.cross_vs_single(tables.long_results(load_results(root)))
+    row = cmp.filter(pl.col("family") == "MSN").row(0, named=True)
+    assert row["variant"] == "quick-steps600"
+    assert row["difference"] == pytest.approx(np.mean([0.30, 0.32, 0.37]) - 0.21)

@@ -34,7 +34,7 @@ from cellbench.io import write_text_atomic
 from cellbench.report import paper
 from cellbench.report.paper import write_csv_atomic
 from cellbench.report.render import to_markdown
-from cellbench.report.store import is_untrained
+from cellbench.report.store import is_preset_default, is_untrained, short_variant
 
 
 @dataclass(frozen=True)
@@ -535,6 +535,10 @@ def cross_vs_single(
     pairs = (("MSN", "cwa-msn", "single-well-msn"), ("CropMAE", "cropmae-cross", "cropmae-single"))
     rows = []
     sel = long.filter(pl.col("metric") == metric) if long.height else long
+    if sel.height:  # pair the two models' runs at the same budget: hashes differ by model
+        sel = sel.with_columns(
+            pl.col("variant").map_elements(short_variant, return_dtype=pl.String)
+        )
     combos = (
         sorted(set(zip(sel["dataset"].to_list(), sel["variant"].to_list(), strict=True)))
         if sel.height
@@ -762,7 +766,7 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
     metrics = _PAPER_TABLE_METRICS[number]
     d = frame.filter((pl.col("dataset") == dataset) & pl.col("model").is_in(list(models)))
     if number == 5:
-        d = d.filter(pl.col("prototypes").is_not_null()) if "prototypes" in d.columns else d.clear()
+        d = prototype_sweep(d)
     else:
         d = main_variants(d)
     cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
@@ -783,9 +787,12 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
     else:
         order = {m: i for i, m in enumerate(models)}
         out = (
-            out.with_columns(_o=pl.col("model").replace_strict(order, default=99))
-            .sort("_o")
-            .drop("_o")
+            out.with_columns(
+                _o=pl.col("model").replace_strict(order, default=99),
+                _u=pl.col("variant").map_elements(is_untrained, return_dtype=pl.Boolean),
+            )
+            .sort(["_u", "_o"])
+            .drop("_o", "_u")
         )
     return out.with_columns(
         pl.lit("measured").alias("provenance"),
@@ -794,16 +801,49 @@ def measured_paper_table(number: int, frame: pl.DataFrame, dataset: str) -> pl.D
 
 
 def main_variants(frame: pl.DataFrame) -> pl.DataFrame:
-    """Keep one row per (dataset, model): the variant with the most seeds (ties: the shortest
-    name, i.e. the plain preset rather than a sweep point such as ``quick-p512``)."""
+    """Keep one trained row per (dataset, model) and, when stored, its untrained row.
+
+    The trained row is the model's ``quick`` preset as it is when stored, else the variant
+    with the most seeds (ties: the shortest name, i.e. the plain preset rather than a sweep
+    point such as ``quick-steps600-proto512``); a ``--steps 0`` run is never the model's row.
+    """
     if not frame.height:
         return frame
     return (
-        frame.with_columns(_len=pl.col("variant").str.len_chars())
-        .sort(["n_seeds", "_len"], descending=[True, False])
-        .unique(subset=["dataset", "model"], keep="first", maintain_order=True)
-        .drop("_len")
+        frame.with_columns(
+            _untrained=pl.col("variant").map_elements(is_untrained, return_dtype=pl.Boolean),
+            _default=pl.struct("model", "variant").map_elements(
+                lambda r: is_preset_default(r["model"], r["variant"]), return_dtype=pl.Boolean
+            ),
+            _len=pl.col("variant").str.len_chars(),
+        )
+        .sort(["_default", "n_seeds", "_len"], descending=[True, True, False])
+        .unique(subset=["dataset", "model", "_untrained"], keep="first", maintain_order=True)
+        .sort(["_untrained"], maintain_order=True)
+        .drop("_len", "_default", "_untrained")
     )
+
+
+def prototype_sweep(frame: pl.DataFrame) -> pl.DataFrame:
+    """Table 5's rows: the preset's own row and its ``--prototypes`` points at the same budget
+    (other budgets of the same model, such as a longer run, are left out)."""
+    d = frame.filter(pl.col("prototypes").is_not_null()) if "prototypes" in frame.columns else None
+    if d is None or not d.height:
+        return frame.clear()
+
+    def budget(variant: str) -> str:
+        return re.sub(r"-proto\d+", "", short_variant(variant))
+
+    default = [
+        budget(v) for m, v in zip(d["model"], d["variant"], strict=True) if is_preset_default(m, v)
+    ]
+    keep = [
+        not is_untrained(v)
+        and ("-proto" in v or is_preset_default(m, v))
+        and (not default or budget(v) in default)
+        for m, v in zip(d["model"], d["variant"], strict=True)
+    ]
+    return d.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
@@ -975,8 +1015,6 @@ def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None
     AP@max, batch predictability, well-shortcut rate (mean±std over seeds) and the source of
     every row (synthetic / measured / chance); the paper's rows below, as their own block."""
     import textwrap
-
-    from cellbench.report.store import short_variant
 
     d = with_chance(df.filter(pl.col("dataset") == dataset))
     synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
