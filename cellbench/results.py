@@ -170,7 +170,9 @@ class ResultRecord:
     def run_facts(self) -> dict[str, float]:
         """Prototypes, training images, parameters and training seconds, where the run
         recorded them: ``config.prototypes`` (else the resolved ``config.train.num_prototypes``),
-        ``config.training_images``, ``config.parameters`` and ``timings.train``."""
+        ``config.training_images``, ``config.parameters``, ``timings.train`` (wall seconds)
+        and ``timings.train_cpu`` (the training's CPU seconds, all threads: what CPU-hours are
+        made of, and unlike wall time not inflated by a busy machine)."""
         train = self.config.get("train")
         train = train if isinstance(train, dict) else {}
         found = {
@@ -178,6 +180,7 @@ class ResultRecord:
             "training_images": self.config.get("training_images"),
             "parameters": self.config.get("parameters"),
             "train_seconds": self.timings.get("train"),
+            "train_cpu_seconds": self.timings.get("train_cpu"),
         }
         return {k: float(v) for k, v in found.items() if _is_number(v)}
 

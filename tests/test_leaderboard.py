@@ -234,13 +234,17 @@ def test_pipeline_checkpoint_names_and_nested_config(tmp_path):
             seed,
             {"CORUM": {"n_relationships": 10, "recall_0.05_0.95": corum, "recall_0.1_0.9": corum}},
             config={"preset": "quick", "prototypes": None, "train": {"num_prototypes": 512}},
-            timings={"train": 720.0},
+            timings={"train": 720.0, "train_cpu": 1440.0 * (seed + 1)},
         )
     df = tables.leaderboard_frame(load_results(tmp_path))
     assert df.height == 1
     row = df.row(0, named=True)
     assert (row["variant"], row["n_seeds"], row["prototypes"]) == ("quick-proto512", 2, 512)
     assert row["corum_mean"] == pytest.approx(0.32) and row["train_hours"] == pytest.approx(0.2)
+    # Table 4's CPU hours: the training's CPU seconds (all threads), not its wall time
+    assert row["train_cpu_hours"] == pytest.approx(0.6)
+    assert tables._hours(row["train_cpu_hours"], row["train_hours"]) == "0.600"
+    assert tables._hours(None, row["train_hours"]) == "0.200 (wall)"
 
 
 def test_nan_scores_are_missing_not_zero(tmp_path):
