@@ -12,7 +12,7 @@ from _report_fakes import write_model, write_result
 from scipy import stats
 
 from cellbench.report import tables
-from cellbench.report.store import load_results
+from cellbench.report.store import load_results, short_variant
 
 
 @pytest.fixture()
@@ -432,3 +432,39 @@ def test_main_rows_prototype_sweep_and_pairing_use_content_named_variants(tmp_pa
     row = cmp.filter(pl.col("family") == "MSN").row(0, named=True)
     assert row["variant"] == "quick-steps600"
     assert row["difference"] == pytest.approx(np.mean([0.30, 0.32, 0.37]) - 0.21)
+
+
+def test_trained_vs_untrained_pairs_seeds_and_shares_a_trainers_untrained_run(tmp_path):
+    # each trained variant minus the --steps 0 run of the same seed; single-well MSN has no
+    # untrained run of its own and shares CWA-MSN's (same trainer, same network); the
+    # standard preset is quick trained longer, so quick's untrained run is its floor too
+    root = tmp_path / "results"
+    trained, untrained = [0.30, 0.32, 0.37], [0.20, 0.25, 0.21]
+    write_model(root, "cwa-msn", trained, variant=_variant("cwa-msn"), config=_cfg(600))
+    write_model(root, "cwa-msn", untrained, variant=_variant("cwa-msn", steps=0), config=_cfg(0))
+    write_model(
+        root,
+        "cwa-msn",
+        [0.22, 0.24],
+        variant=_variant("cwa-msn", preset="standard"),
+        config=_cfg(2400),
+    )
+    write_model(root, "single-well-msn", [0.19, 0.22, 0.20], variant=_variant("single-well-msn"))
+    write_model(root, "cropmae-single", [0.3, 0.3, 0.3], variant=_variant("cropmae-single"))
+    res = tables.trained_vs_untrained(tables.long_results(load_results(root)))
+    by = {(r["model"], short_variant(r["variant"])): r for r in res.iter_rows(named=True)}
+    assert set(by) == {
+        ("cwa-msn", "quick-steps600"),
+        ("cwa-msn", "standard-steps2400"),
+        ("single-well-msn", "quick-steps600"),
+    }  # CropMAE has no untrained run stored: no row
+    row = by[("cwa-msn", "quick-steps600")]
+    ref = stats.ttest_rel(trained, untrained)
+    lo, hi = ref.confidence_interval(0.95)
+    assert row["difference"] == pytest.approx(np.mean(trained) - np.mean(untrained))
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert row["verdict"] == ("above" if lo > 0 else "no clear difference")
+    sw = by[("single-well-msn", "quick-steps600")]
+    assert sw["untrained"] == "cwa-msn" and sw["verdict"] == "no clear difference"
+    std = by[("cwa-msn", "standard-steps2400")]
+    assert std["n_seeds"] == 2 and std["difference"] == pytest.approx(0.005)

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 
+from cellbench.report.store import short_variant
+from cellbench.report.tables import CHANCE_RECALL, direction, paired_difference
 from cellbench.results import ResultRecord
 
 
@@ -28,38 +30,6 @@ def _per_seed(long: pl.DataFrame, model: str, variant: str, metric: str) -> dict
     return dict(zip(d["seed"].to_list(), d["value"].to_list(), strict=True))
 
 
-def paired_difference(
-    a: dict[int, float], b: dict[int, float], level: float = 0.95
-) -> tuple[float, float | None, float | None, int]:
-    """Mean of the per-seed differences ``a[s] - b[s]`` over the seeds both have, with its
-    two-sided Student-t interval (None below 2 seeds); returns (mean, low, high, n)."""
-    import math
-
-    from scipy import stats
-
-    diffs = [a[s] - b[s] for s in sorted(set(a) & set(b))]
-    n = len(diffs)
-    if not n:
-        return math.nan, None, None, 0
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, None, None, n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half, n
-
-
-def direction(low: float | None, high: float | None, n: int) -> str:
-    """ "above" / "below" only when the interval excludes zero."""
-    if n < 2 or low is None or high is None:
-        return "one seed only, not evidence"
-    if low > 0:
-        return "above"
-    if high < 0:
-        return "below"
-    return "no clear difference"
-
-
 def verdict(
     long: pl.DataFrame,
     model: str,
@@ -77,9 +47,6 @@ def verdict(
     seed only, not evidence" for a single seed. Without a stored untrained run the
     comparison is with chance (recall 0.10 by construction) and the line says how to add it.
     """
-    from cellbench.report.store import short_variant
-    from cellbench.report.tables import CHANCE_RECALL
-
     if model in row_models() or not long.height:
         return None
     if variant is None:

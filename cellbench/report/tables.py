@@ -35,6 +35,7 @@ from cellbench.report import paper
 from cellbench.report.paper import write_csv_atomic
 from cellbench.report.render import to_markdown
 from cellbench.report.store import is_preset_default, is_untrained, short_variant
+from cellbench.train.presets import get_preset
 
 
 @dataclass(frozen=True)
@@ -609,6 +610,135 @@ def cross_vs_single(
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def paired_difference(
+    a: dict[int, float], b: dict[int, float], level: float = 0.95
+) -> tuple[float, float | None, float | None, int]:
+    """Mean of the per-seed differences ``a[s] - b[s]`` over the seeds both have, with its
+    two-sided Student-t interval (None below 2 seeds); returns (mean, low, high, n)."""
+    from scipy import stats
+
+    diffs = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    n = len(diffs)
+    if not n:
+        return math.nan, None, None, 0
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, None, None, n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def direction(low: float | None, high: float | None, n: int) -> str:
+    """ "above" / "below" only when the interval excludes zero."""
+    if n < 2 or low is None or high is None:
+        return "one seed only, not evidence"
+    if low > 0:
+        return "above"
+    if high < 0:
+        return "below"
+    return "no clear difference"
+
+
+def _trainer(model: str) -> str | None:
+    try:
+        return registry.metadata(model).get("trainer")
+    except Exception:  # noqa: BLE001 - unknown / third-party model: no trainer known
+        return None
+
+
+#: the TrainConfig fields that make the network (its weights at a seed): two presets equal on
+#: these initialise the same network, so one ``--steps 0`` run is the untrained floor of both
+_NETWORK_FIELDS = (
+    "arch",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "patch_size",
+    "crop_size",
+    "pooling",
+    "pre_norm_embedding",
+)
+
+
+def _same_network(preset_a: str, preset_b: str) -> bool:
+    try:
+        a, b = get_preset(preset_a), get_preset(preset_b)
+    except Exception:  # noqa: BLE001 - an unknown preset name: not known to be the same
+        return False
+    return all(getattr(a, f) == getattr(b, f) for f in _NETWORK_FIELDS)
+
+
+def trained_vs_untrained(long: pl.DataFrame, metric: str = "corum") -> pl.DataFrame:
+    """Does training beat the untrained network of the same architecture? For every trained
+    variant, the per-seed difference to the ``--steps 0`` run of the same preset and seed
+    (seed s initialises both), paired over seeds with a 95 % t-interval. The untrained run is
+    the model's own, else that of a model with the same trainer (cross- and single-well
+    variants of one method share the architecture and the initialisation)."""
+    sel = long.filter((pl.col("metric") == metric) & pl.col("seed").is_not_null())
+    rows: list[dict[str, Any]] = []
+    if not sel.height:
+        return pl.DataFrame(rows)
+    sel = sel.with_columns(
+        pl.col("variant").map_elements(short_variant, return_dtype=pl.String).alias("short")
+    )
+
+    def per_seed(g: pl.DataFrame) -> dict[int, float]:
+        return dict(zip(g["seed"].to_list(), g["value"].to_list(), strict=True))
+
+    groups = sel.partition_by(["dataset", "model", "variant"], as_dict=True, maintain_order=True)
+
+    def preset_of(variant: str) -> str:
+        return short_variant(variant).split("-steps")[0]
+
+    # (dataset, model, preset) -> per-seed values of its --steps 0 run
+    untrained = {
+        (dataset, model, preset_of(variant)): per_seed(g)
+        for (dataset, model, variant), g in groups.items()
+        if is_untrained(variant)
+    }
+    for (dataset, model, variant), g in groups.items():
+        if is_untrained(variant):
+            continue
+        preset = preset_of(variant)
+        # the model's own untrained run first, then a same-trainer model's; the same preset
+        # first, then one with the same network (``standard`` is ``quick`` trained longer)
+        candidates = sorted(
+            (m != model, p != preset, m, p)
+            for (d, m, p) in untrained
+            if d == dataset
+            and (m == model or _trainer(m) is not None and _trainer(m) == _trainer(model))
+            and (p == preset or _same_network(p, preset))
+        )
+        if not candidates:
+            continue
+        _, _, base_model, base_preset = candidates[0]
+        base = (base_model, untrained[(dataset, base_model, base_preset)])
+        ours = per_seed(g)
+        diff, lo, hi, n = paired_difference(ours, base[1])
+        if not n:
+            continue
+        verdict = direction(lo, hi, n)
+        seeds = sorted(set(ours) & set(base[1]))
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "variant": variant,
+                "untrained": base[0],
+                "metric": metric,
+                "n_seeds": n,
+                "trained_mean": sum(ours[s] for s in seeds) / n,
+                "untrained_mean": sum(base[1][s] for s in seeds) / n,
+                "difference": diff,
+                "ci_low": lo,
+                "ci_high": hi,
+                "verdict": verdict,
+            }
+        )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
 def leaderboard_markdown(
     dataset: str,
     df: pl.DataFrame,
@@ -616,8 +746,10 @@ def leaderboard_markdown(
     comparisons: pl.DataFrame | None = None,
     *,
     intervals: bool = True,
+    training: pl.DataFrame | None = None,
 ) -> str:
-    """The markdown of one dataset's leaderboard: measured block, notes, reported block."""
+    """The markdown of one dataset's leaderboard: measured block, notes, the trained vs
+    untrained and cross- vs single-well comparisons, reported block."""
     d = df.filter(pl.col("dataset") == dataset)
     synthetic = bool(d["synthetic"].any()) if "synthetic" in d.columns and d.height else False
     parts = [f"# Leaderboard — {dataset}", ""]
@@ -648,6 +780,50 @@ def leaderboard_markdown(
                 + "."
             )
             parts.append("")
+    if training is not None and training.height:
+        t = training.filter(pl.col("dataset") == dataset)
+        if t.height:
+            parts.append(
+                "### trained vs the untrained network of its architecture (paired over seeds)"
+            )
+            parts.append("")
+            parts.append(
+                "CORUM recall of each trained run minus that of the same network at step 0 "
+                "(`--steps 0`, same seed: the same initialisation); mean over seeds with a 95 % "
+                't-interval. "above" or "below" only when the interval excludes zero.'
+            )
+            parts.append("")
+            parts.append(
+                to_markdown(
+                    [
+                        "model",
+                        "variant",
+                        "untrained of",
+                        "seeds",
+                        "trained",
+                        "untrained",
+                        "difference",
+                        "95 % interval",
+                        "verdict",
+                    ],
+                    [
+                        [
+                            _display(r["model"]),
+                            short_variant(r["variant"]),
+                            _display(r["untrained"]),
+                            r["n_seeds"],
+                            f"{r['trained_mean']:.3f}",
+                            f"{r['untrained_mean']:.3f}",
+                            f"{r['difference']:+.3f}",
+                            "–"
+                            if r["ci_low"] is None
+                            else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                            r["verdict"],
+                        ]
+                        for r in t.iter_rows(named=True)
+                    ],
+                )  # fmt: skip
+            )
     if comparisons is not None and comparisons.height:
         c = comparisons.filter(pl.col("dataset") == dataset)
         if c.height:
@@ -708,7 +884,7 @@ def write_leaderboard(
 ) -> dict[str, str]:
     """Write ``leaderboard_<dataset>.csv`` and ``.md`` per dataset (and the reported block as
     ``leaderboard_reported.csv``, the cross- vs single-well comparison as
-    ``cross_vs_single_well.csv``); returns {dataset: text} for the terminal: the markdown
+    ``cross_vs_single_well.csv``, trained vs untrained as ``trained_vs_untrained.csv``); returns {dataset: text} for the terminal: the markdown
     without intervals, or with ``compact`` the narrow table of :func:`compact_text`.
     ``out_dir=None`` writes nothing and only returns the texts."""
     records = list(records)
@@ -719,6 +895,7 @@ def write_leaderboard(
         [cross_vs_single(long), cross_vs_single(long, "well_shortcut_rate", lower_is_better=True)],
         how="diagonal_relaxed",
     )
+    training = trained_vs_untrained(long)
     rep = reported_frame() if include_reported else None
     if rep is not None and out is not None:
         write_csv_atomic(rep, out / "leaderboard_reported.csv")
@@ -731,15 +908,18 @@ def write_leaderboard(
         if out is not None:
             write_csv_atomic(with_chance(d), out / f"leaderboard_{_safe(ds)}.csv")
             write_text_atomic(
-                out / f"leaderboard_{_safe(ds)}.md", leaderboard_markdown(ds, df, rep, comparisons)
+                out / f"leaderboard_{_safe(ds)}.md",
+                leaderboard_markdown(ds, df, rep, comparisons, training=training),
             )
         texts[ds] = (
             compact_text(ds, df, rep)
             if compact
-            else leaderboard_markdown(ds, df, rep, comparisons, intervals=False)
+            else leaderboard_markdown(ds, df, rep, comparisons, intervals=False, training=training)
         )
     if comparisons.height and out is not None:
         write_csv_atomic(comparisons, out / "cross_vs_single_well.csv")
+    if training.height and out is not None:
+        write_csv_atomic(training, out / "trained_vs_untrained.csv")
     return texts
 
 
