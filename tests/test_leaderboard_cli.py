@@ -156,7 +156,10 @@ def test_html_page_has_tables_rows_labels_and_embedded_figures(store, tmp_path):
     text = page.read_text()
     p = _Page()
     p.feed(text)
-    assert [t.get("data-dataset") for t in p.tables] == ["synthetic-quick"]
+    assert [t.get("data-dataset") for t in p.tables if t.get("class") == "lb"] == [
+        "synthetic-quick"
+    ]
+    assert [t.get("class") for t in p.tables] == ["lb", "cmp"]
     kinds = [r["data-kind"] for r in p.rows]
     assert kinds.count("ceiling") == 1 and kinds.count("chance") == 1
     assert kinds.count("untrained") == 1 and kinds.count("random") == 1
@@ -183,6 +186,11 @@ def test_html_page_has_tables_rows_labels_and_embedded_figures(store, tmp_path):
         f"checkpoint id: {_variant()}-seed0",
     ):
         assert fact in cwa["title"], fact
+    # the two questions, answered with intervals: CWA-MSN vs its own step-0 network (paired:
+    # differences .19, .22, .25 -> mean .22) and cross- vs single-well MSN
+    assert "Does training help, and does cross-well pairing?" in words
+    assert "+0.220" in words and "untrained CWA-MSN" in words
+    assert "cross-well better" in words
     srcs = [i["src"] for i in p.imgs]
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     alts = " ".join(i["alt"] for i in p.imgs)

@@ -289,6 +289,61 @@ def _table(dataset: str, d: pl.DataFrame, rep: pl.DataFrame | None, prov: dict) 
     return "\n".join(parts)
 
 
+def _interval(lo: Any, hi: Any) -> str:
+    return "–" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def _comparisons(dataset: str, training: pl.DataFrame, crossing: pl.DataFrame) -> str:
+    """The two questions the leaderboard answers with intervals: does training beat the
+    untrained network of the same architecture (paired over seeds), and does cross-well
+    beat single-well (Welch, over seeds)? CORUM recall at (0.05, 0.95)."""
+    rows = []
+    if training.height:
+        for r in training.filter(pl.col("dataset") == dataset).iter_rows(named=True):
+            rows.append(
+                [
+                    f"{tables._display(r['model'])} ({short_variant(r['variant'])})",
+                    f"untrained {tables._display(r['untrained'])}",
+                    f"{r['trained_mean']:.3f} vs {r['untrained_mean']:.3f}",
+                    f"{r['difference']:+.3f}",
+                    _interval(r["ci_low"], r["ci_high"]),
+                    str(r["n_seeds"]),
+                    r["verdict"],
+                ]
+            )
+    if crossing.height:
+        sel = crossing.filter((pl.col("dataset") == dataset) & (pl.col("metric") == "corum"))
+        for r in sel.iter_rows(named=True):
+            rows.append(
+                [
+                    f"{tables._display(r['cross'])} ({r['variant']})",
+                    tables._display(r["single"]),
+                    f"{r['cross_mean']:.3f} vs {r['single_mean']:.3f}",
+                    f"{r['difference']:+.3f}",
+                    _interval(r["ci_low"], r["ci_high"]),
+                    f"{r['n_cross']}/{r['n_single']}",
+                    r["verdict"],
+                ]
+            )
+    if not rows:
+        return ""
+    head = ["run", "compared with", "CORUM", "difference", "95 % interval", "seeds", "verdict"]
+    return (
+        "<h3>Does training help, and does cross-well pairing?</h3>"
+        '<p class="lead">Trained runs against the same network at step 0 (paired over seeds: '
+        "the same seed is the same initialisation), and cross-well against single-well "
+        "(Welch interval over seeds). A direction is named only when the 95 % interval "
+        "excludes zero.</p>"
+        '<div class="wrap"><table class="cmp"><thead><tr>'
+        + "".join(f'<th class="txt">{_e(h)}</th>' for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(
+            "<tr>" + "".join(f'<td class="txt">{_e(c)}</td>' for c in row) + "</tr>" for row in rows
+        )
+        + "</tbody></table></div>"
+    )
+
+
 def _figures(figures_dir: Path | None, datasets: list[str]) -> list[tuple[str, Path]]:
     """(caption, path) of the Figure 1 and Figure 3 PNGs found in ``figures_dir``: the
     reported Figure 1, and the per-dataset figures of the datasets on the page."""
@@ -316,6 +371,9 @@ def render_html(
     frame = tables.leaderboard_frame(records)
     prov = provenance(records)
     rep = tables.reported_frame() if include_reported else None
+    long = tables.long_results(records)
+    training = tables.trained_vs_untrained(long)
+    crossing = tables.cross_vs_single(long)
     datasets = sorted(set(frame["dataset"].to_list())) if frame.height else []
     if dataset is not None:
         datasets = [d for d in datasets if d == dataset]
@@ -334,6 +392,7 @@ def render_html(
             "the measured rows, never sorted with them: the paper's reported rows, "
             "measured by its authors on the real RxRx3-core release.</p>"
             + _table(ds, d, rep, prov)
+            + _comparisons(ds, training, crossing)
             + "</section>"
         )
     if not sections:
