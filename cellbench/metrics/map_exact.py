@@ -46,6 +46,8 @@ from copairs.map.hierarchical_fdr import apply_fdr_correction
 _U32 = 2.0**-24
 _BLOCK_BYTES = 256 * 2**20  # float32 similarity block held at once
 _NULL_CHUNK_BYTES = 64 * 2**20  # shuffled index rows held at once by the null generator
+#: float64 values per gathered chunk of rows (x 8 bytes, ~5 such arrays live in pairwise_cosine)
+_PAIR_CHUNK = 2**20
 #: sort each block's rows once (instead of one pass per positive) when a query has more
 #: positives than this. Measured (2,900 queries x 22,000 controls, d 384, busy 2-core box):
 #: 3 positives 4.3 s per pass vs 5.8 s sorted, 5: 6.7 vs 5.0, 7: 7.6 vs 6.4, 11: 13.7 vs 7.3
@@ -56,7 +58,7 @@ def copairs_cosine(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of rows ``a[k]`` and ``b[k]`` of ``x`` exactly as copairs stores it:
     ``copairs.compute.pairwise_cosine`` on the float64 profiles, rounded to float32."""
     out = np.empty(len(a), dtype=np.float32)
-    step = max(1, 2**22 // max(x.shape[1], 1))
+    step = max(1, _PAIR_CHUNK // max(x.shape[1], 1))
     for s in range(0, len(a), step):
         xa = np.asarray(x[a[s : s + step]], dtype=np.float64)
         xb = np.asarray(x[b[s : s + step]], dtype=np.float64)
@@ -80,7 +82,7 @@ def _pair_cosine(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _unit_float32(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """L2-normalised float32 copies of ``x[rows]`` (normalised in float64, chunk by chunk)."""
     out = np.empty((len(rows), x.shape[1]), dtype=np.float32)
-    step = max(1, 2**22 // max(x.shape[1], 1))
+    step = max(1, _PAIR_CHUNK // max(x.shape[1], 1))
     for s in range(0, len(rows), step):
         v = np.asarray(x[rows[s : s + step]], dtype=np.float64)
         out[s : s + step] = v / np.linalg.norm(v, axis=1)[:, None]
@@ -177,7 +179,9 @@ def _order_keys(v: np.ndarray) -> np.ndarray:
     negative float's magnitude bits are flipped, and ``-0.0`` is made ``+0.0`` first."""
     v += np.float32(0)  # -0.0 + 0.0 = +0.0: the two zeros compare equal as floats
     key = v.view(np.int32)
-    key ^= (key >> 31) & np.int32(0x7FFFFFFF)
+    flip = key >> 31
+    flip &= np.int32(0x7FFFFFFF)
+    key ^= flip
     return key
 
 
@@ -207,10 +211,17 @@ def _ahead_sorted(
     if p1 <= p0:
         return
     bq, k = sims.shape
-    keys = _order_keys(sims).astype(np.int64)  # sims is not needed after this
-    keys <<= 32
-    keys |= np.arange(k, dtype=np.int64)
-    keys.sort(axis=1)
+    # row chunks of ~4 M similarities keep the temporaries (and any sort buffer) small: the
+    # block's own budget is the float32 similarities + these int64 keys (12 bytes each)
+    keys = np.empty((bq, k), dtype=np.int64)
+    cols = np.arange(k, dtype=np.int64)
+    step = max(1, 2**22 // max(k, 1))
+    for r in range(0, bq, step):
+        chunk = keys[r : r + step]
+        chunk[...] = _order_keys(sims[r : r + step])  # sims is not needed after this
+        chunk <<= 32
+        chunk |= cols
+        chunk.sort(axis=1)
     flat = keys.ravel()
     rows = pos_query[p0:p1] - b0
     sim = pos_sim[p0:p1]
