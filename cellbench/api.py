@@ -139,6 +139,7 @@ def evaluate(
     sources: Sequence[str] | None = None,
     null_size: int = 100_000,
     threshold: float = 0.05,
+    activity_engine: str = "fast",
     progress=None,
 ) -> EvaluationResult:
     """Score profiles (or embeddings + ``metadata``); see the module doc.
@@ -147,7 +148,8 @@ def evaluate(
     ``gene_gene``, ``compound_gene``, ``batch``. The column options (``perturbation``, ``batch``,
     ``plate``, ``well``, ``control="COL=VALUE"``, ``target``, ``perturbation_type``) name
     columns of a ``Metadata_*`` table; ``target`` also names an annotation column of RxRx3-core
-    metadata. ``align="none"`` scores already normalised profiles as they are. ``out``: also
+    metadata. ``align="none"`` scores already normalised profiles as they are.
+    ``activity_engine``: ``"fast"`` or ``"copairs"`` for activity/consistency. ``out``: also
     write the result files (as ``cellbench evaluate --out``) into that folder."""
     from cellbench.metrics.annotations import SOURCES
 
@@ -161,6 +163,7 @@ def evaluate(
         "sources": list(SOURCES if sources is None else sources),
         "null_size": null_size,
         "threshold": threshold,
+        "activity_engine": activity_engine,
     }
     ev._check_options(**ev._option_subset(options))
     out_dir = None if out is None else ev._check_out_dir(Path(out))

@@ -64,6 +64,7 @@ from cellbench.maps.profiles import (
 from cellbench.metrics.annotations import SOURCES, annotation_version, check_sources
 from cellbench.metrics.gene_gene import MIN_ENTITIES, THRESHOLD_PAIRS, map_recall, recall_key
 from cellbench.schema import (
+    ACTIVITY_ENGINES,
     COMPOUND,
     CRISPR,
     EMBEDDING_ID_COLUMN,
@@ -146,6 +147,7 @@ def _check_options(
     sources: Sequence[str],
     null_size: int = 100_000,
     threshold: float = 0.05,
+    activity_engine: str = "fast",
 ):
     if align not in ALIGNMENTS:
         raise InputError(f"unknown alignment '{align}'. Fix: use one of {list(ALIGNMENTS)}.")
@@ -167,6 +169,11 @@ def _check_options(
     if not 0 < float(threshold) < 1:
         raise InputError(
             f"--threshold must lie between 0 and 1 (got {threshold}). Fix: pass --threshold 0.05."
+        )
+    if activity_engine not in ACTIVITY_ENGINES:
+        raise InputError(
+            f"unknown activity engine '{activity_engine}'. Fix: use one of "
+            f"{', '.join(ACTIVITY_ENGINES)} (--activity-engine; both give copairs' numbers)."
         )
     check_sources(sources)
 
@@ -291,6 +298,7 @@ def evaluate_arrays(
     threshold: float = 0.05,
     target: str | None = None,
     profile_options: ProfileOptions | None = None,
+    activity_engine: str = "fast",
 ) -> dict:
     """Score well embeddings in memory. Returns a JSON-serialisable dict with ``config``,
     ``map``, ``scores`` (per task), ``tasks`` (per task: ``main_score``, ``evaluation_time``),
@@ -301,6 +309,8 @@ def evaluate_arrays(
     :mod:`cellbench.maps.profiles`; ``profile_options`` names columns explicitly). ``tasks``
     defaults to :data:`DEFAULT_TASKS`, or :data:`PROFILE_TASKS` for ``Metadata_*`` metadata.
     ``target`` names the annotation column phenotypic consistency groups by.
+    ``activity_engine``: ``"fast"`` (cellbench's exact block engine) or ``"copairs"`` (copairs
+    itself) for phenotypic activity and consistency; the same numbers either way.
 
     BLAS runs single-threaded unless ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
     ``MKL_NUM_THREADS`` is set: on a small shared machine extra BLAS threads mostly contend
@@ -321,6 +331,7 @@ def evaluate_arrays(
         threshold=threshold,
         target=target,
         profile_options=profile_options,
+        activity_engine=activity_engine,
     )
     return result
 
@@ -398,6 +409,7 @@ def _evaluate_arrays(
     threshold=0.05,
     target=None,
     profile_options=None,
+    activity_engine="fast",
 ) -> tuple[dict, dict[str, pl.DataFrame]]:
     from cellbench.metrics.activity import activity_table, consistency_table
 
@@ -405,7 +417,7 @@ def _evaluate_arrays(
     metadata = _as_polars(metadata)
     tasks = tuple(default_tasks(metadata.columns) if tasks is None else tasks)
     sources = tuple(sources)
-    _check_options(align, null, seeds, tasks, sources, null_size, threshold)
+    _check_options(align, null, seeds, tasks, sources, null_size, threshold, activity_engine)
     well_ids = _as_ids(well_ids)
     features = _as_features(features)
     _check_features(well_ids, features)
@@ -532,7 +544,11 @@ def _evaluate_arrays(
         t0 = time.perf_counter()
         progress("activity", 0, 1)
         activity, activity_scores = activity_table(
-            aligned, wells, null_size=int(null_size), threshold=float(threshold)
+            aligned,
+            wells,
+            null_size=int(null_size),
+            threshold=float(threshold),
+            engine=activity_engine,
         )
         if "activity" in tasks:
             scores["activity"], tables["activity"] = activity_scores, activity
@@ -551,7 +567,12 @@ def _evaluate_arrays(
             skipped["consistency"] = "no perturbation is phenotypically active: nothing to compare"
         else:
             cons, cons_scores, cons_skipped = consistency_table(
-                aligned, wells, activity, null_size=int(null_size), threshold=float(threshold)
+                aligned,
+                wells,
+                activity,
+                null_size=int(null_size),
+                threshold=float(threshold),
+                engine=activity_engine,
             )
             if cons.height:
                 scores["consistency"], tables["consistency"] = cons_scores, cons
@@ -581,13 +602,19 @@ def _evaluate_arrays(
         "compound_gene": "docs/metrics.md, compound-gene retrieval; z = (mu - mu_b) / sqrt(sigma^2 + sigma_b^2) (cellbench's definition)",
     }
     if "activity" in tasks or "consistency" in tasks:
+        engine_text = (
+            "cellbench's exact block engine (cellbench.metrics.map_exact), equal to copairs"
+            if activity_engine == "fast"
+            else "copairs itself (copairs.map.average_precision, mean_average_precision)"
+        )
         config.update(
             null_size=int(null_size),
             threshold=float(threshold),
+            activity_engine=activity_engine,
             activity=(
                 "copairs mAP (cosine) of each perturbation's aligned wells against the negative-control wells "
                 "of its perturbation type; permutation p-values, Benjamini-Hochberg within each type; computed by "
-                "cellbench's exact block engine (cellbench.metrics.map_exact), equal to copairs"
+                + engine_text
             ),
             consistency=(
                 "copairs mAP (cosine) between median consensus profiles of the active perturbations: "
@@ -855,7 +882,16 @@ def evaluate_profiles_file(
 
 
 def _option_subset(options: dict) -> dict:
-    keys = ("align", "null", "seeds", "tasks", "sources", "null_size", "threshold")
+    keys = (
+        "align",
+        "null",
+        "seeds",
+        "tasks",
+        "sources",
+        "null_size",
+        "threshold",
+        "activity_engine",
+    )
     defaults = {
         "align": "pca-centerscale",
         "null": "all",

@@ -35,6 +35,8 @@ CANONICAL_CONCENTRATIONS: tuple[float, ...] = (0.0025, 0.01, 0.025, 0.1, 0.25, 1
 EVAL_TASKS: tuple[str, ...] = ("gene_gene", "compound_gene", "batch")
 #: Every task ``cellbench evaluate`` can score: also phenotypic activity and consistency.
 SCORED_TASKS: tuple[str, ...] = (*EVAL_TASKS, "activity", "consistency")
+#: engines of phenotypic activity/consistency: cellbench's exact block engine, copairs itself
+ACTIVITY_ENGINES: tuple[str, ...] = ("fast", "copairs")
 #: Every task a stored result can hold: the scored tasks and the training's ``health``.
 TASKS: tuple[str, ...] = (*SCORED_TASKS, "health")
 

@@ -276,6 +276,64 @@ def test_csv_profiles_and_two_file_form_give_the_same_activity(tmp_path, scored)
     assert (tmp_path / "b" / "consistency.csv").exists()
 
 
+def test_activity_engine_fast_and_copairs_give_the_same_results(tmp_path, scored):
+    """--activity-engine copairs (copairs itself) scores what the default fast engine scored,
+    and each records its engine in the configuration; so does the Python API."""
+    import cellbench
+
+    frame, out, _ = scored
+    res = invoke(
+        "--profiles",
+        out.parent / "profiles.parquet",
+        "--out",
+        tmp_path / "c",
+        "--align",
+        "none",
+        "--null-size",
+        NULL,
+        "--activity-engine",
+        "copairs",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    for name in ("activity.csv", "consistency.csv"):
+        fast, ref = pl.read_csv(out / name), pl.read_csv(tmp_path / "c" / name)
+        assert fast.height and fast.drop("mean_average_precision").equals(
+            ref.drop("mean_average_precision")
+        ), name
+        # mAP: equal up to the order of a float64 sum (docs in cellbench.metrics.map_exact)
+        np.testing.assert_allclose(
+            fast["mean_average_precision"].to_numpy(),
+            ref["mean_average_precision"].to_numpy(),
+            rtol=1e-12,
+        )
+    configs = [
+        json.loads((d / "results.json").read_text())["config"] for d in (out, tmp_path / "c")
+    ]
+    assert [c["activity_engine"] for c in configs] == ["fast", "copairs"]
+    api = cellbench.evaluate(
+        frame, tasks=["activity"], align="none", null_size=NULL, activity_engine="copairs"
+    )
+    assert api.config["activity_engine"] == "copairs"
+    assert api.tables["activity"]["p_value"].equals(pl.read_csv(out / "activity.csv")["p_value"])
+
+
+def test_bad_activity_engine_exits_2_naming_the_engines(tmp_path):
+    import cellbench
+    from cellbench.errors import InputError
+
+    path = tmp_path / "p.parquet"
+    jump_profiles(3).write_parquet(path)
+    res = invoke("--profiles", path, "--out", tmp_path / "o", "--activity-engine", "slow")
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.text and "Traceback" not in res.output
+    assert "'slow'" in res.text and "fast, copairs" in res.text and "--activity-engine" in res.text
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="fast, copairs"):
+        cellbench.evaluate(path, activity_engine="slow", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 def test_overrides_and_skip_without_target(tmp_path):
     frame = (
         jump_profiles(1)

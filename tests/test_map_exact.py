@@ -87,9 +87,11 @@ def test_activity_equals_copairs_per_well_and_per_perturbation(seed):
     assert 0 < ours.fraction_retrieved < 1
 
 
-def test_ap_per_well_equals_copairs_with_ties_and_several_blocks():
+@pytest.mark.parametrize("sort_above", [0, 10**9], ids=["sorted-rows", "per-positive-passes"])
+def test_ap_per_well_equals_copairs_with_ties_and_several_blocks(sort_above):
     """Integer features make many similarities exactly equal (copairs ranks a positive before a
-    tied negative); duplicated wells tie exactly; a tiny block forces many blocks."""
+    tied negative); duplicated wells tie exactly; a tiny block forces many blocks. Both ranking
+    paths (rows sorted once, one pass per positive) give copairs' numbers."""
     rng = np.random.default_rng(3)
     x, pert, ctrl = screen(3, n=300, d=3)
     x = rng.integers(-2, 3, x.shape).astype(np.float64)
@@ -103,13 +105,51 @@ def test_ap_per_well_equals_copairs_with_ties_and_several_blocks():
     _, codes = np.unique(pert[queries], return_inverse=True)
     a, b = activity._within_group_pairs(codes.ravel())
     ap, n_pos, n_neg = map_exact.exact_average_precision(
-        x, queries, controls, a, queries[b], block_bytes=4 * len(controls) * 7
+        x,
+        queries,
+        controls,
+        a,
+        queries[b],
+        block_bytes=12 * len(controls) * 7,
+        sort_above=sort_above,
     )
     np.testing.assert_allclose(ap, ap_ref["average_precision"].to_numpy(), rtol=1e-12, atol=0)
     np.testing.assert_array_equal(n_pos, ap_ref["n_pos_pairs"].to_numpy())
     np.testing.assert_array_equal(n_pos + n_neg, ap_ref["n_total_pairs"].to_numpy())
     ours = phenotypic_activity(x, pert, ctrl, null_size=NULL)
     assert_same(ours.per_perturbation, copairs_activity(x, pert, ctrl)[1])
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["continuous", "tied"])
+def test_many_replicates_equal_copairs(integer):
+    """Perturbations with 40-60 replicates (39-59 positives per well: the sorted-rows path),
+    beside ones with 2-4 (few positives), continuous or heavily tied features: AP per well, mAP
+    and p-values equal copairs', and the two ranking paths agree exactly."""
+    rng = np.random.default_rng(11)
+    sizes = np.array([60, 50, 40, 2, 3, 4])
+    pert = np.repeat([f"P{i}" for i in range(len(sizes))], sizes)
+    pert = np.concatenate([pert, np.full(120, "NTC")])
+    ctrl = pert == "NTC"
+    x = rng.standard_normal((len(pert), 8))
+    if integer:
+        x = rng.integers(-2, 3, x.shape).astype(np.float64)
+        x[np.abs(x).sum(axis=1) == 0, 0] = 1.0
+    x[pert == "P0"] += 1.5  # one active perturbation
+    x = x.astype(np.float32)
+    ap_ref, map_ref = copairs_activity(x, pert, ctrl)
+    queries, controls = np.nonzero(~ctrl)[0], np.nonzero(ctrl)[0]
+    _, codes = np.unique(pert[queries], return_inverse=True)
+    a, b = activity._within_group_pairs(codes.ravel())
+    got = [
+        map_exact.exact_average_precision(x, queries, controls, a, queries[b], sort_above=s)
+        for s in (0, 10**9)
+    ]
+    for arr_sorted, arr_passes in zip(*got, strict=True):
+        np.testing.assert_array_equal(arr_sorted, arr_passes)
+    np.testing.assert_allclose(got[0][0], ap_ref["average_precision"].to_numpy(), rtol=1e-12)
+    ours = phenotypic_activity(x, pert, ctrl, null_size=NULL)
+    assert_same(ours.per_perturbation, map_ref)
+    assert ours.per_perturbation.filter(pl.col("perturbation") == "P0")["retrieved"].item()
 
 
 def test_near_ties_within_float32_screening_error_are_ranked_as_copairs_does():
@@ -186,7 +226,11 @@ def test_float32_input_gives_copairs_numbers_on_its_float64_values():
     assert_same(f32, ref.to_pandas().rename(columns={"retrieved": "below_corrected_p"}))
 
 
-def test_consistency_equals_copairs_with_and_without_compound():
+@pytest.mark.parametrize("sort_above", [4, 10**9], ids=["sorted-rows", "per-positive-passes"])
+def test_consistency_equals_copairs_with_and_without_compound(sort_above, monkeypatch):
+    """~13 perturbations per target (12 positives, some masked as same-compound): both ranking
+    paths, with the negatives mask, give copairs' numbers."""
+    monkeypatch.setattr(map_exact, "SORT_ABOVE", sort_above)
     rng = np.random.default_rng(2)
     n = 150
     target = np.array([f"T{i % 11}" for i in range(n)])

@@ -215,6 +215,12 @@ def register(app: typer.Typer) -> None:
             "--threshold",
             help="Activity/consistency: corrected p-value below which a perturbation (target) counts as retrieved.",
         ),
+        activity_engine: str = typer.Option(
+            "fast",
+            "--activity-engine",
+            metavar="[fast|copairs]",
+            help="Activity/consistency engine: fast (cellbench's exact block engine, bounded memory) or copairs (copairs itself; memory grows with treated x control wells). Same numbers.",
+        ),
         quiet: bool = typer.Option(
             False, "--quiet", "-q", help="No progress bars or tables (for scripts)."
         ),
@@ -245,6 +251,7 @@ def register(app: typer.Typer) -> None:
             "tasks": task_list,
             "null_size": null_size,
             "threshold": threshold,
+            "activity_engine": activity_engine,
         }
         popts = ProfileOptions(
             perturbation=perturbation,

@@ -30,9 +30,10 @@ from copairs.map import average_precision, mean_average_precision
 
 from cellbench.errors import InputError, ResourceError
 from cellbench.metrics import map_exact
+from cellbench.schema import ACTIVITY_ENGINES
 
 _REF = "_reference_index"
-ENGINES: tuple[str, ...] = ("fast", "copairs")
+ENGINES: tuple[str, ...] = ACTIVITY_ENGINES
 # copairs' peak memory per listed pair: 3.2 GB for 36 M pairs in benchmarks/bench_activity.py
 _COPAIRS_BYTES_PER_PAIR = 90
 
