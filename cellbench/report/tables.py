@@ -310,10 +310,12 @@ def leaderboard_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
                     if fact == "train_seconds"
                     else g.filter(pl.col("metric") == f"fact_{fact}")["value"].to_list()
                 )
+                if fact == "train_cpu_seconds":  # ~0 where a run reused a finished training
+                    vals = [v for v in vals if v > 1.0]
                 row[fact] = sum(vals) / len(vals) if vals else None
             row["train_hours"] = row.pop("train_seconds") / 3600 if row["train_seconds"] else None
-            cpu = row.pop("train_cpu_seconds")  # ~0 when the run reused a finished training
-            row["train_cpu_hours"] = cpu / 3600 if cpu and cpu > 1 else None
+            cpu = row.pop("train_cpu_seconds")
+            row["train_cpu_hours"] = cpu / 3600 if cpu else None
             row["n_seeds"] = n_seeds
             row["provenance"] = "measured"
             row["source"] = "synthetic" if row["synthetic"] else "measured"
