@@ -988,6 +988,11 @@ def _frame(obj, what: str) -> pl.DataFrame:
         ) from None
 
 
+def _note_input(name: str, path, inputs: dict[str, str], hashes: dict[str, str]) -> None:
+    """Record an input file read by path: its resolved path and its SHA-256."""
+    inputs[name], hashes[name] = str(Path(path).resolve()), sha256_file(path)
+
+
 def _embeddings_frame(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     if EMBEDDING_ID_COLUMN not in frame.columns:
         raise InputError(
@@ -1061,10 +1066,7 @@ def evaluate(
     hashes: dict[str, str] = {}
     if metadata is None:
         if _is_path(profiles):
-            inputs["profiles"], hashes["profiles"] = (
-                str(Path(profiles).resolve()),
-                sha256_file(profiles),
-            )
+            _note_input("profiles", profiles, inputs, hashes)
             frame = read_profiles(profiles)
         else:
             frame = _frame(profiles, "profiles")
@@ -1075,18 +1077,12 @@ def evaluate(
             options["tasks"] = list(PROFILE_TASKS)
     else:
         if _is_path(profiles):
-            inputs["embeddings"], hashes["embeddings"] = (
-                str(Path(profiles).resolve()),
-                sha256_file(profiles),
-            )
+            _note_input("embeddings", profiles, inputs, hashes)
             ids, feats = read_embeddings(profiles)
         else:
             ids, feats = _embeddings_frame(_frame(profiles, "the embeddings"))
         if _is_path(metadata):
-            inputs["metadata"], hashes["metadata"] = (
-                str(Path(metadata).resolve()),
-                sha256_file(metadata),
-            )
+            _note_input("metadata", metadata, inputs, hashes)
             meta = read_metadata(metadata)
         else:
             meta = _frame(metadata, "metadata")
