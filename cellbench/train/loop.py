@@ -196,7 +196,9 @@ def train(
         ).to(device)
         method.train()
         groups = param_groups(method)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+        optimizer = torch.optim.AdamW(
+            groups, lr=config.lr, betas=(config.betas[0], config.betas[1])
+        )
         n_images = int(dataset.sites.height)
         n_total = total_steps(config, n_images)
         n_warm = warmup_steps(config, n_images)
