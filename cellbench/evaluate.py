@@ -544,6 +544,7 @@ def _evaluate_arrays(
         timings["activity"] = time.perf_counter() - t0
 
     if "consistency" in tasks:
+        assert activity is not None  # (computed above for consistency too)
         t0 = time.perf_counter()
         progress("consistency", 0, 1)
         if TARGET_COLUMN not in wells.columns:
