@@ -25,10 +25,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -132,7 +132,7 @@ def _write_parquet(
     path: Path,
     well_ids: Sequence[str],
     values: np.ndarray,
-    metadata: dict[str, str],
+    metadata: Mapping[str, object],
     extra: dict | None = None,
 ) -> None:
     import pyarrow as pa
@@ -259,10 +259,14 @@ def _batches(items: _TileBatches, num_workers: int) -> Iterator:
     if num_workers <= 0 or len(items) < 2:
         yield from _thread_prefetch(items)
         return
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Dataset
 
-    loader = DataLoader(
-        items, batch_size=None, shuffle=False, num_workers=num_workers, prefetch_factor=4
+    loader: DataLoader[Any] = DataLoader(
+        cast("Dataset[Any]", items),  # (map-style: __len__ and __getitem__)
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        prefetch_factor=4,
     )
     yield from loader
 
@@ -625,9 +629,14 @@ def _wait_for_shards(
 
 
 def _merge(
-    target: Path, paths: list[Path], wells: list[str], metadata: dict[str, str], finalize=None
+    target: Path,
+    paths: list[Path],
+    wells: list[str],
+    metadata: Mapping[str, object],
+    finalize=None,
 ) -> None:
-    """Concatenate shards, keep the first row of each well id, order as the dataset's wells.
+    """Concatenate shards, keep the first row of each well id, order as the dataset's wells
+    (``metadata``'s values are written as strings).
 
     ``finalize(values) -> (values, kept_columns)`` lets an encoder clean the well matrix
     (CellProfiler: drop all-NaN features, impute the rest); otherwise NaN is an error.
@@ -682,4 +691,4 @@ def read_embeddings(path: str | os.PathLike) -> pl.DataFrame:
     """Read an embedding parquet (well_id + features) as a polars table."""
     import polars as pl
 
-    return pl.read_parquet(path)
+    return pl.read_parquet(os.fspath(path))

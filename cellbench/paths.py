@@ -46,3 +46,13 @@ def rxrx3_core_genes() -> list[str]:
     """The 735 gene knockouts of RxRx3-core (sorted)."""
     text = resource("rxrx3_core_genes.txt").read_text()
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def checkout_root() -> Path | None:
+    """The repository checkout this package runs from (an editable install or the source
+    tree), or None for an installed package: the folder above the package that has the
+    project's ``pyproject.toml`` and ``leaderboard/``."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "leaderboard").is_dir():
+        return root
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -55,7 +56,7 @@ class ProgressBar:
         columns += [TimeElapsedColumn(), TimeRemainingColumn()]
         self._progress = Progress(*columns, transient=False)
         self._progress.start()
-        start = {name: "-" for name in self._fields}
+        start: dict[str, Any] = {name: "-" for name in self._fields}
         self._task = self._progress.add_task(description, total=total, completed=completed, **start)
 
     def advance(self, n: int) -> None:
@@ -66,7 +67,8 @@ class ProgressBar:
     def update(self, completed: int, **values: str) -> None:
         """``completed`` units done; ``values`` set fields named in ``fields``."""
         if self.enabled:
-            self._progress.update(self._task, completed=completed, **values)
+            fields: dict[str, Any] = dict(values)  # (rich's own keywords are typed, fields Any)
+            self._progress.update(self._task, completed=completed, **fields)
 
     def warn(self, message: str) -> None:
         if self.enabled:

@@ -439,28 +439,12 @@ def build_records(
     return records
 
 
-def records_from_evaluation(
-    result: Mapping[str, Any],
-    *,
-    model: str,
-    checkpoint: str,
-    dataset: str,
-    synthetic: bool = False,
-    seed: int | None = None,
-) -> list[ResultRecord]:
-    """One store record per scored task of an ``evaluate_arrays`` / ``evaluate_files`` result
-    (:func:`build_records`; the shared configuration, versions, hashes and timings go into the
-    run's fields)."""
-    return list(
-        build_records(
-            result,
-            model=model,
-            checkpoint=checkpoint,
-            dataset=dataset,
-            synthetic=synthetic,
-            seed=seed,
-        ).values()
-    )
+def records_from_evaluation(result: Mapping[str, Any], **options: Any) -> list[ResultRecord]:
+    """One store record per scored task of an ``evaluate_arrays`` / ``evaluate_files`` result:
+    :func:`build_records` as a list (``options`` are its keywords: ``model``, ``checkpoint`` and
+    ``dataset``, optionally ``synthetic``, ``seed``...; the shared configuration, versions,
+    hashes and timings go into the run's fields)."""
+    return list(build_records(result, **options).values())
 
 
 def flat_batch(scores: Mapping[str, Any]) -> dict[str, Any]:

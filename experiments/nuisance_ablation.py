@@ -41,7 +41,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cellbench.data.synthetic.config import make_config
-from cellbench.data.synthetic.nuisance import PER_WELL_TERMS, remove_terms
+from cellbench.data.synthetic.nuisance import REMOVABLE, remove_terms
 from cellbench.data.synthetic.simulate import simulate
 from cellbench.encoders.baselines import PixelStatsEncoder
 from cellbench.metrics.health import pair_identification
@@ -50,17 +50,9 @@ from experiments._common import OUT_DIR, mean_interval, write_rows
 
 BATCH = 64
 
-VARIANTS = (
-    "as simulated",
-    *PER_WELL_TERMS,
-    "all per-well terms",
-    "vignette+pattern+bleed",
-    "batch morphology shift",
-    "gain (all levels)",
-    "gamma (all levels)",
-    "batch- and plate-level terms",
-    "none",
-)
+#: the simulator's removable terms (:data:`~cellbench.data.synthetic.nuisance.REMOVABLE`) but
+#: ``plate density``, which this ablation removes only within ``batch- and plate-level terms``
+VARIANTS = tuple(v for v in REMOVABLE if v != "plate density")
 
 
 def _features(images, pixel, crop: int | None, seed: int, standardise: bool = True):

@@ -3,7 +3,8 @@
 Every module is parsed with ``ast`` (nothing is imported); every ``cellbench.*`` import it
 makes, at module level or inside a function, is an edge between two top-level units
 (``cellbench.maps``, ``cellbench.registry``, ...). An edge from a unit to a unit of a higher
-layer fails the test unless it is in ``ALLOWED_UPWARD`` below.
+layer fails the test unless it is in ``ALLOWED_UPWARD`` below, and so does a circle of imports
+between modules (of one layer or not).
 """
 
 from __future__ import annotations
@@ -111,6 +112,51 @@ def test_no_new_upward_import():
 def test_allow_list_has_no_stale_entries():
     stale = sorted(ALLOWED_UPWARD - import_edges())
     assert stale == [], f"these upward imports are gone: remove them from ALLOWED_UPWARD: {stale}"
+
+
+def import_cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """The import circles among modules: each strongly connected group of more than one module
+    (Tarjan's algorithm), sorted."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        if a != b:
+            graph.setdefault(a, set()).add(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_finds_a_circle():
+    edges = {("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "d")}
+    assert import_cycles(edges) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_between_modules():
+    """Within a layer too, imports go one way: no two modules import each other, directly or
+    through others (move the shared piece to the lower module instead)."""
+    cycles = import_cycles(import_edges())
+    assert cycles == [], f"modules that import each other (directly or round a circle): {cycles}"
 
 
 def test_importing_the_encoders_imports_no_training_code():

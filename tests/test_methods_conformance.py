@@ -14,7 +14,7 @@ from _train_fakes import FakeDataset, fixed_batch  # noqa: I001
 from cellbench import registry
 from cellbench.io import sha256_file
 from cellbench.train.loop import build_method_options, train
-from cellbench.train.methods import TRAINABLE, build_method, method_defaults
+from cellbench.train.methods import SAMPLING, build_method, method_defaults, trainable
 from cellbench.train.presets import resolve
 from cellbench.train.views import center_crop
 
@@ -32,7 +32,21 @@ def _config(name: str, **over):
 
 def test_the_cards_name_trainable_methods():
     assert len(TRAINED) >= 6  # CWA-MSN, Single-Well-MSN, CropMAE x2, ViT-WSL, InfoNCE
-    assert set(TRAINED) <= set(TRAINABLE), "a card names a trainer the loop cannot build"
+    assert set(TRAINED) <= set(trainable()), "a card names a trainer the loop cannot build"
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_every_card_with_a_trainer_is_trainable_with_its_cards_sampling(name):
+    card = registry.cards()[name]
+    assert name in trainable()
+    options = build_method_options(name, _config(name))
+    sampling = card.recipe.get("sampling")
+    if sampling is None:  # a supervised method (ViT-WSL): one well, held-out wells
+        assert card.trainer == "wsl" and not options.cross_well
+        assert options.holdout_fraction == _config(name).holdout_fraction
+    else:
+        assert options.cross_well is SAMPLING[sampling]
+        assert options.holdout_fraction == 0.0
 
 
 @pytest.mark.parametrize("name", TRAINED)

@@ -11,7 +11,7 @@ import pytest
 
 from cellbench import registry
 from cellbench.errors import CellbenchError, NotFoundError
-from cellbench.train.methods import TRAINABLE as TRAINABLE_METHODS
+from cellbench.train.methods import trainable
 
 PAPER_MODELS = [
     "cwa-msn",
@@ -28,7 +28,7 @@ PAPER_MODELS = [
 ]
 # every model cellbench can train must have a card (a trainable name without one could be
 # trained but never scored or listed)
-TRAINABLE = sorted(TRAINABLE_METHODS)
+TRAINABLE = sorted(trainable())
 
 
 def test_every_model_of_the_paper_is_registered():

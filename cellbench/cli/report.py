@@ -74,7 +74,7 @@ def leaderboard(
         )
     for text in texts.values():
         _print_markdown(text)
-    if with_paper:
+    if with_paper and out is not None:  # (--paper without --out was refused above)
         written = build_paper(
             out, root, dataset, warn=lambda _m: None
         )  # same records: warned above already

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from cellbench.cli._common import console, err_console, user_errors
@@ -77,7 +79,7 @@ def register(app: typer.Typer) -> None:
         if data == "rxrx3-core" and checkpoint is None:
             _say_training_screen(model, preset)
 
-        options = dict(
+        options: dict[str, Any] = dict(
             data=data,
             data_dir=data_dir,
             preset=preset,

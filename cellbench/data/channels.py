@@ -65,7 +65,7 @@ def channel_plan(
         else {canonical_name(k): tuple(v) for k, v in derived.items()}
     )
     index = {canonical_name(c): i for i, c in enumerate(source)}
-    plan = []
+    plan: list[tuple[int, ...]] = []
     for name in target:
         cname = canonical_name(name)
         if cname in index:

@@ -24,6 +24,10 @@ class ImageDataset:
 
     name: str = "dataset"
     ground_truth: pl.DataFrame | None = None
+    #: synthetic screens: their ``manifest.json`` (None for real data)
+    manifest: dict | None = None
+    #: True for a generated synthetic screen
+    synthetic: bool = False
     #: how stored pixel values become uint8, in words (loaders that decode images refine it)
     intensity_scaling: str = "8-bit images as stored (other pixel types refused)"
 

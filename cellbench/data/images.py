@@ -100,9 +100,10 @@ def _read_raw(data: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            pixels: Image.Image = im
             if im.mode == "P":  # palette indices mean nothing as intensities
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            return np.asarray(im)
+                pixels = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            return np.asarray(pixels)
     except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a bad file
         raise InputError(f"{where}: cannot decode image ({exc}); {fix}") from None
 

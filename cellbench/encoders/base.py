@@ -24,11 +24,12 @@ instead of pixels: they set ``embeds_wells = True`` and implement ``embed_wells`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
+    from timm.models.vision_transformer import VisionTransformer
 
 #: Added to the per-image standard deviation so a constant channel maps to zeros, not NaN.
 STANDARDIZE_EPS = 1e-6
@@ -118,7 +119,7 @@ class TorchEncoder(Encoder):
 
     def __init__(
         self,
-        module: torch.nn.Module,
+        module: VisionTransformer,
         *,
         channels: tuple[str, ...],
         embed_dim: int,
@@ -135,6 +136,8 @@ class TorchEncoder(Encoder):
         self.input_size = input_size
         self.pooling = pooling
         self.weights_sha256 = weights_sha256
+        #: a trained checkpoint's training configuration (set by ``cellbench.train.export``)
+        self.train_config: dict[str, Any] | None = None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         import torch
@@ -157,7 +160,7 @@ def build_vit(
     img_size: int,
     patch_size: int | None = None,
     **kwargs: Any,
-) -> torch.nn.Module:
+) -> VisionTransformer:
     """A timm ViT (``num_classes=0``) for any input-channel count, image and patch size.
 
     Shared by the baselines and the trainers, so every ViT in cellbench is timm's own
@@ -175,4 +178,4 @@ def build_vit(
         options["patch_size"] = patch_size
     options.update(kwargs)
     options.setdefault("pretrained", False)
-    return timm.create_model(arch, **options)
+    return cast("VisionTransformer", timm.create_model(arch, **options))

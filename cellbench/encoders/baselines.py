@@ -24,6 +24,7 @@ from cellbench.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from timm.models.vision_transformer import VisionTransformer
 
 #: Channel names used when a baseline is created without a dataset (the Bray / JUMP set).
 DEFAULT_CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
@@ -106,7 +107,9 @@ def imagenet_weights_path(
 class PerChannelEncoder(Encoder):
     """Applies a 3-channel (RGB) network to each channel as a grey image; concatenates."""
 
-    def __init__(self, module: torch.nn.Module, channels: tuple[str, ...], input_size: int) -> None:
+    def __init__(
+        self, module: VisionTransformer, channels: tuple[str, ...], input_size: int
+    ) -> None:
         super().__init__()
         self._module = module.eval()
         self.channels = channels

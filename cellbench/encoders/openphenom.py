@@ -32,13 +32,22 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cellbench.encoders.base import Encoder, standardize
 from cellbench.errors import CellbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    class PhenomViT(VisionTransformer):
+        """What :func:`build_backbone` returns: a timm ViT that also records its channel slots."""
+
+        max_in_chans: int
+        cls_token: torch.nn.Parameter  # (class_token=True)
+        pos_embed: torch.nn.Parameter  # (the fixed sin-cos table)
+
 
 HUB_ID = "recursionpharma/OpenPhenom"
 WEIGHTS_FILE = "model.safetensors"
@@ -72,7 +81,7 @@ def build_backbone(
     max_in_chans: int = MAX_IN_CHANS,
     init_values: float | None = 1e-4,
     qkv_bias: bool = False,
-) -> torch.nn.Module:
+) -> PhenomViT:
     """The release's encoder as a timm ``VisionTransformer`` (1-channel patch projection,
     fixed sin-cos ``pos_embed`` of ``max_in_chans`` slots)."""
     import torch
@@ -99,11 +108,12 @@ def build_backbone(
     vit.pos_embed = torch.nn.Parameter(
         sincos_positions(embed_dim, grid, max_in_chans), requires_grad=False
     )
-    vit.max_in_chans = max_in_chans
-    return vit
+    phenom = cast("PhenomViT", vit)
+    phenom.max_in_chans = max_in_chans
+    return phenom
 
 
-def channel_agnostic_tokens(vit: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def channel_agnostic_tokens(vit: PhenomViT, x: torch.Tensor) -> torch.Tensor:
     """All output tokens (N, 1 + C·L, D) of the channel-agnostic ViT for C-channel input."""
     import torch
 
@@ -142,6 +152,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     fix = "The file is corrupt or not the release's model.safetensors — download it again."
+    state: object  # checked below: a dict of tensors, possibly under "state_dict"
     if _is_safetensors(path):
         from safetensors.torch import load_file
 
@@ -265,7 +276,7 @@ class OpenPhenomEncoder(Encoder):
 
     def __init__(
         self,
-        vit: torch.nn.Module,
+        vit: PhenomViT,
         channels: tuple[str, ...] = (),
         channelwise: bool = False,
         weights_sha256: str | None = None,
@@ -299,7 +310,7 @@ class OpenPhenomEncoder(Encoder):
             return per_channel.reshape(n, c * tokens.shape[-1]).float()
 
 
-def load_backbone(path: str | os.PathLike) -> torch.nn.Module:
+def load_backbone(path: str | os.PathLike) -> PhenomViT:
     """The encoder ViT of an OpenPhenom file, weights loaded strictly."""
     path = Path(path)
     state = backbone_state(read_state_dict(path))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,9 @@ from cellbench.train.ema import make_target
 from cellbench.train.method import Method, StepInputs
 from cellbench.train.presets import TrainConfig
 from cellbench.train.views import multi_crop, random_crops, random_flips, standardize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from timm.models.vision_transformer import VisionTransformer
 
 
 # --------------------------------------------------------------------------- the loss
@@ -185,7 +188,7 @@ class MSN(Method):
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_backbone, self.backbone), (self.target_head, self.head)]
 
-    def embedding_backbone(self) -> nn.Module:
+    def embedding_backbone(self) -> VisionTransformer:
         return self.target_backbone
 
     def no_weight_decay(self) -> set[str]:

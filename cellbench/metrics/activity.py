@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,9 @@ class ActivityResult:
     def summary(self) -> dict:
         return {
             "fraction_retrieved": self.fraction_retrieved,
-            "mean_map": float(self.per_perturbation["mean_average_precision"].mean() or 0.0),
+            "mean_map": float(
+                cast("float | None", self.per_perturbation["mean_average_precision"].mean()) or 0.0
+            ),
             "n_perturbations": self.per_perturbation.height,
             "threshold": self.threshold,
             "null_size": self.null_size,
@@ -194,7 +197,7 @@ def phenotypic_activity(
         )
         .sort("perturbation")
     )
-    fraction = float(table["retrieved"].mean()) if table.height else 0.0
+    fraction = float(cast(float, table["retrieved"].mean())) if table.height else 0.0
     return ActivityResult(table, fraction, threshold, null_size)
 
 
@@ -313,7 +316,7 @@ def phenotypic_consistency(
         )
         .sort("target")
     )
-    fraction = float(table["retrieved"].mean()) if table.height else 0.0
+    fraction = float(cast(float, table["retrieved"].mean())) if table.height else 0.0
     return ConsistencyResult(table, fraction, threshold, null_size)
 
 
@@ -464,8 +467,10 @@ def activity_table(
     table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     table = table.sort(["perturbation_type", "perturbation", "concentration"], nulls_last=True)
     scores = {
-        "fraction_retrieved": float(table["retrieved"].mean()) if table.height else 0.0,
-        "mean_map": float(table["mean_average_precision"].mean() or 0.0),
+        "fraction_retrieved": float(cast(float, table["retrieved"].mean()))
+        if table.height
+        else 0.0,
+        "mean_map": float(cast("float | None", table["mean_average_precision"].mean()) or 0.0),
         "n_perturbations": table.height,
         "n_retrieved": int(table["retrieved"].sum()),
         "threshold": threshold,
@@ -567,9 +572,13 @@ def consistency_table(
         "retrieved": pl.Boolean,
     }
     table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-    scores = {
-        "fraction_retrieved": float(table["retrieved"].mean()) if table.height else None,
-        "mean_map": float(table["mean_average_precision"].mean()) if table.height else None,
+    scores: dict[str, Any] = {
+        "fraction_retrieved": float(cast(float, table["retrieved"].mean()))
+        if table.height
+        else None,
+        "mean_map": float(cast(float, table["mean_average_precision"].mean()))
+        if table.height
+        else None,
         "n_targets": table.height,
         "n_retrieved": int(table["retrieved"].sum()) if table.height else 0,
         "threshold": threshold,

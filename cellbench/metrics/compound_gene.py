@@ -219,8 +219,8 @@ def compound_gene_benchmark(
         by_len.setdefault(p.n_targets, []).append(c)
     done = 0
     draws: dict = {}
-    for length, group in sorted(by_len.items()):
-        group = np.array(group)
+    for length, members in sorted(by_len.items()):
+        group = np.array(members)
         n_act = np.array([len(plans[c].actives) for c in group])
         targets = np.empty((n_s, len(group), length), dtype=np.int64)
         for gi, c in enumerate(group):

@@ -140,15 +140,15 @@ def _block_null(
     sample.sort()
     lo = np.full(len(ranks), -np.inf)
     hi = np.full(len(ranks), np.inf)
-    for t, r in enumerate(ranks):
+    for j, r in enumerate(ranks):
         p = (r + 0.5) / m
         centre = p * s
         margin = margin_sd * np.sqrt(s * p * (1 - p)) + 2
         i_lo, i_hi = int(np.floor(centre - margin)), int(np.ceil(centre + margin))
         if i_lo >= 0:
-            lo[t] = sample[i_lo]
+            lo[j] = sample[i_lo]
         if i_hi < s:
-            hi[t] = sample[i_hi]
+            hi[j] = sample[i_hi]
     # queries sorted by their first row, to pick them out block by block
     order = np.argsort(qi, kind="stable")
     qi_s, qj_s = qi[order], qj[order]
@@ -232,7 +232,7 @@ def _count_pass(Xn, lo, hi, low_side, qi_s, qj_s, qvals, block_rows, progress=No
 
 def null_statistics(
     X: np.ndarray,
-    ranks: Sequence[int],
+    ranks: Sequence[int] | np.ndarray,
     qi: np.ndarray,
     qj: np.ndarray,
     *,

@@ -17,22 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cellbench.errors import NotFoundError
+from cellbench.paths import checkout_root
 from cellbench.report import figures, paper, tables
 from cellbench.report.store import load_results, newest_simulator
 
 Warn = Callable[[str], None]
-
-
-def checkout_root() -> Path | None:
-    """The repository checkout this package runs from (an editable install or the source
-    tree), or None for an installed package: the folder above the package that has the
-    project's ``pyproject.toml`` and ``leaderboard/``."""
-    import cellbench
-
-    root = Path(cellbench.__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / "leaderboard").is_dir():
-        return root
-    return None
 
 
 def default_results_dir() -> Path:

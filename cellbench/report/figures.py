@@ -9,8 +9,10 @@ matplotlib is imported inside the functions (Agg backend) to keep ``cellbench --
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -18,6 +20,9 @@ from cellbench.io import atomic_path
 from cellbench.registry import is_highlighted
 from cellbench.report.paper import figure1_data, write_csv_atomic
 from cellbench.report.store import is_preset_default, is_untrained, short_variant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.artist import Artist
 
 HIGHLIGHT = "#d62728"  # the paper highlights its method in red
 REPORTED = "#8c8c8c"
@@ -126,37 +131,38 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
             corum = rec.get("corum")
             if corum is None or (isinstance(corum, float) and math.isnan(corum)):
                 continue
-            img = rec.get("images_millions")
-            par = rec.get("parameters_billions")
-            img_ok = img is not None and img > 0
-            par_ok = par is not None and par > 0
-            img_t = _count_text(round(img, 4), "M") if img_ok else ""
-            par_t = _count_text(round(par, 4), "B") if par_ok else ""
+            images = rec.get("images_millions") or 0.0  # unknown: 0, not shown in panels b-d
+            params = rec.get("parameters_billions") or 0.0
+            img_ok = images > 0
+            par_ok = params > 0
+            img_t = _count_text(round(images, 4), "M") if img_ok else ""
+            par_t = _count_text(round(params, 4), "B") if par_ok else ""
             floor = rec.get("floor_corum")
             floor_ratio = {
                 "a": 1.0,
-                "b": 1 / img if img_ok else None,
-                "c": 1 / par if par_ok else None,
-                "d": 1 / (img * par) if img_ok and par_ok else None,
+                "b": 1 / images if img_ok else None,
+                "c": 1 / params if par_ok else None,
+                "d": 1 / (images * params) if img_ok and par_ok else None,
             }
             values = {
                 "a": (corum, "", True),
-                "b": (corum / img if img_ok else None, f"{img_t} images", img_ok),
-                "c": (corum / par if par_ok else None, f"{par_t} params", par_ok),
+                "b": (corum / images if img_ok else None, f"{img_t} images", img_ok),
+                "c": (corum / params if par_ok else None, f"{par_t} params", par_ok),
                 "d": (
-                    corum / (img * par) if img_ok and par_ok else None,
+                    corum / (images * params) if img_ok and par_ok else None,
                     f"{img_t} × {par_t}",
                     img_ok and par_ok,
                 ),
             }
             for panel, _col, label, _kind in FIG1_PANELS:
-                value, ann, ok = values[panel]
+                value, note, ok = values[panel]
                 if not ok:
                     continue
                 std = rec.get("corum_std")
                 err = None
                 if std is not None and not (isinstance(std, float) and math.isnan(std)):
                     err = std if panel == "a" else std * value / corum if corum else None
+                ratio = floor_ratio[panel]
                 rows.append(
                     {
                         "panel": panel,
@@ -168,11 +174,9 @@ def figure1_plot_data(measured: pl.DataFrame | None = None) -> pl.DataFrame:
                         "value": float(value),
                         "error": err,
                         "bound": "exact",
-                        "annotation": ann,
+                        "annotation": note,
                         "untrained_floor": (
-                            float(floor) * floor_ratio[panel]
-                            if floor is not None and floor_ratio[panel]
-                            else None
+                            float(floor) * ratio if floor is not None and ratio else None
                         ),
                         "highlight": is_highlighted(rec["model"]),
                         "provenance": "measured",
@@ -275,7 +279,7 @@ def render_figure1(plotted: pl.DataFrame, *, title: str):
         ax.grid(axis="x", alpha=0.3, which="both" if not log else "major")
         ax.set_axisbelow(True)
         ax.spines[["top", "right"]].set_visible(False)
-    handles = [
+    handles: list[Artist] = [
         Patch(color=HIGHLIGHT, label="CWA-MSN (reported)"),
         Patch(color=REPORTED, label="other methods (reported, paper Table 1)"),
     ]
@@ -394,7 +398,9 @@ def compound_curves(records) -> pl.DataFrame:
                     "model": str(rec["model"]),
                     "variant": str(rec.get("variant", "default")),
                     "seed": rec.get("seed"),
-                    "concentration": "max" if _conc_value(c) is None else f"{float(c):g}",
+                    "concentration": "max"
+                    if _conc_value(c) is None
+                    else f"{float(cast(float, c)):g}",
                     "concentration_um": _conc_value(c),
                     "ap": float(r["average_precision"]),
                     "ap_std": _f(r.get("average_precision_std")),
@@ -487,7 +493,8 @@ def _highlight_key(keys: list[tuple[str, str]]) -> tuple[str, str] | None:
     """The CWA-MSN curve to highlight: the default run's ("quick"), else the first trained one."""
     msn = [k for k in keys if is_highlighted(k[0]) and not is_untrained(k[1])]
     preferred = [k for k in msn if is_preset_default(k[0], k[1])]
-    return (preferred or msn or [None])[0]
+    candidates = preferred or msn
+    return candidates[0] if candidates else None
 
 
 def _colors(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -539,7 +546,7 @@ def one_variant_per_model(d: pl.DataFrame) -> pl.DataFrame:
         trained = seeds.filter(~pl.col("variant").is_in(untrained["variant"].to_list()))
         own = trained.filter(
             pl.col("variant").map_elements(
-                lambda v, m=_model[0]: is_preset_default(m, v), return_dtype=pl.Boolean
+                functools.partial(is_preset_default, _model[0]), return_dtype=pl.Boolean
             )
         )
         pick = own if own.height else trained.sort(["n_seeds", "variant"], descending=[True, False])
@@ -587,8 +594,8 @@ def _render_figure3(d: pl.DataFrame, ds: str):
             ax.plot(x, m, color="0.5", lw=1, ls="--", zorder=1)
         bmax = d.filter(pl.col("concentration") == "max")
         if bmax[f"{metric}_baseline"].is_not_null().any():
-            bm = float(bmax[f"{metric}_baseline"].mean())
-            bs = float(bmax[f"{metric}_baseline_std"].mean() or 0.0)
+            bm = float(cast(float, bmax[f"{metric}_baseline"].mean()))
+            bs = float(cast("float | None", bmax[f"{metric}_baseline_std"].mean()) or 0.0)
             axm.axhspan(bm - bs, bm + bs, color="0.8", zorder=0)
             axm.axhline(bm, color="0.5", lw=1, ls="--", zorder=1)
         for j, key in enumerate(keys):
@@ -750,8 +757,8 @@ def single_vs_cross_data(records) -> pl.DataFrame:
                                 **base,
                                 "kind": "mean",
                                 "seed": None,
-                                "value": float(v.mean()),
-                                "std": float(v.std()) if v.len() >= 2 else None,
+                                "value": float(cast(float, v.mean())),
+                                "std": float(cast(float, v.std())) if v.len() >= 2 else None,
                             }
                         )
                         for seed, val in zip(vals["seed"], v, strict=True):
@@ -884,7 +891,10 @@ def figure_single_vs_cross(
                 )
                 ax.set_title(f"{family}: single- vs cross-well — {where}", fontsize=10, loc="left")
                 ax.legend(fontsize=8, frameon=False, loc="upper right")
-                top = max(g["value"].max() + (g["std"].max() or 0.0), 0.05)
+                top = max(
+                    cast(float, g["value"].max()) + (cast("float | None", g["std"].max()) or 0.0),
+                    0.05,
+                )
                 ax.set_ylim(0, top * 1.3)
                 ax.grid(axis="y", alpha=0.3)
                 ax.set_axisbelow(True)
@@ -953,8 +963,8 @@ def prototype_sweep_data(records) -> pl.DataFrame:
                     **base,
                     "kind": "mean",
                     "seed": None,
-                    "value": float(v.mean()),
-                    "std": float(v.std()) if v.len() >= 2 else None,
+                    "value": float(cast(float, v.mean())),
+                    "std": float(cast(float, v.std())) if v.len() >= 2 else None,
                 }
             )
             for seed, val in zip(g["seed"], v, strict=True):
@@ -1020,7 +1030,7 @@ def figure_prototypes(
                 ).sort("prototypes")
                 if not m.height:
                     continue
-                n = m["n_seeds"].max()
+                n = cast("int | None", m["n_seeds"].max())
                 # sources side by side around each prototype count (display only; the CSV
                 # keeps the true count)
                 dodge = 2 ** ((i - 2) * 0.035) if block == "measured" else 1.0

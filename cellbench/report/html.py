@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from cellbench.io import write_text_atomic
+from cellbench.paths import checkout_root
 from cellbench.report import tables
 from cellbench.report.store import is_untrained, short_variant
 
@@ -456,8 +457,6 @@ def write_html(
     """Write the page atomically; ``montage`` defaults to the repository's
     ``docs/images/simulator_montage.png`` when cellbench runs from its checkout."""
     if montage is None:
-        from cellbench.report.build import checkout_root
-
         root = checkout_root()
         montage = root / MONTAGE if root is not None else None
     return write_text_atomic(

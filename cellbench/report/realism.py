@@ -332,7 +332,7 @@ def measure(
     )
     meta = _metadata(dataset)
     ids = wells["well_id"].to_list()
-    kw = dict(tasks=("gene_gene",), seeds=eval_seeds)
+    kw: dict[str, Any] = dict(tasks=("gene_gene",), seeds=eval_seeds)
     m["handcrafted_corum"] = _corum(evaluate_arrays(ids, _standardise(well_feats), meta, **kw))
     m["oracle_corum"] = _corum(evaluate_arrays(ids, latent, meta, **kw))
     m["handcrafted_over_oracle"] = (m["handcrafted_corum"] - CHANCE_RECALL) / max(

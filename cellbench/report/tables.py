@@ -25,7 +25,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -932,7 +932,7 @@ def _safe(name: str) -> str:
 # ----------------------------------------------------------------------------------------
 # The paper's tables, measured (beside leaderboard/paper/table*.csv)
 # ----------------------------------------------------------------------------------------
-_PAPER_TABLE_MODELS: dict[int, tuple[str, ...] | None] = {
+_PAPER_TABLE_MODELS: dict[int, tuple[str, ...]] = {
     1: ("random", "vit-imagenet", "cellprofiler", "vit-wsl", "openphenom", "cwa-msn"),
     2: ("openphenom", "vit-wsl", "cellprofiler", "vit-imagenet", "random", "cwa-msn"),
     3: ("random", "single-well-msn", "cwa-msn"),
@@ -1052,7 +1052,10 @@ def measured_paper_markdown(number: int, table: pl.DataFrame) -> str:
         lead.insert(0, "number of prototypes")
     rows = []
     if number != 2 and table.height:
-        counts = [table[f"n_{m}"].max() if f"n_{m}" in table.columns else None for m in metrics]
+        counts = [
+            cast("float | None", table[f"n_{m}"].max()) if f"n_{m}" in table.columns else None
+            for m in metrics
+        ]
         if any(c is not None for c in counts):
             rows.append(
                 ["" for _ in lead[:-3]]
@@ -1127,7 +1130,7 @@ def figure1_measured_rows(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
         & (pl.col("model") == "random")
         & pl.col("corum_mean").is_not_null()
     )["corum_mean"]
-    floor_corum = float(floor.mean()) if len(floor) else None
+    floor_corum = float(cast(float, floor.mean())) if len(floor) else None
     rows = []
     for r in main_variants(d).iter_rows(named=True):
         model = r["model"]
@@ -1233,8 +1236,8 @@ def compact_text(dataset: str, df: pl.DataFrame, rep: pl.DataFrame | None = None
             ]
         )
     headers = ["model", "seeds", *[h for _, h in COMPACT_METRICS], "source"]
-    kind = "synthetic screen" if synthetic else "real data"
-    lines = [f"{dataset} — measured by cellbench ({kind}); mean±std over training seeds", ""]
+    data_kind = "synthetic screen" if synthetic else "real data"
+    lines = [f"{dataset} — measured by cellbench ({data_kind}); mean±std over training seeds", ""]
     lines += _text_table(headers, rows, 24)
     if synthetic:
         missing = [m for m in floor_ceiling_required() if m not in d["model"].to_list()]

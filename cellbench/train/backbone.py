@@ -9,13 +9,17 @@ heads and patch size (the small CPU presets).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
 
 from cellbench.train.presets import TrainConfig
 
+if TYPE_CHECKING:  # pragma: no cover
+    from timm.models.vision_transformer import VisionTransformer
 
-def build_backbone(config: TrainConfig, in_chans: int) -> nn.Module:
+
+def build_backbone(config: TrainConfig, in_chans: int) -> VisionTransformer:
     from cellbench.encoders.base import build_vit
 
     kwargs: dict = {"dynamic_img_size": True}
@@ -26,7 +30,7 @@ def build_backbone(config: TrainConfig, in_chans: int) -> nn.Module:
     return build_vit(arch, in_chans, config.crop_size, config.patch_size, **kwargs)
 
 
-def embed_dim(backbone: nn.Module) -> int:
+def embed_dim(backbone: VisionTransformer) -> int:
     return int(backbone.embed_dim)
 
 
@@ -47,7 +51,10 @@ def random_keep(
 
 
 def tokens(
-    vit: nn.Module, images: torch.Tensor, keep: torch.Tensor | None = None, final_norm: bool = True
+    vit: VisionTransformer,
+    images: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    final_norm: bool = True,
 ) -> torch.Tensor:
     """Output tokens (B, prefix + patches kept, D) of a timm ViT, dropping patch tokens.
 
@@ -66,12 +73,12 @@ def tokens(
     return vit.norm(x) if final_norm else x
 
 
-def num_patches(vit: nn.Module, size: int) -> int:
+def num_patches(vit: VisionTransformer, size: int) -> int:
     patch = vit.patch_embed.patch_size
     return (size // patch[0]) * (size // patch[1])
 
 
-def pool(vit: nn.Module, toks: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool(vit: VisionTransformer, toks: torch.Tensor, pooling: str) -> torch.Tensor:
     """``cls``: the first token; ``mean``: the mean of the patch tokens (prefix excluded)."""
     if pooling == "cls":
         return toks[:, 0]

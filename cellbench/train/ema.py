@@ -7,12 +7,15 @@ running statistics) are copied. The target never receives gradients.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+M = TypeVar("M", bound=nn.Module)
 
-def make_target(online: nn.Module) -> nn.Module:
+
+def make_target(online: M) -> M:
     """A frozen deep copy of ``online`` to be updated by :func:`ema_update`."""
     target = copy.deepcopy(online)
     for p in target.parameters():
@@ -23,7 +26,7 @@ def make_target(online: nn.Module) -> nn.Module:
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """In place: ``target = momentum * target + (1 - momentum) * online``."""
-    t_params = list(target.parameters())
+    t_params: list[torch.Tensor] = list(target.parameters())
     o_params = [p.detach() for p in online.parameters()]
     if len(t_params) != len(o_params):
         raise ValueError("target and online modules differ in structure")

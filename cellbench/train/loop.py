@@ -69,7 +69,7 @@ from cellbench.train.ema import ema_update
 from cellbench.train.health import HealthProbe
 from cellbench.train.heldout import BEST, early_stop, heldout_set, restore_best, save_best
 from cellbench.train.method import Method, SamplerOptions
-from cellbench.train.methods import build_method, check_trainable
+from cellbench.train.methods import build_method, check_trainable, train_spec
 from cellbench.train.presets import TrainConfig
 
 __all__ = ["BEST", "CHECKPOINT", "LOG", "MODEL", "TrainResult", "train"]
@@ -196,7 +196,9 @@ def train(
         ).to(device)
         method.train()
         groups = param_groups(method)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+        optimizer = torch.optim.AdamW(
+            groups, lr=config.lr, betas=(config.betas[0], config.betas[1])
+        )
         n_images = int(dataset.sites.height)
         n_total = total_steps(config, n_images)
         n_warm = warmup_steps(config, n_images)
@@ -391,11 +393,12 @@ def train(
 
 
 def build_method_options(model_name: str, config: TrainConfig) -> SamplerOptions:
-    """The sampler options of a method, without building its network."""
-    if model_name == "vit-wsl":
+    """The sampler options of a method, without building its network: from its model card
+    (``[recipe] sampling``; a supervised trainer, ViT-WSL, holds out wells to stop early)."""
+    spec = train_spec(model_name)
+    if spec.supervised:
         return SamplerOptions(cross_well=False, holdout_fraction=config.holdout_fraction)
-    cross = model_name in ("cwa-msn", "cropmae-cross", "infonce-cross")
-    return SamplerOptions(cross_well=cross)
+    return SamplerOptions(cross_well=spec.cross_well)
 
 
 class _FiniteLoss:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from cellbench.train.presets import TrainConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from timm.models.vision_transformer import VisionTransformer
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Method(nn.Module):
     pooling: str = "cls"
     #: logged values also copied into each health record (MSN: its prototype usage and loss terms)
     health_keys: tuple[str, ...] = ()
+    #: the timm ViT it trains (set by each subclass)
+    backbone: VisionTransformer
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
@@ -74,9 +79,9 @@ class Method(nn.Module):
         """(target, online) module pairs updated by EMA after each step (none by default)."""
         return []
 
-    def embedding_backbone(self) -> nn.Module:
+    def embedding_backbone(self) -> VisionTransformer:
         """The timm ViT whose tokens are the embedding (MSN: the EMA target backbone)."""
-        return self.backbone  # type: ignore[attr-defined, return-value]
+        return self.backbone
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters exempt from weight decay besides biases and norms (1-D)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class ScreenConfig:
 _ADDED_FIELDS: dict[str, object] = {"technical_variation": True}
 
 
-_RXRX3 = {
+_RXRX3: dict[str, dict[str, Any]] = {
     "tiny": dict(
         n_genes=60,
         guides_per_gene=2,
@@ -131,7 +132,7 @@ _RXRX3 = {
         cell_scale=0.45,
     ),
 }
-_BRAY = {
+_BRAY: dict[str, dict[str, Any]] = {
     "tiny": dict(
         n_compounds=16,
         wells_per_compound_dose=3,

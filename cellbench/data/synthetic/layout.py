@@ -124,10 +124,10 @@ def make_layout(cfg: ScreenConfig) -> pl.DataFrame:
         cap = cfg.plate_rows * cfg.plate_cols - cfg.controls_per_plate
         if cap * n_plates < len(items):
             raise ValueError("bray preset does not fit its plates")  # a preset bug, not user input
-        ctrls = [
+        dmso = [
             {"kind": "dmso", "treatment": "DMSO", "concentration": 0.0}
         ] * cfg.controls_per_plate
-        for w in _place(rng, cfg, items, ctrls, n_plates):
+        for w in _place(rng, cfg, items, dmso, n_plates):
             b, _ = divmod(w["plate_index"], cfg.plates_per_batch)
             w["batch"] = f"batch-{b + 1:02d}"
             w["plate"] = 24000 + 100 * (cfg.seed % 10) + w["plate_index"] + 1

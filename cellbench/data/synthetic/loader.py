@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cellbench.data.dataset import ImageDataset
 from cellbench.data.synthetic.generate import ensure_screen, is_complete, read_manifest
 from cellbench.data.synthetic.writer import GROUND_TRUTH, MANIFEST
 from cellbench.errors import InputError
@@ -21,6 +22,8 @@ def open_synthetic(root: str | os.PathLike):
             "regenerate it with `cellbench data generate NAME --out DIR`"
         )
     man = read_manifest(root)
+    assert man is not None  # (a complete screen has its manifest)
+    ds: ImageDataset
     if man["config"]["kind"] == "rxrx3":
         from cellbench.data.rxrx3 import RxRx3Dataset
 

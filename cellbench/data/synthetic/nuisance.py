@@ -202,9 +202,9 @@ def remove_terms(nuis: dict[str, np.ndarray], variant: str) -> dict[str, np.ndar
         )
         return n
     if variant == "none":
-        for name, term in terms.items():
+        for name, remove in terms.items():
             if name != "plate density":
-                term()
+                remove()
         n.update(density=np.ones_like(n["density"]))
         return n
     terms[variant]()

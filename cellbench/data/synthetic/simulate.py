@@ -94,7 +94,7 @@ class Screen:
         return int(self.site_well.size)
 
     def ground_truth(self) -> pl.DataFrame:
-        cols = {"well_id": self.layout["well_id"].to_list()}
+        cols: dict[str, list | np.ndarray] = {"well_id": self.layout["well_id"].to_list()}
         for j, name in enumerate(B.TRAITS):
             cols[f"latent_{name}"] = self.latent[:, j]
         cols.update(nuisance_table(self.nuisance, self.config.channels, B.TRAITS))
