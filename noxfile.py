@@ -166,6 +166,17 @@ def budget(session: nox.Session) -> None:
     session.run(
         "python",
         "-m",
+        "experiments.msn_init_information",
+        "--seeds",
+        "0",
+        "1",
+        "2",
+        "--out",
+        f"{out}/msn_init_information.csv",
+    )
+    session.run(
+        "python",
+        "-m",
         "experiments.signal_check",
         "--seeds",
         "0",

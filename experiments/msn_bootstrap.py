@@ -47,7 +47,7 @@ VARIANTS: dict[str, dict] = {
     "no Sinkhorn": {"sinkhorn_iters": 0},
     "lr 1e-4": {"lr": 1e-4},
     "EMA from 0.99": {"ema_start": 0.99},
-    "no focal views": {"n_focal_views": 0},
+    # the quick preset has no focal views (n_focal_views=0); this was its former setting
     "4 masked focal views of 16 px (4 tokens each)": {
         "n_focal_views": 4,
         "focal_size": 16,

@@ -20,6 +20,7 @@ from experiments import (  # noqa: E402
     budget_curve,
     digits_check,
     msn_bootstrap,
+    msn_init_information,
     nuisance_ablation,
     pair_signal,
     readout_diagnostics,
@@ -111,6 +112,50 @@ def test_msn_bootstrap(tmp_path):
     assert row["variant"] == variant and row["steps"] == 2
     assert math.isfinite(row["ce_over_log_k"]) and row["ce_over_log_k"] > 0
     assert 0 <= row["init_crop_id_pixel_stats"] <= 1 and row["chance"] == round(1 / 64, 4)
+
+
+def test_msn_init_information(tmp_path):
+    out = tmp_path / "msn_init_information.csv"
+    msn_init_information.main(
+        ["--size", "tiny", "--preset", "tiny", "--digits", "64", "--batches", "2"]
+        + ["--out", str(out)]
+    )
+    table = pl.read_csv(out)
+    assert table.height == 6  # 3 (dataset, pairing) x 2 poolings x 1 seed
+    assert set(table["pairing"]) == {"single-well", "cross-well"}
+    assert set(table["pooling"]) == {"cls", "mean"}
+    assert (table["info_ci_low"] <= table["info_over_log_k"]).all()
+    assert table["argmax_agreement"].is_between(0, 1).all()
+    assert (table["chance"] == round(1 / 16, 4)).all()  # the tiny preset's 16 prototypes
+    bray = table.filter(pl.col("dataset") == "synthetic-bray-tiny")
+    assert bray["simulator_version"].is_not_null().all()
+
+
+def test_msn_init_information_cls_is_the_training_step():
+    """With CLS pooling the measured assignments are exactly a training step's (same views,
+    same generator draws), and a batch's information is 0 when its targets are all equal."""
+    from cellbench.data import load_dataset
+    from cellbench.data.sampling import PairSampler
+    from cellbench.train.distributed import slice_batch
+    from cellbench.train.loop import step_generator
+    from cellbench.train.methods import build_method, method_defaults
+    from cellbench.train.presets import resolve
+
+    dataset = load_dataset("synthetic-bray", size="tiny", seed=0)
+    config = resolve("tiny", method_defaults("cwa-msn", "tiny"))
+    sampler = PairSampler(dataset, cross_well=True, batch_size=config.batch_size, seed=0)
+    torch.manual_seed(0)
+    method = build_method("cwa-msn", config, len(dataset.channels)).train()
+    inputs = slice_batch(sampler.batch_at(0), 0, 1, "cpu")
+    probs, targets = msn_init_information.assignments(method, inputs, step_generator(0, 0))
+    with torch.no_grad():
+        _, out = method(inputs, step_generator(0, 0))
+    assert torch.allclose(probs, out["anchor_probs"]) and torch.allclose(targets, out["targets"])
+    assert probs.shape[0] == (config.n_random_views + config.n_focal_views) * targets.shape[0]
+    same = targets[:1].expand_as(targets)
+    info = msn_init_information.batch_information(probs, same)
+    assert info["info"] == pytest.approx(0.0, abs=1e-6)
+    assert info["agreement"] == info["agreement_shuffled"]
 
 
 def test_same_site_pairs_pair_each_anchor_with_itself():
